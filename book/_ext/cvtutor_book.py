@@ -1,0 +1,45 @@
+"""Sphinx extension of the book: serve plotly.js and MathJax from the book itself.
+
+plotly.js is taken from the installed ``plotly`` package and MathJax 3 from the installed
+``django-static-mathjax`` package (its ``es5/tex-svg.js`` needs no web fonts), so a built page
+draws its figures and math with the network off.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+
+def _assets() -> dict[str, Path]:
+    import plotly
+
+    try:
+        import mathjax
+    except ImportError as err:
+        raise RuntimeError("the book needs MathJax from the package django-static-mathjax: "
+                           "pip install -e '.[book]'") from err
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    tex_svg = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg.js"
+    for path in (plotly_js, tex_svg):
+        if not path.is_file():
+            raise RuntimeError(f"expected {path} in the installed package; reinstall the 'book' extra")
+    return {"plotly.min.js": plotly_js, "mathjax/tex-svg.js": tex_svg}
+
+
+def _copy_assets(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    for name, src in _assets().items():
+        dst = static / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def setup(app: Sphinx) -> dict:
+    _assets()  # fail early, with a clear message, if a package is missing
+    app.add_js_file("plotly.min.js", priority=200)
+    app.connect("build-finished", _copy_assets)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,3 @@
+from cvtutor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""``python -m cvtutor``: list the tutorials, run one paper's miniature, print the README table.
+
+    python -m cvtutor list
+    python -m cvtutor run getting_started --profile fast --seed 0 --out results/
+    python -m cvtutor table            # the README's table of papers (Markdown)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cvtutor import papers, report, runtime
+
+
+def _list() -> int:
+    width = max(len(t.slug) for t in papers.TUTORIALS)
+    for t in papers.TUTORIALS:
+        print(f"{t.id:4} {t.slug:{width}}  {t.status:11}  {t.title}")
+    counts = {s: sum(t.status == s for t in papers.TUTORIALS) for s in papers.STATUSES}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+def _run(slug: str, profile: str, seed: int, out: str) -> int:
+    module = papers.load(slug)
+    resolved = runtime.resolve_profile(profile)
+    rt = runtime.setup(resolved, seed)
+    config = module.Config.for_profile(resolved)
+    with report.Stopwatch() as sw:
+        results = module.run(config)
+    meta = report.run_metadata(slug, rt.profile, rt.device, seed, wall_time_s=sw.seconds)
+    path = report.save_results(results, Path(out) / f"{slug}-{rt.profile}-seed{seed}.json", meta)
+    print(f"wrote {path} ({sw.seconds:.1f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cvtutor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the tutorials, their slugs and status")
+    sub.add_parser("table", help="the README's table of tutorials, in Markdown")
+    run = sub.add_parser("run", help="run one paper's miniature and write its results JSON")
+    run.add_argument("slug")
+    run.add_argument("--profile", default="auto", help=f"one of {runtime.PROFILES} (default auto)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", default="results", help="folder for the results JSON (default ./results)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list()
+        if args.command == "table":
+            print(papers.status_table())
+            return 0
+        return _run(args.slug, args.profile, args.seed, args.out)
+    except (KeyError, ModuleNotFoundError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Metrics shared by several papers (pose, point sets, detection, generative models)."""

@@ -1,0 +1,1 @@
+"""Building blocks shared by several papers (small CNNs, MLPs, decoders, point-set networks)."""

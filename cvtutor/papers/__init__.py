@@ -1,0 +1,143 @@
+"""The registry of the book's tutorials: the getting-started notebook and the 48 papers.
+
+The README's paper table, ``python -m cvtutor list`` and the ``_toc.yml`` check all read from
+:data:`TUTORIALS`. A paper's ``status`` is ``planned`` until work on it starts, ``in progress``
+while its module exists but it is not finished, and ``done`` when it meets the definition of done
+(module, notebook, tests, fast-profile run in CI). ``tests/test_registry.py`` checks that a status
+agrees with the files that exist.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+STATUSES = ("done", "in progress", "planned")
+PARTS = {
+    "start": "Getting started",
+    "hands": "Hand pose",
+    "eccv2020": "ECCV 2020, Part III",
+}
+
+
+@dataclass(frozen=True)
+class Tutorial:
+    """One entry of the book: an id (``H1``, ``E08``...), its module slug, title and part."""
+
+    id: str
+    slug: str
+    title: str
+    part: str
+    status: str = "planned"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"{self.id}: status {self.status!r} is not one of {STATUSES}")
+        if self.part not in PARTS:
+            raise ValueError(f"{self.id}: part {self.part!r} is not one of {tuple(PARTS)}")
+
+    @property
+    def notebook(self) -> str:
+        """Path of the notebook, relative to the repository root."""
+        if self.part == "start":
+            return f"notebooks/00_{self.slug}.ipynb"
+        return f"notebooks/{self.part}/{self.slug}.ipynb"
+
+    @property
+    def module_name(self) -> str:
+        return f"cvtutor.papers.{self.slug}"
+
+    def has_module(self) -> bool:
+        return (Path(__file__).parent / f"{self.slug}.py").exists() or (
+            Path(__file__).parent / self.slug / "__init__.py"
+        ).exists()
+
+
+TUTORIALS: tuple[Tutorial, ...] = (
+    Tutorial("GS", "getting_started", "Getting started: the notebook template on scikit-learn's digits", "start", "done"),
+    Tutorial('H1', 'knowledge_as_priors', 'Knowledge as Priors: Cross-Modal Knowledge Generalization (CVPR 2020) + supplement', 'hands'),
+    Tutorial('H2', 'disentangling_latent_hands', 'Disentangling Latent Hands for Image Synthesis and Pose Estimation (CVPR 2019), supplement only', 'hands'),
+    Tutorial('H3', 'multimodal_vae', 'Multimodal Representation Learning using VAEs (3D hand pose; thesis)', 'hands'),
+    Tutorial('E01', 'sizer', 'SIZER: A Dataset and Model for Parsing 3D Clothing and Learning Size Sensitive 3D Clothing (ECCV 2020)', 'eccv2020'),
+    Tutorial('E02', 'limp', 'LIMP: Learning Latent Shape Representations with Metric Preservation Priors (ECCV 2020)', 'eccv2020'),
+    Tutorial('E03', 'sketch2photo', 'Unsupervised Sketch to Photo Synthesis (ECCV 2020)', 'eccv2020'),
+    Tutorial('E04', 'robust_corruptions', 'A Simple Way to Make Neural Networks Robust Against Diverse Image Corruptions (ECCV 2020)', 'eccv2020'),
+    Tutorial('E05', 'softpoolnet', 'SoftPoolNet: Shape Descriptor for Point Cloud Completion and Classification (ECCV 2020)', 'eccv2020'),
+    Tutorial('E06', 'face_aging_daae', 'Hierarchical Face Aging Through Disentangled Latent Characteristics (ECCV 2020)', 'eccv2020'),
+    Tutorial('E07', 'openhybrid', 'Hybrid Models for Open Set Recognition (ECCV 2020)', 'eccv2020'),
+    Tutorial('E08', 'topogan', 'TopoGAN: A Topology-Aware Generative Adversarial Network (ECCV 2020)', 'eccv2020'),
+    Tutorial('E09', 'ahernet', 'Learning to Localize Actions from Moments (ECCV 2020)', 'eccv2020'),
+    Tutorial('E10', 'forkgan', 'ForkGAN: Seeing into the Rainy Night (ECCV 2020)', 'eccv2020'),
+    Tutorial('E11', 'tcgm', 'TCGM: An Information-Theoretic Framework for Semi-supervised Multi-modality Learning (ECCV 2020)', 'eccv2020'),
+    Tutorial('E12', 'exchnet', 'ExchNet: A Unified Hashing Network for Large-Scale Fine-Grained Image Retrieval (ECCV 2020)', 'eccv2020'),
+    Tutorial('E13', 'tsit', 'TSIT: A Simple and Versatile Framework for Image-to-Image Translation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E14', 'proxybnn', 'ProxyBNN: Learning Binarized Neural Networks via Proxy Matrices (ECCV 2020)', 'eccv2020'),
+    Tutorial('E15', 'hmor', 'HMOR: Hierarchical Multi-person Ordinal Relations for Monocular Multi-person 3D Pose Estimation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E16', 'mask2cad', 'Mask2CAD: 3D Shape Prediction by Learning to Segment and Retrieve (ECCV 2020)', 'eccv2020'),
+    Tutorial('E17', 'surrogate_loss', 'A Unified Framework of Surrogate Loss by Refactoring and Interpolation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E18', 'deep_reflectance_volumes', 'Deep Reflectance Volumes: Relightable Reconstructions from Multi-view Photometric Images (ECCV 2020)', 'eccv2020'),
+    Tutorial('E19', 'memdpc', 'Memory-Augmented Dense Predictive Coding for Video Representation Learning (ECCV 2020)', 'eccv2020'),
+    Tutorial('E20', 'pointmixup', 'PointMixup: Augmentation for Point Clouds (ECCV 2020)', 'eccv2020'),
+    Tutorial('E21', 'isp_reid', 'Identity-Guided Human Semantic Parsing for Person Re-identification (ECCV 2020)', 'eccv2020'),
+    Tutorial('E22', 'shapegf', 'Learning Gradient Fields for Shape Generation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E23', 'coco_funit', 'COCO-FUNIT: Few-Shot Unsupervised Image Translation with a Content Conditioned Style Encoder (ECCV 2020)', 'eccv2020'),
+    Tutorial('E24', 'cpnet', 'Corner Proposal Network for Anchor-Free, Two-Stage Object Detection (ECCV 2020)', 'eccv2020'),
+    Tutorial('E25', 'phraseclick', 'PhraseClick: Toward Achieving Flexible Interactive Segmentation by Phrase and Click (ECCV 2020)', 'eccv2020'),
+    Tutorial('E26', 'av_video_parsing', 'Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video Parsing (ECCV 2020)', 'eccv2020'),
+    Tutorial('E27', 'rsn_delicate_local', 'Learning Delicate Local Representations for Multi-person Pose Estimation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E28', 'topological_maps', 'Learning to Plan with Uncertain Topological Maps (ECCV 2020)', 'eccv2020'),
+    Tutorial('E29', 'neural_design_network', 'Neural Design Network: Graphic Layout Generation with Constraints (ECCV 2020)', 'eccv2020'),
+    Tutorial('E30', 'rpl_reciprocal_points', 'Learning Open Set Network with Discriminative Reciprocal Points (ECCV 2020)', 'eccv2020'),
+    Tutorial('E31', 'conv_occupancy', 'Convolutional Occupancy Networks (ECCV 2020)', 'eccv2020'),
+    Tutorial('E32', 'crowd_3d_pose_mvg', 'Multi-person 3D Pose Estimation in Crowded Scenes Based on Multi-view Geometry (ECCV 2020)', 'eccv2020'),
+    Tutorial('E33', 'tide', 'TIDE: A General Toolbox for Identifying Object Detection Errors (ECCV 2020)', 'eccv2020'),
+    Tutorial('E34', 'pointcontrast', 'PointContrast: Unsupervised Pre-training for 3D Point Cloud Understanding (ECCV 2020)', 'eccv2020'),
+    Tutorial('E35', 'dsa_pruning', 'DSA: More Efficient Budgeted Pruning via Differentiable Sparsity Allocation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E36', 'autoaugment_kd', 'Circumventing Outliers of AutoAugment with Knowledge Distillation (ECCV 2020)', 'eccv2020'),
+    Tutorial('E37', 's2dnet', 'S2DNet: Learning Image Features for Accurate Sparse-to-Dense Matching (ECCV 2020)', 'eccv2020'),
+    Tutorial('E38', 'rtm3d', 'RTM3D: Real-Time Monocular 3D Detection from Object Keypoints for Autonomous Driving (ECCV 2020)', 'eccv2020'),
+    Tutorial('E39', 'graph_memory_vos', 'Video Object Segmentation with Episodic Graph Memory Networks (ECCV 2020)', 'eccv2020'),
+    Tutorial('E40', 'sandglass_mobilenext', 'Rethinking Bottleneck Structure for Efficient Mobile Network Design (ECCV 2020)', 'eccv2020'),
+    Tutorial('E41', 'side_tuning', 'Side-Tuning: A Baseline for Network Adaptation via Additive Side Networks (ECCV 2020)', 'eccv2020'),
+    Tutorial('E42', 'part_aware_3d_pose_nas', 'Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture Search Approach (ECCV 2020)', 'eccv2020'),
+    Tutorial('E43', 'revise', 'REVISE: A Tool for Measuring and Mitigating Bias in Visual Datasets (ECCV 2020)', 'eccv2020'),
+    Tutorial('E44', 'info_ground', 'Contrastive Learning for Weakly Supervised Phrase Grounding (ECCV 2020)', 'eccv2020'),
+    Tutorial('E45', 'collab_gesture_handpose', 'Collaborative Learning of Gesture Recognition and 3D Hand Pose Estimation with Multi-order Feature Analysis (ECCV 2020)', 'hands'),
+)
+
+_BY_SLUG = {t.slug: t for t in TUTORIALS}
+
+
+def papers() -> tuple[Tutorial, ...]:
+    """The 48 papers, without the getting-started tutorial."""
+    return tuple(t for t in TUTORIALS if t.part != "start")
+
+
+def get(slug: str) -> Tutorial:
+    """The registry entry of ``slug``; an unknown slug raises ``KeyError`` listing the known ones."""
+    try:
+        return _BY_SLUG[slug]
+    except KeyError:
+        known = ", ".join(sorted(_BY_SLUG))
+        raise KeyError(f"unknown tutorial slug {slug!r}; available slugs: {known}") from None
+
+
+def load(slug: str) -> ModuleType:
+    """Import the module of ``slug``; a planned paper without a module raises a clear error."""
+    tutorial = get(slug)
+    if not tutorial.has_module():
+        runnable = ", ".join(t.slug for t in TUTORIALS if t.has_module())
+        raise ModuleNotFoundError(
+            f"{slug!r} ({tutorial.id}) is {tutorial.status} and has no module yet; "
+            f"runnable slugs: {runnable}"
+        )
+    return importlib.import_module(tutorial.module_name)
+
+
+def status_table() -> str:
+    """The README's table of tutorials, as Markdown (``python -m cvtutor table``)."""
+    lines = ["| id | paper | part | status | slug |", "|---|---|---|---|---|"]
+    for t in TUTORIALS:
+        lines.append(f"| {t.id} | {t.title} | {PARTS[t.part]} | {t.status} | `{t.slug}` |")
+    return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""Paper-vs-ours tables with a computed ``holds`` column, and results files with run metadata.
+
+A paper module states the paper's numbers once, as data, with their source::
+
+    PAPER = {
+        "table1": PaperTable("Table 1", "EPE (mm)", {"RGB": 20.9, "KD": 18.4}, better="lower"),
+    }
+
+and a notebook compares a run against them::
+
+    report.compare(PAPER["table1"], ours={"RGB": 24.0, "KD": 21.7}, claims=["KD < RGB"])
+
+A claim is a comparison between settings (``"KD < RGB"``), between a setting and a number
+(``"KD < 25"``), an approximate equality within a relative tolerance (``"KD ~ RGB"``), or the
+table-wide ``"lower is better"`` / ``"higher is better"``, which checks that our ranking of the
+settings is the paper's ranking. Each claim is first checked on the paper's own numbers (a claim
+the paper does not make is a bug and raises), then on ours: that is the ``holds`` column.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_OPS = {
+    "<": lambda a, b, tol: a < b,
+    "<=": lambda a, b, tol: a <= b,
+    ">": lambda a, b, tol: a > b,
+    ">=": lambda a, b, tol: a >= b,
+    "~": lambda a, b, tol: abs(a - b) <= tol * max(abs(a), abs(b), 1e-12),
+}
+_CLAIM_RE = re.compile(r"^\s*(.+?)\s*(<=|>=|<|>|~)\s*(.+?)\s*$")
+_RANK_CLAIMS = {"lower is better": "lower", "higher is better": "higher"}
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """Numbers a paper reports: ``ref`` (e.g. ``"Table 2"``), the metric, values by setting."""
+
+    ref: str
+    metric: str
+    values: Mapping[str, float]
+    better: str | None = None  # "lower" | "higher" | None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.better not in (None, "lower", "higher"):
+            raise ValueError(f"better must be 'lower', 'higher' or None, got {self.better!r}")
+        if not self.values:
+            raise ValueError(f"{self.ref}: a PaperTable needs at least one value")
+
+
+def _value(term: str, values: Mapping[str, float]) -> float:
+    if term in values:
+        return float(values[term])
+    try:
+        return float(term)
+    except ValueError:
+        raise KeyError(f"claim term {term!r} is neither a setting ({sorted(values)}) nor a number") from None
+
+
+def check_claim(claim: str, values: Mapping[str, float], tol: float = 0.05) -> bool:
+    """Evaluate one claim (``"A < B"``, ``"A ~ B"``, ``"A >= 0.5"``) on ``values``."""
+    m = _CLAIM_RE.match(claim)
+    if not m:
+        raise ValueError(f"cannot read claim {claim!r}; expected 'A < B', 'A <= B', 'A > B', 'A >= B' or 'A ~ B'")
+    lhs, op, rhs = m.groups()
+    a, b = _value(lhs, values), _value(rhs, values)
+    if math.isnan(a) or math.isnan(b):
+        return False
+    return bool(_OPS[op](a, b, tol))
+
+
+def _ranks(values: Mapping[str, float], better: str) -> dict[str, int]:
+    order = sorted(values, key=lambda k: values[k], reverse=(better == "higher"))
+    return {k: i + 1 for i, k in enumerate(order)}
+
+
+def compare(paper: PaperTable | Mapping[str, float], ours: Mapping[str, float], claims: Iterable[str] = (),
+            tol: float = 0.05, strict: bool = True) -> pd.DataFrame:
+    """A paper-vs-ours table: one row per setting, columns ``paper``, ``ours``, ``diff``,
+    ``claim`` and ``holds`` (``True``/``False``, or ``<NA>`` where the row states no claim).
+
+    A claim ``"A op B"`` is attached to the row of ``A``. ``"lower is better"`` (or
+    ``"higher is better"``) attaches to every row and holds where our rank equals the paper's.
+    With ``strict``, a claim that is false on the paper's own numbers raises ``ValueError``.
+    """
+    values = paper.values if isinstance(paper, PaperTable) else paper
+    unknown = set(ours) - set(values)
+    if unknown:
+        raise KeyError(f"ours has settings {sorted(unknown)} that the paper table lacks ({sorted(values)})")
+    rows = []
+    rank_claim = None
+    row_claims: dict[str, list[str]] = {}
+    for c in claims:
+        key = c.strip().lower()
+        if key in _RANK_CLAIMS:
+            rank_claim = _RANK_CLAIMS[key]
+            continue
+        m = _CLAIM_RE.match(c)
+        if not m:
+            raise ValueError(f"cannot read claim {c!r}")
+        lhs = m.group(1)
+        if lhs not in values:
+            raise KeyError(f"claim {c!r}: {lhs!r} is not a setting of the table ({sorted(values)})")
+        if strict and not check_claim(c, values, tol):
+            raise ValueError(f"claim {c!r} does not hold on the paper's own numbers {dict(values)}")
+        row_claims.setdefault(lhs, []).append(c)
+    ours_ranks = paper_ranks = None
+    if rank_claim is not None:
+        shared = {k: values[k] for k in values if k in ours}
+        paper_ranks = _ranks(shared, rank_claim)
+        ours_ranks = _ranks({k: ours[k] for k in shared}, rank_claim)
+    for setting, pv in values.items():
+        ov = ours.get(setting, np.nan)
+        texts, verdicts = [], []
+        for c in row_claims.get(setting, []):
+            texts.append(c)
+            verdicts.append(_only_ours(c, ours) and check_claim(c, ours, tol))
+        if rank_claim is not None and setting in ours:
+            texts.append(f"rank {paper_ranks[setting]} ({rank_claim} is better)")
+            verdicts.append(ours_ranks[setting] == paper_ranks[setting])
+        rows.append({
+            "setting": setting,
+            "paper": float(pv),
+            "ours": float(ov),
+            "diff": float(ov) - float(pv),
+            "claim": "; ".join(texts),
+            "holds": (all(verdicts) if verdicts else pd.NA),
+        })
+    df = pd.DataFrame(rows).set_index("setting")
+    df["holds"] = df["holds"].astype("boolean")
+    if isinstance(paper, PaperTable):
+        df.attrs.update(ref=paper.ref, metric=paper.metric)
+    return df
+
+
+def _only_ours(claim: str, ours: Mapping[str, float]) -> bool:
+    """Every setting a claim names must have been measured by us for the claim to be judged."""
+    m = _CLAIM_RE.match(claim)
+    assert m is not None
+    for term in (m.group(1), m.group(3)):
+        try:
+            float(term)
+        except ValueError:
+            if term not in ours:
+                return False
+    return True
+
+
+def claims_table(claims: Mapping[str, tuple[bool | None, bool]]) -> pd.DataFrame:
+    """A table of findings stated in words: ``{"KD helps": (holds_in_paper, holds_here)}``."""
+    rows = [{"finding": k, "paper": p, "holds": bool(o)} for k, (p, o) in claims.items()]
+    df = pd.DataFrame(rows).set_index("finding")
+    df["holds"] = df["holds"].astype("boolean")
+    return df
+
+
+def style(df: pd.DataFrame, precision: int = 3):
+    """A ``Styler`` for the book: numbers rounded, ``holds`` shown as ✓ / ✗ / –."""
+    def mark(v: Any) -> str:
+        if v is pd.NA or v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return "✓" if bool(v) else "✗"
+
+    fmt = {c: mark for c in df.columns if c == "holds"}
+    styler = df.style.format(precision=precision, na_rep="–").format(fmt)
+    if "ref" in df.attrs:
+        styler = styler.set_caption(f"{df.attrs['ref']}: {df.attrs.get('metric', '')}")
+    return styler
+
+
+# --------------------------------------------------------------------------------------------
+# results files
+# --------------------------------------------------------------------------------------------
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_metadata(slug: str, profile: str, device: Any, seed: int, wall_time_s: float | None = None) -> dict[str, Any]:
+    """What a results file records about the run that produced it."""
+    import torch
+
+    import cvtutor
+
+    return {
+        "slug": slug,
+        "profile": profile,
+        "device": str(device),
+        "seed": int(seed),
+        "cvtutor_version": cvtutor.__version__,
+        "git_commit": _git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "wall_time_s": wall_time_s,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, pd.DataFrame):
+        return {"__dataframe__": json.loads(obj.to_json(orient="split", default_handler=str)),
+                "index_name": obj.index.name}
+    if isinstance(obj, pd.Series):
+        return _encode(obj.to_frame())
+    if isinstance(obj, Mapping):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return _encode(obj.tolist())
+    if obj is pd.NA:
+        return None
+    if hasattr(obj, "item") and callable(obj.item):  # torch / numpy scalars
+        return _encode(obj.item())
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a results file; use dicts, lists, numbers, "
+                    "strings or DataFrames")
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, dict) and "__dataframe__" in obj:
+        d = obj["__dataframe__"]
+        df = pd.DataFrame(d["data"], index=d["index"], columns=d["columns"])
+        df.index.name = obj.get("index_name")
+        return df
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def save_results(results: Mapping[str, Any], path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:
+    """Write ``{"metadata": ..., "results": ...}`` as JSON (atomically); DataFrames survive a round trip."""
+    required = {"slug", "profile", "device", "seed"}
+    if not required <= set(metadata):
+        raise ValueError(f"metadata needs the keys {sorted(required)}; got {sorted(metadata)} "
+                         "(build it with report.run_metadata)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"metadata": _encode(metadata), "results": _encode(results)}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read what :func:`save_results` wrote: ``(results, metadata)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or "results" not in data or "metadata" not in data:
+        raise ValueError(f"{path} is not a cvtutor results file (expected keys 'metadata' and 'results')")
+    return _decode(data["results"]), data["metadata"]
+
+
+@dataclass
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds``."""
+
+    seconds: float = 0.0
+    _t0: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> "Stopwatch":
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self._t0

@@ -1,0 +1,150 @@
+"""Where and how a notebook runs: device, seeding, and the fast/full profiles.
+
+A notebook's first code cell calls :func:`setup`, which resolves the profile, seeds every
+random number generator and prints what the run will use::
+
+    rt = cvtutor.setup(profile=PROFILE, seed=SEED)
+    cfg = Config.for_profile(rt.profile)
+
+Environment overrides (read each time, so a teacher can set them before starting Jupyter):
+
+``CVTUTOR_PROFILE``  ``fast`` | ``full`` | ``auto``: overrides the notebook's ``PROFILE``.
+``CVTUTOR_DEVICE``   ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``: overrides the automatic choice.
+``CVTUTOR_PROGRESS`` ``auto`` | ``text`` | ``off``: progress bars as widgets, as text, or none.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("fast", "full", "auto")
+PROGRESS_MODES = ("auto", "text", "off")
+
+
+def resolve_profile(profile: str | None = "auto") -> str:
+    """Turn ``fast | full | auto`` (or ``CVTUTOR_PROFILE``, which wins) into ``fast`` or ``full``.
+
+    ``auto`` means ``full`` when CUDA is available and ``fast`` otherwise.
+    """
+    env = os.environ.get("CVTUTOR_PROFILE", "").strip()
+    chosen = env or (profile if profile is not None else "auto")
+    chosen = str(chosen).strip().lower()
+    if chosen not in PROFILES:
+        source = "CVTUTOR_PROFILE" if env else "profile"
+        raise ValueError(f"{source}={chosen!r} is not a profile; expected one of {PROFILES}")
+    if chosen == "auto":
+        return "full" if torch.cuda.is_available() else "fast"
+    return chosen
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: ``CVTUTOR_DEVICE`` or ``prefer`` if given, else cuda > mps > cpu."""
+    name = os.environ.get("CVTUTOR_DEVICE", "").strip() or prefer
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise ValueError(f"device {name!r} is not a torch device (e.g. 'cpu', 'cuda', 'mps')") from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r} was asked for but MPS is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(int(seed))
+
+
+def progress_mode() -> str:
+    """``CVTUTOR_PROGRESS``: ``auto`` (tqdm.auto), ``text`` (plain tqdm) or ``off``."""
+    mode = os.environ.get("CVTUTOR_PROGRESS", "auto").strip().lower() or "auto"
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"CVTUTOR_PROGRESS={mode!r}; expected one of {PROGRESS_MODES}")
+    return mode
+
+
+def autocast(device: torch.device | str):
+    """bf16 autocast on CUDA, a no-op context elsewhere (CPU and MPS train in float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What :func:`setup` resolved: the profile, the device and the seed of this run."""
+
+    profile: str
+    device: torch.device
+    seed: int
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.device.type == "cuda" else None
+
+    def describe(self) -> str:
+        import cvtutor
+
+        gpu = ""
+        if self.device.type == "cuda":
+            gpu = f" ({torch.cuda.get_device_name(self.device)})"
+        return (
+            f"cvtutor {cvtutor.__version__} | profile={self.profile} | device={self.device}{gpu} | "
+            f"seed={self.seed} | torch {torch.__version__} | numpy {np.__version__} | "
+            f"python {platform.python_version()}"
+        )
+
+
+def setup(profile: str | None = "auto", seed: int = 0, device: str | None = None, verbose: bool = True) -> Runtime:
+    """The first call of every notebook: resolve the profile and device, seed, and say so."""
+    rt = Runtime(profile=resolve_profile(profile), device=get_device(device), seed=int(seed))
+    seed_everything(seed)
+    from cvtutor import viz
+
+    viz.use_book_renderer()
+    if verbose:
+        print(rt.describe(), file=sys.stdout)
+    return rt
+
+
+C = TypeVar("C")
+
+
+class ProfileConfig:
+    """Mixin for a paper's ``Config`` dataclass: ``Config.for_profile(profile)`` and ``replace``.
+
+    Subclasses define the classmethods ``fast()`` and ``full()``.
+    """
+
+    @classmethod
+    def for_profile(cls: type[C], profile: str | None = "auto") -> C:
+        resolved = resolve_profile(profile)
+        return cls.fast() if resolved == "fast" else cls.full()  # type: ignore[attr-defined]
+
+    def replace(self: C, **changes) -> C:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
