@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import pytest
+
+from cvtutor import cli, report
+
+
+def test_list(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "getting_started" in out and "knowledge_as_priors" in out and "planned" in out
+
+
+def test_table(capsys):
+    assert cli.main(["table"]) == 0
+    assert capsys.readouterr().out.startswith("| id | paper |")
+
+
+def test_unknown_slug_lists_available(capsys):
+    assert cli.main(["run", "no_such_paper", "--profile", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown tutorial slug 'no_such_paper'" in err and "getting_started" in err
+
+
+def test_bad_profile(capsys, monkeypatch):
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    assert cli.main(["run", "getting_started", "--profile", "turbo"]) == 2
+    assert "expected one of" in capsys.readouterr().err
+
+
+def test_run_getting_started_writes_results(tmp_path, monkeypatch):
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    proc = subprocess.run([sys.executable, "-m", "cvtutor", "run", "getting_started", "--profile", "fast",
+                           "--seed", "1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results, meta = report.load_results(tmp_path / "getting_started-fast-seed1.json")
+    assert meta["slug"] == "getting_started" and meta["profile"] == "fast" and meta["seed"] == 1
+    assert meta["wall_time_s"] > 0
+    assert 0.9 < results["svc_accuracy"] <= 1.0
+    assert set(results["accuracy"]["model"]) == {"softmax", "mlp"}
+
+
+def test_usage_error():
+    with pytest.raises(SystemExit):
+        cli.main(["frobnicate"])
