@@ -168,14 +168,26 @@ def claims_table(claims: Mapping[str, tuple[bool | None, bool]]) -> pd.DataFrame
 
 
 def style(df: pd.DataFrame, precision: int = 3):
-    """A ``Styler`` for the book: numbers rounded, ``holds`` shown as ✓ / ✗ / –."""
+    """A ``Styler`` for the book: the index as a first column, numbers rounded, ``holds`` as ✓ / ✗ / –."""
     def mark(v: Any) -> str:
         if v is pd.NA or v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         return "✓" if bool(v) else "✗"
 
-    fmt = {c: mark for c in df.columns if c == "holds"}
-    styler = df.style.format(precision=precision, na_rep="–").format(fmt)
+    def number(v: Any) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, (bool, np.bool_)):
+            return str(v)
+        if isinstance(v, (int, np.integer)):
+            return str(v)
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.{precision}f}"
+        return str(v)
+
+    shown = df.reset_index() if (df.index.name is not None or not isinstance(df.index, pd.RangeIndex)) else df
+    fmt = {c: (mark if c == "holds" else number) for c in shown.columns}
+    styler = shown.style.format(fmt).hide(axis="index")
     if "ref" in df.attrs:
         styler = styler.set_caption(f"{df.attrs['ref']}: {df.attrs.get('metric', '')}")
     return styler

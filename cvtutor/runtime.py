@@ -111,9 +111,8 @@ class Runtime:
         if self.device.type == "cuda":
             gpu = f" ({torch.cuda.get_device_name(self.device)})"
         return (
-            f"cvtutor {cvtutor.__version__} | profile={self.profile} | device={self.device}{gpu} | "
-            f"seed={self.seed} | torch {torch.__version__} | numpy {np.__version__} | "
-            f"python {platform.python_version()}"
+            f"cvtutor {cvtutor.__version__} | profile={self.profile} | device={self.device}{gpu} | seed={self.seed}\n"
+            f"torch {torch.__version__} | numpy {np.__version__} | python {platform.python_version()}"
         )
 
 

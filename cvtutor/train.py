@@ -186,9 +186,12 @@ def _progress(total: int, initial: int, desc: str | None, enabled: bool):
     if not enabled or mode == "off":
         return None
     if mode == "text":
+        # plain text (e.g. for the built book): a line at the start, one every 30 s, one at the end
         from tqdm import tqdm
-    else:
-        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, ncols=100, mininterval=30.0)
+    from tqdm.auto import tqdm
+
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=0.5)
 
 

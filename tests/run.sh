@@ -2,7 +2,7 @@
 # The README's test command. In order:
 #   1. the unit tests (tests/, except the browser test);
 #   2. every notebook executed once, by nbmake, with the fast profile and a time-out, on a staged
-#      copy of the book under _build/stage (so the executed outputs never land in notebooks/);
+#      copy of the book under _book/ (so the executed outputs never land in notebooks/);
 #   3. the book built from those executed notebooks (no second execution);
 #   4. the built book opened in headless Chromium with the network off.
 # It stops at the first failing stage. CVTUTOR_TEST_JOBS sets the parallel workers (default 2).
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 jobs=${CVTUTOR_TEST_JOBS:-2}
 timeout=${CVTUTOR_NOTEBOOK_TIMEOUT:-600}
-stage=_build/stage
+stage=_book  # not under _build: nbmake skips any path with a _build part
 export CVTUTOR_PROFILE=fast CVTUTOR_PROGRESS=text PYTHONHASHSEED=0
 
 echo "== 1/4 unit tests"

@@ -44,8 +44,11 @@ def _need(condition: bool, message: str) -> None:
 @pytest.fixture(scope="module")
 def server():
     _need(HTML.is_dir(), f"no built book at {HTML}: run tests/run.sh (it builds the book first)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -38,8 +38,24 @@ def _copy_assets(app: Sphinx, exception: Exception | None) -> None:
         shutil.copyfile(src, dst)
 
 
+def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    # pydata-sphinx-theme logs a console error on a first visit when no default mode is set
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"
+    # sphinx-thebe registers its inline configuration script twice under Jupyter Book (once with
+    # filename None, once with ''), which re-declares a `const` and throws on every page
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", script) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
 def setup(app: Sphinx) -> dict:
     _assets()  # fail early, with a clear message, if a package is missing
     app.add_js_file("plotly.min.js", priority=200)
+    app.connect("html-page-context", _page_context)
     app.connect("build-finished", _copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
