@@ -21,7 +21,8 @@ echo "== 2/4 notebooks (nbmake, fast profile, ${timeout}s time-out each)"
 rm -rf "$stage"
 mkdir -p "$stage"
 cp -r _config.yml _toc.yml README.md book notebooks "$stage"/
-python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
+# one thread per notebook kernel: $jobs kernels share the cores
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
     --rootdir="$stage" -o addopts="" -q "$stage"/notebooks
 
 echo "== 3/4 book (from the executed notebooks)"

@@ -23,13 +23,18 @@ PARTS = {
 
 @dataclass(frozen=True)
 class Tutorial:
-    """One entry of the book: an id (``H1``, ``E08``...), its module slug, title and part."""
+    """One entry of the book: an id (``H1``, ``E08``...), its module slug, title and part.
+
+    ``paper`` is False for the tutorials that teach the book's own tools (getting started, the
+    hand world) rather than reproduce a paper.
+    """
 
     id: str
     slug: str
     title: str
     part: str
     status: str = "planned"
+    paper: bool = True
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -55,7 +60,8 @@ class Tutorial:
 
 
 TUTORIALS: tuple[Tutorial, ...] = (
-    Tutorial("GS", "getting_started", "Getting started: the notebook template on scikit-learn's digits", "start", "done"),
+    Tutorial("GS", "getting_started", "Getting started: the notebook template on scikit-learn's digits", "start", "done",
+             paper=False),
     Tutorial('H1', 'knowledge_as_priors', 'Knowledge as Priors: Cross-Modal Knowledge Generalization (CVPR 2020) + supplement', 'hands'),
     Tutorial('H2', 'disentangling_latent_hands', 'Disentangling Latent Hands for Image Synthesis and Pose Estimation (CVPR 2019), supplement only', 'hands'),
     Tutorial('H3', 'multimodal_vae', 'Multimodal Representation Learning using VAEs (3D hand pose; thesis)', 'hands'),
@@ -110,8 +116,8 @@ _BY_SLUG = {t.slug: t for t in TUTORIALS}
 
 
 def papers() -> tuple[Tutorial, ...]:
-    """The 48 papers, without the getting-started tutorial."""
-    return tuple(t for t in TUTORIALS if t.part != "start")
+    """The 48 papers, without the tutorials on the book's own tools."""
+    return tuple(t for t in TUTORIALS if t.paper)
 
 
 def get(slug: str) -> Tutorial:
