@@ -3,6 +3,7 @@
     python -m cvtutor list
     python -m cvtutor run getting_started --profile fast --seed 0 --out results/
     python -m cvtutor table            # the README's table of papers (Markdown)
+    python -m cvtutor table --write README.md
 """
 from __future__ import annotations
 
@@ -35,11 +36,24 @@ def _run(slug: str, profile: str, seed: int, out: str) -> int:
     return 0
 
 
+def _write_table(readme: Path) -> int:
+    start, end = "<!-- papers:start -->", "<!-- papers:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no '{start}' ... '{end}' markers")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{start}\n{papers.status_table()}\n{end}{tail}")
+    print(f"updated the table in {readme}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cvtutor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the tutorials, their slugs and status")
-    sub.add_parser("table", help="the README's table of tutorials, in Markdown")
+    table = sub.add_parser("table", help="the README's table of tutorials, in Markdown")
+    table.add_argument("--write", metavar="README", help="replace the table between the markers of this README")
     run = sub.add_parser("run", help="run one paper's miniature and write its results JSON")
     run.add_argument("slug")
     run.add_argument("--profile", default="auto", help=f"one of {runtime.PROFILES} (default auto)")
@@ -50,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         if args.command == "table":
+            if args.write:
+                return _write_table(Path(args.write))
             print(papers.status_table())
             return 0
         return _run(args.slug, args.profile, args.seed, args.out)

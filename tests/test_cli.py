@@ -45,3 +45,14 @@ def test_run_getting_started_writes_results(tmp_path, monkeypatch):
 def test_usage_error():
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"])
+
+
+def test_table_write(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- papers:start -->\nold\n<!-- papers:end -->\nafter\n")
+    assert cli.main(["table", "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| id | paper |" in text and text.endswith("after\n")
+    (tmp_path / "plain.md").write_text("no markers")
+    assert cli.main(["table", "--write", str(tmp_path / "plain.md")]) == 2
+    assert "markers" in capsys.readouterr().err
