@@ -264,9 +264,9 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        return cls(n_train=10000, n_test=5000, hidden=128, steps=3000, batch_size=256, labelled_batch=64,
-                   lr_l=1e-3, lr_u=1e-3, label_rates=(0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3),
-                   clustering_steps=3000, digits_classes=10, digits_train=5000, digits_steps=3000,
+        return cls(n_train=10000, n_test=5000, hidden=128, steps=1000, batch_size=256, labelled_batch=64,
+                   lr_l=1e-3, lr_u=1e-3, label_rates=(0.0025, 0.005, 0.01, 0.03, 0.1),
+                   clustering_steps=1500, digits_classes=10, digits_train=5000, digits_steps=1000,
                    table_rates=(0.01, 0.1), seeds=(0, 1, 2, 3, 4), spectral_max=4000)
 
 
@@ -290,8 +290,8 @@ def train(method: str, xs: Sequence[torch.Tensor], y: torch.Tensor, labelled: to
     C = int(y.max()) + 1 if method != "tc" else config.n_classes
     model = (HGRModel(dims, C, config.hidden) if method == "hgr"
              else ModalityClassifiers(dims, C, config.hidden)).to(device)
-    opt_l = torch.optim.Adam(model.parameters(), lr=config.lr_l)
-    opt_u = torch.optim.Adam(model.parameters(), lr=config.lr_u)
+    opt_l = torch.optim.Adam(model.parameters(), lr=config.lr_l, foreach=True)
+    opt_u = torch.optim.Adam(model.parameters(), lr=config.lr_u, foreach=True)
     n_l = int(labelled.sum())
     lab = minibatches(*[x[labelled] for x in xs], y[labelled], batch_size=min(config.labelled_batch, n_l),
                       seed=seed, device=device) if n_l > 0 and method != "tc" else None
