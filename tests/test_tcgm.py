@@ -286,3 +286,15 @@ def test_paper_numbers_are_consistent():
         v = T.PAPER[key].values
         assert all(v[f"TCGM {c}"] > v[f"CE {c}"] for c in ("m1", "m2", "m3", "All"))
     assert math.isclose(T.PAPER["adni_10"].values["TCGM All"], 65.17)
+
+
+def test_run_returns_storable_results(tmp_path):
+    from cvtutor import report
+
+    cfg = T.Config.fast().replace(steps=5, clustering_steps=5, digits_steps=5, n_train=300, n_test=200,
+                                  digits_train=200, hidden=16, spectral_max=200)
+    res = T.run(cfg)
+    path = report.save_results(res, tmp_path / "tcgm.json", report.run_metadata("tcgm", "fast", "cpu", 0))
+    loaded, _ = report.load_results(path)
+    assert set(loaded["table"]["method"]) == {"CE", "HGR", "TCGM"}
+    assert loaded["compare_low_rate"]["holds"].notna().sum() == 4  # the four TCGM rows carry the claims
