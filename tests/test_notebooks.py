@@ -39,6 +39,16 @@ def test_title_and_colab_badge(nb):
     assert f"colab.research.google.com/github/cvtutor/cvtutor/blob/main/{rel}" in first.source
 
 
+def test_nothing_loaded_from_the_network(nb):
+    """The built book must render offline: no remote images in markdown or HTML."""
+    path, book = nb
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "markdown":
+            continue
+        remote = re.findall(r"!\[[^\]]*\]\((https?://[^)]+)\)|<img[^>]+src=[\"'](https?://[^\"']+)", cell.source)
+        assert not remote, f"{path.name}: cell {i} loads {remote} from the network; use a text link or a local file"
+
+
 def test_parameters_cell(nb):
     path, book = nb
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
