@@ -126,10 +126,15 @@ def evaluate(pred_xyz: torch.Tensor, test: dict[str, torch.Tensor], config: Conf
                             config.steps)
 
 
-def run(config: Config) -> dict:
-    """Mean pose, ResNet-mini from RGB and from depth on the ``rhd`` domain, per seed."""
+def run(config: Config, progress: bool = False) -> dict:
+    """Mean pose, ResNet-mini from RGB and from depth on the ``rhd`` domain, per seed.
+
+    Returns DataFrames (per-seed ``metrics``, their ``summary``, ``pck`` curves, the paper ``table``,
+    ``findings``, the training ``history``) and ``example``: the first test hand of the first seed,
+    ground truth and each model's prediction, as lists of 21 [x, y, z] in metres.
+    """
     device = get_device(config.device)
-    rows, curves, histories = [], [], []
+    rows, curves, histories, example = [], [], [], {}
     for seed in config.seeds:
         data = make_data(config, seed, device)
         tr, te = data["train"], data["test"]
@@ -138,9 +143,12 @@ def run(config: Config) -> dict:
                                        ("Depth", 1, lambda d: depth_input(d["depth"], d["root"]))):
             seed_everything(seed)
             model = ResNetMini(channels, 63, config.width).to(device)
-            hist = train_regressor(model, make_x(tr), tr["xyz_norm"], config, seed, progress=False, desc=name)
+            hist = train_regressor(model, make_x(tr), tr["xyz_norm"], config, seed, progress=progress,
+                                   desc=f"{name} (seed {seed})")
             histories.append(hist.assign(model=name, seed=seed))
             preds[name] = predict_xyz(model, make_x(te), te)
+        if not example:
+            example = {"ground truth": te["xyz"][0].cpu().tolist(), **{k: v[0].cpu().tolist() for k, v in preds.items()}}
         for name, p in preds.items():
             m = evaluate(p, te, config)
             rows.append({"model": name, "seed": seed, "epe_mean": m["epe_mean"], "epe_median": m["epe_median"],
@@ -161,4 +169,4 @@ def run(config: Config) -> dict:
     })
     return {"metrics": metrics, "summary": mean.reset_index(), "pck": pd.concat(curves, ignore_index=True),
             "table": table, "findings": findings, "history": pd.concat(histories, ignore_index=True),
-            "depth_over_rgb_epe_ratio": float(mean.loc["Depth", "epe_mean"] / mean.loc["RGB", "epe_mean"])}
+            "example": example, "depth_over_rgb_epe_ratio": float(mean.loc["Depth", "epe_mean"] / mean.loc["RGB", "epe_mean"])}
