@@ -13,6 +13,9 @@ jobs=${CVTUTOR_TEST_JOBS:-2}
 timeout=${CVTUTOR_NOTEBOOK_TIMEOUT:-600}
 stage=_book  # not under _build: nbmake skips any path with a _build part
 export CVTUTOR_PROFILE=fast CVTUTOR_PROGRESS=text PYTHONHASHSEED=0
+# one torch thread per worker: $jobs workers share the cores, and oversubscribed threads make small
+# networks many times slower
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 echo "== 1/4 unit tests"
 python -m pytest tests -m "not browser" -n "$jobs" -q
@@ -21,8 +24,7 @@ echo "== 2/4 notebooks (nbmake, fast profile, ${timeout}s time-out each)"
 rm -rf "$stage"
 mkdir -p "$stage"
 cp -r _config.yml _toc.yml README.md book notebooks "$stage"/
-# one thread per notebook kernel: $jobs kernels share the cores
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
+python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
     --rootdir="$stage" -o addopts="" -q "$stage"/notebooks
 
 echo "== 3/4 book (from the executed notebooks)"

@@ -62,6 +62,8 @@ class Tutorial:
 TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial("GS", "getting_started", "Getting started: the notebook template on scikit-learn's digits", "start", "done",
              paper=False),
+    Tutorial("HW", "hand_world", "The hand world: synthetic multi-modal hands, real-data loaders and the 3D pose protocol",
+             "hands", "done", paper=False),
     Tutorial('H1', 'knowledge_as_priors', 'Knowledge as Priors: Cross-Modal Knowledge Generalization (CVPR 2020) + supplement', 'hands'),
     Tutorial('H2', 'disentangling_latent_hands', 'Disentangling Latent Hands for Image Synthesis and Pose Estimation (CVPR 2019), supplement only', 'hands'),
     Tutorial('H3', 'multimodal_vae', 'Multimodal Representation Learning using VAEs (3D hand pose; thesis)', 'hands'),
