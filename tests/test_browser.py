@@ -102,7 +102,8 @@ def test_page_renders_offline(server, browser, page):
         pg.evaluate("() => MathJax.startup.promise")
         typeset = pg.locator(".math mjx-container").count()
         assert typeset >= n_math, f"{page}: {n_math} formulas, {typeset} typeset by MathJax"
-        assert pg.locator("mjx-merror").count() == 0, f"{page}: MathJax reported a TeX error"
+        bad = pg.locator("mjx-merror, [data-mml-node='merror']")
+        assert bad.count() == 0, f"{page}: MathJax reported TeX errors: {bad.all_text_contents()[:5]}"
     figures = pg.locator(".cvtutor-plotly")
     for i in range(figures.count()):
         fig = figures.nth(i)

@@ -49,6 +49,17 @@ def test_nothing_loaded_from_the_network(nb):
         assert not remote, f"{path.name}: cell {i} loads {remote} from the network; use a text link or a local file"
 
 
+def test_display_math_renders(nb):
+    """Sphinx wraps display math that contains a line break (\\\\, even inside a matrix) in a
+    ``split`` environment, where MathJax refuses ``\\tag``: number such equations another way."""
+    path, book = nb
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for block in re.findall(r"\$\$(.+?)\$\$", cell.source, re.S):
+            assert not ("\\\\" in block and "\\tag" in block), f"{path.name}: cell {i} has \\tag in multi-line math"
+
+
 def test_parameters_cell(nb):
     path, book = nb
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
