@@ -803,7 +803,7 @@ def run(config: Config) -> dict:
     feat_net, _ = train_count_net(real["masks"], real["holes"], config.count_steps, progress=False)
     ref = reference_set(config, feat_net)
 
-    cut = membranes.cut_gaps(real["masks"][: config.gap_masks, 0].cpu().numpy(), n_gaps=1, width=3, seed=0)
+    cut = membranes.cut_gaps(real["masks"][: config.gap_masks, 0].cpu().numpy(), n_gaps=1, width=2, seed=0)
     gaps = gap_closing(cut, real["diagrams"][: config.gap_masks], config.gap_steps, config.gap_lr)
 
     rows, hists, t2 = [], [], []
