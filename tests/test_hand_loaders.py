@@ -108,3 +108,39 @@ def test_freihand_fixture_versions_and_split(tmp_path):
     (tmp_path / "training_K.json").write_text(json.dumps([[1, 2]]))
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         freihand.load_freihand(tmp_path, "G")
+
+
+def test_stb_images_depth_and_sk_extrinsic(tmp_path):
+    from cvtutor.data.hands.skeleton import CANON2STB as C2S
+
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(4)
+    canon = rng.normal(size=(3, 21, 3)) * 30 + [0, 0, 500]
+    for seq in stb.SEQUENCES:
+        savemat(tmp_path / "labels" / f"{seq}_SK.mat", {"handPara": canon[:, list(C2S)].transpose(2, 1, 0)})
+    folder = tmp_path / "images" / "B1Counting"
+    folder.mkdir(parents=True)
+    depth_mm = rng.integers(300, 1200, size=(6, 8))
+    for i in range(2):
+        Image.fromarray(np.full((6, 8, 3), 60 * i, np.uint8)).save(folder / f"SK_color_{i}.png")
+        enc = np.zeros((6, 8, 3), np.uint8)
+        enc[..., 0], enc[..., 1] = depth_mm % 256, depth_mm // 256
+        Image.fromarray(enc).save(folder / f"SK_depth_{i}.png")
+    data = stb.load_stb(tmp_path, "test", camera="SK", limit=2, with_depth=True, wrist_root=False)
+    assert data["rgb"].shape == (2, 3, 6, 8) and data["depth"].shape == (2, 1, 6, 8)
+    assert torch.allclose(data["rgb"][1], torch.full((3, 6, 8), 60 / 255))
+    np.testing.assert_allclose(data["depth"][0, 0].numpy(), depth_mm / 1000.0, rtol=1e-6)
+    # the extrinsic: a pure translation when the rotation is zero, and a proper rotation matrix
+    R = stb.rodrigues(stb.SK_ROT_VEC)
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(R) == pytest.approx(1.0)
+    expected = (canon[:2] / 1000 - np.array(stb.SK_TRANS_MM) / 1000) @ R
+    np.testing.assert_allclose(data["xyz"].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(stb.rodrigues([0, 0, np.pi / 2]) @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+    assert data["frame"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="only the SK"):
+        stb.load_stb(tmp_path, "test", camera="BB", with_depth=True)
+    with pytest.raises(FileNotFoundError, match="SK_color_2.png"):
+        stb.load_stb(tmp_path, "test", camera="SK", limit=3)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        stb.decode_sk_depth(np.zeros((4, 4)))
