@@ -216,3 +216,13 @@ def test_masks_and_scenes_reject_bad_input():
     with pytest.raises(ValueError, match=r"\(B, M, 4\)"):
         render_shapes(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.bool),
                       torch.zeros(2, 3), torch.zeros(2), 8)
+
+
+def test_one_class_per_cell_keeps_only_the_best_class():
+    logits = torch.full((1, 2, 4, 4), -10.0)
+    logits[0, 0, 1, 1], logits[0, 1, 1, 1] = 1.0, 0.5       # the same cell peaks in two classes
+    out = {"heatmap": logits, "size": torch.ones(1, 2, 4, 4), "offset": torch.zeros(1, 2, 4, 4)}
+    both = decode(out, k=2)
+    assert sorted(both["labels"][0].tolist()) == [0, 1] and float(both["scores"][0, 1]) > 0.5
+    one = decode(out, k=2, one_class_per_cell=True)
+    assert one["labels"][0, 0] == 0 and float(one["scores"][0, 1]) < 1e-3   # the next is a flat background cell

@@ -162,16 +162,21 @@ def centernet_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
 # decoding
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def decode(outputs: dict[str, torch.Tensor], k: int = 100, stride: int = 4) -> dict[str, torch.Tensor]:
+def decode(outputs: dict[str, torch.Tensor], k: int = 100, stride: int = 4,
+           one_class_per_cell: bool = False) -> dict[str, torch.Tensor]:
     """The top ``k`` peaks of the heatmap of each image as boxes.
 
-    A cell is a peak when it equals the maximum of its 3×3 neighbourhood (CenterNet's max-pool in
-    place of NMS). Returns ``boxes`` (B, k, 4) ``[x, y, w, h]`` in input pixels, ``scores`` (B, k)
-    (the peak values Ŷ, descending) and ``labels`` (B, k) in 0..C-1.
+    A cell is a peak when it equals the maximum of its 3×3 neighbourhood in its class channel
+    (CenterNet's max-pool in place of NMS). With ``one_class_per_cell`` only the best class of each
+    cell may peak there (not in the paper: it removes the same object seen as two classes).
+    Returns ``boxes`` (B, k, 4) ``[x, y, w, h]`` in input pixels, ``scores`` (B, k) (the peak values
+    Ŷ, descending) and ``labels`` (B, k) in 0..C-1.
     """
     heat = torch.sigmoid(outputs["heatmap"].float())
     b, c, h, w = heat.shape
     keep = F.max_pool2d(heat, 3, stride=1, padding=1) == heat
+    if one_class_per_cell:
+        keep &= heat == heat.amax(dim=1, keepdim=True)
     heat = heat * keep
     k = min(k, c * h * w)
     scores, flat = heat.reshape(b, -1).topk(k)
