@@ -382,3 +382,33 @@ def test_summary_figure_and_table(simulated):
     table = T.summary_table([s])
     assert table.loc["sim", "AP"] == pytest.approx(run.ap)
     assert "Main errors" in T.format_summary(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# TIDE on a trained detector
+# ---------------------------------------------------------------------------------------------
+def test_trained_detector_pipeline():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = T.Config.fast().replace(det_size=32, det_train_images=64, det_test_images=12, det_width=8,
+                                      det_dilations=(1,), det_steps=6, det_early=3, det_batch=8, det_topk=5)
+        res = T.trained_detector_comparison(cfg, "cpu", seed=0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert list(res["history"]["step"]) == list(range(1, 7))
+    assert {"loss", "heatmap", "size", "offset"} <= set(res["history"].columns)
+    data = res["data"]
+    assert len(data.dets) == 12 * 5 and set(data.dets["image_id"]) <= set(range(1, 13))
+    assert data.dets["category_id"].between(1, cfg.n_classes).all() and (data.dets[["w", "h"]] >= 0).all().all()
+    assert list(res["table"].index) == ["CenterNet, step 3", "CenterNet, step 6", "Improvement"]
+    assert res["table"].loc["Improvement", "AP"] == pytest.approx(res["summary"]["ap"] - res["early"]["ap"])
+    # Eq. (3) holds on a real detector's output too
+    c = T.completeness(T.classify_errors(data))
+    assert c["all six oracles"] == pytest.approx(100.0) and c["FP + FN oracles"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="det_early"):
+        T.train_detector(cfg.replace(det_early=6), "cpu")
+    with pytest.raises(ValueError, match="split"):
+        T.detector_scenes(cfg, "val")

@@ -26,19 +26,26 @@ Reading of the paper where it leaves a choice (the notebook discusses each):
 * mAP averages the classes that have ground truth (COCO's rule, so AP equals ``pycocotools``);
   when an oracle leaves a class with N_GT = 0 (every GT missed and removed), its AP is 100 if no
   false positive of that class is left and 0 otherwise, which makes Eq. (3) exact.
+
+Besides simulated detectors with known errors, a detector actually trained is analysed: a small
+CenterNet (:mod:`cvtutor.nn.centernet`) trained with :func:`cvtutor.train.fit` on shape scenes
+rendered on the device (:mod:`cvtutor.data.shape_scenes`), see :func:`trained_detector_comparison`.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from cvtutor import report
 from cvtutor.data.detection_sim import ErrorRates, injected_counts, random_scenes, simulate_detector
+from cvtutor.data.shape_scenes import ShapeScenes, shape_scenes
 from cvtutor.metrics.detection import (
     SIZE_BINS,
     DetectionSet,
@@ -52,7 +59,9 @@ from cvtutor.metrics.detection import (
     precision_recall,
     size_bin,
 )
-from cvtutor.runtime import ProfileConfig
+from cvtutor.nn.centernet import CenterNet, centernet_loss, centernet_targets, decode
+from cvtutor.runtime import ProfileConfig, get_device
+from cvtutor.train import fit, minibatches
 
 ERROR_TYPES = ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
 SPECIAL_TYPES = ("FP", "FN")
@@ -429,19 +438,28 @@ def progressive_figure(run: TideRun, orders: Mapping[str, Sequence[str]]):
     return fig
 
 
-def scene_figure(run: TideRun, image_id: int, width: int = 640, height: int = 480, scale: float = 0.5):
-    """One image with its GT (green, dashed) and its detections coloured by TIDE's verdict."""
+def scene_figure(run: TideRun, image_id: int, width: int = 640, height: int = 480, scale: float = 0.5,
+                 image: np.ndarray | None = None, min_score: float = 0.0):
+    """One image with its GT (green, dashed) and its detections of score >= ``min_score`` coloured by
+    TIDE's verdict. The image is drawn with ``render_scene`` unless given (``image``: (height, width, 3)
+    in [0, 1], in the boxes' pixel coordinates, shown magnified ``scale`` times)."""
     import plotly.graph_objects as go
 
     from cvtutor.data.detection_sim import render_scene
 
     gt = run.data.gt[run.data.gt["image_id"] == image_id]
-    img = render_scene(gt, width, height, scale)
-    fig = go.Figure(go.Image(z=(img * 255).astype(np.uint8), hoverinfo="skip"))
+    if image is None:
+        img = render_scene(gt, width, height, scale)
+        fig = go.Figure(go.Image(z=(img * 255).astype(np.uint8), hoverinfo="skip"))
+    else:
+        if image.shape != (height, width, 3):
+            raise ValueError(f"image must be ({height}, {width}, 3), got {image.shape}")
+        fig = go.Figure(go.Image(z=(np.clip(image, 0, 1) * 255).astype(np.uint8), x0=scale / 2, y0=scale / 2,
+                                 dx=scale, dy=scale, hoverinfo="skip"))
     for r in gt.itertuples():
         fig.add_shape(type="rect", x0=r.x * scale, y0=r.y * scale, x1=(r.x + r.w) * scale, y1=(r.y + r.h) * scale,
                       line=dict(color="#2ca02c", width=2, dash="dash"))
-    d = run.dets[run.dets["image_id"] == image_id]
+    d = run.dets[(run.dets["image_id"] == image_id) & (run.dets["score"] >= min_score)]
     boxes = run.data.dets.iloc[d["row"].to_numpy()]
     for (_, v), b in zip(d.iterrows(), boxes.itertuples()):
         name = v["error"] or "TP"
@@ -495,11 +513,27 @@ PAPER = {
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Config(ProfileConfig):
+    """Sizes of the miniature. ``det_*``: the CenterNet trained on rendered shapes (Sect. 5 of the
+    notebook): image side, training/test scenes, network width and dilations, steps, batch, learning
+    rate, the step of the "early" checkpoint compared with the final one, peaks kept per image."""
+
     n_images: int = 200
     n_classes: int = 5
     sweep_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     delete_fractions: tuple[float, ...] = (0.0, 0.15, 0.3, 0.45)
     seeds: tuple[int, ...] = (0,)
+    det_size: int = 48
+    det_max_objects: int = 5
+    det_min_side: float = 4.0
+    det_train_images: int = 4000
+    det_test_images: int = 200
+    det_width: int = 24
+    det_dilations: tuple[int, ...] = (2, 4)
+    det_steps: int = 200
+    det_batch: int = 32
+    det_lr: float = 3e-3
+    det_early: int = 60
+    det_topk: int = 20
 
     @classmethod
     def fast(cls) -> "Config":
@@ -507,7 +541,10 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        return cls(n_images=1000, sweep_rates=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), seeds=(0, 1, 2))
+        return cls(n_images=1000, sweep_rates=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), seeds=(0, 1, 2),
+                   det_size=128, det_max_objects=8, det_min_side=6.0, det_train_images=50_000, det_test_images=1000,
+                   det_width=64, det_dilations=(1, 2, 4, 8), det_steps=4000, det_batch=64, det_lr=2e-3,
+                   det_early=400, det_topk=50)
 
 
 BASE_RATES = ErrorRates(cls=0.04, loc=0.06, both=0.02, miss=0.06, dupe=0.04, bkg=0.3)
@@ -656,13 +693,145 @@ def size_comparison(config: Config, seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# ---------------------------------------------------------------------------------------------
+# a detector actually trained: a small CenterNet on rendered shapes
+# ---------------------------------------------------------------------------------------------
+def detector_scenes(config: Config, split: str, device: torch.device | str = "cpu", seed: int = 0) -> ShapeScenes:
+    """The training or test scenes of the trained detector (different seeds), generated on ``device``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    n = config.det_train_images if split == "train" else config.det_test_images
+    return shape_scenes(n, config.det_size, config.n_classes, max_objects=config.det_max_objects,
+                        min_side=config.det_min_side, seed=2 * seed + (split == "test") + 1000, device=device)
+
+
+def detector_batches(scenes: ShapeScenes, batch_size: int, seed: int = 0):
+    """A batch source ``step -> (images, boxes, labels, valid)``: shuffled scenes, rendered on their
+    device with pixel noise drawn for that step (so a batch depends only on the step: exact resume)."""
+    pick = minibatches(torch.arange(len(scenes), device=scenes.boxes.device), batch_size=batch_size, seed=seed)
+
+    def batch(step: int):
+        (idx,) = pick(step)
+        return scenes.render(idx, step), scenes.boxes[idx], scenes.labels[idx], scenes.valid[idx]
+
+    return batch
+
+
+def detection_loss(models: Mapping[str, torch.nn.Module], batch, step: int) -> dict[str, torch.Tensor]:
+    """The loss ``fit`` minimises: CenterNet's L_det on targets built from the batch's boxes."""
+    images, boxes, labels, valid = batch
+    model = models["model"]
+    out = model(images)
+    targets = centernet_targets(boxes, labels, valid, model.n_classes, tuple(out["heatmap"].shape[-2:]), model.stride)
+    return centernet_loss(out, targets)
+
+
+def make_detector(config: Config) -> CenterNet:
+    return CenterNet(config.n_classes, width=config.det_width, dilations=config.det_dilations)
+
+
+def train_detector(config: Config, device: torch.device | str | None = None, seed: int = 0,
+                   progress: bool = True) -> tuple[CenterNet, pd.DataFrame, dict[str, torch.Tensor]]:
+    """Train the CenterNet with :func:`cvtutor.train.fit` (AdamW, linear warm-up then cosine decay).
+
+    Returns the trained model, the loss history and the weights at step ``config.det_early`` (the
+    "early" detector of the Table 2 style comparison).
+    """
+    device = get_device() if device is None else torch.device(device)
+    if not 0 < config.det_early < config.det_steps:
+        raise ValueError(f"need 0 < det_early < det_steps, got {config.det_early}, {config.det_steps}")
+    torch.manual_seed(seed)
+    model = make_detector(config).to(device)
+    scenes = detector_scenes(config, "train", device, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.det_lr, weight_decay=1e-4)
+    warm = max(1, config.det_steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (
+        1 + np.cos(np.pi * min(s, config.det_steps) / config.det_steps)))
+    early: dict[str, torch.Tensor] = {}
+
+    def keep_early(step: int, _terms: dict) -> None:
+        if step == config.det_early:
+            early.update(copy.deepcopy(model.state_dict()))
+
+    history = fit(model, opt, detector_batches(scenes, config.det_batch, seed), detection_loss,
+                  steps=config.det_steps, schedulers=sched, grad_clip=10.0, callback=keep_early,
+                  progress=progress, desc="CenterNet")
+    return model, history, early
+
+
+DETECT_BATCH = 250
+"""Test scenes are rendered (and their noise drawn) in chunks of this many images."""
+
+
+def detector_input(scenes: ShapeScenes, image_id: int) -> np.ndarray:
+    """The test image ``image_id`` (1-based) exactly as :func:`detect` showed it to the detector, (H, W, 3)."""
+    chunk, i = divmod(image_id - 1, DETECT_BATCH)
+    idx = torch.arange(chunk * DETECT_BATCH, min((chunk + 1) * DETECT_BATCH, len(scenes)), device=scenes.boxes.device)
+    return scenes.render(idx, step=chunk)[i].permute(1, 2, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def detect(model: CenterNet, scenes: ShapeScenes, k: int = 20, one_class_per_cell: bool = False) -> pd.DataFrame:
+    """Run the detector on every scene (with pixel noise, as in training) and return its top-``k``
+    peaks per image as a detection frame (image ids 1..n, category ids 1..C)."""
+    was_training = model.training
+    model.eval()
+    frames = []
+    device = next(model.parameters()).device
+    for i, start in enumerate(range(0, len(scenes), DETECT_BATCH)):
+        idx = torch.arange(start, min(start + DETECT_BATCH, len(scenes)), device=scenes.boxes.device)
+        out = decode(model(scenes.render(idx, step=i).to(device)), k=k, stride=model.stride,
+                     one_class_per_cell=one_class_per_cell)
+        boxes, scores, labels = (out[key].cpu().numpy() for key in ("boxes", "scores", "labels"))
+        image = np.repeat(idx.cpu().numpy()[:, None] + 1, boxes.shape[1], 1)
+        frames.append(pd.DataFrame({"image_id": image.ravel(), "category_id": labels.ravel() + 1,
+                                    "x": boxes[..., 0].ravel(), "y": boxes[..., 1].ravel(),
+                                    "w": boxes[..., 2].ravel(), "h": boxes[..., 3].ravel(),
+                                    "score": scores.ravel().astype(np.float64)}))
+    model.train(was_training)
+    dets = pd.concat(frames, ignore_index=True)
+    dets.insert(0, "id", np.arange(1, len(dets) + 1))
+    return dets
+
+
+def detector_set(model: CenterNet, scenes: ShapeScenes, k: int = 20, one_class_per_cell: bool = False) -> DetectionSet:
+    """The trained detector's output on ``scenes`` with their GT, ready for TIDE."""
+    return make_detection_set(scenes.gt, detect(model, scenes, k, one_class_per_cell), images=range(1, len(scenes) + 1),
+                              categories={c: f"class{c}" for c in range(1, scenes.n_classes + 1)})
+
+
+def trained_detector_comparison(config: Config, device: torch.device | str | None = None, seed: int = 0,
+                                progress: bool = True) -> dict:
+    """Train the CenterNet, then analyse it with TIDE on unseen test scenes: the final detector and,
+    in the style of Table 2, the early checkpoint beside it with the change ("Improvement" row).
+
+    Returns ``history`` (loss per step), ``summary`` (TIDE summary of the final detector), ``early``
+    (that of the early checkpoint), ``table`` (AP and E per type, early, final, improvement),
+    ``data`` (the final detector's DetectionSet), ``model`` and the ``test`` scenes.
+    """
+    device = get_device() if device is None else torch.device(device)
+    model, history, early_state = train_detector(config, device, seed, progress)
+    test = detector_scenes(config, "test", device, seed)
+    data = detector_set(model, test, config.det_topk)
+    early_model = make_detector(config).to(device)
+    early_model.load_state_dict(early_state)
+    early_data = detector_set(early_model, test, config.det_topk)
+    summary = summarize(data, name=f"CenterNet, step {config.det_steps}")
+    early = summarize(early_data, name=f"CenterNet, step {config.det_early}")
+    table = summary_table([early, summary])
+    table.loc["Improvement"] = table.iloc[1] - table.iloc[0]
+    return {"history": history, "summary": summary, "early": early, "table": table, "data": data, "model": model,
+            "test": test}
+
+
 def completeness(run: TideRun) -> dict[str, float]:
     """Eq. (3): AP with all six oracles, and with the FP and FN oracles together (both 100)."""
     return {"AP": run.ap, "all six oracles": apply_oracles(run, ERROR_TYPES), "FP + FN oracles": apply_oracles(run, SPECIAL_TYPES)}
 
 
 def run(config: Config) -> dict:
-    """The whole miniature (see the notebook): recovery, sweep, Fig. 2, Table 2, Fig. 5, Fig. 6 analogues."""
+    """The whole miniature (see the notebook): recovery, sweep, Fig. 2, Table 2, Fig. 5, Fig. 6 analogues,
+    and the trained CenterNet analysed by TIDE (early and final checkpoints, Table 2 style)."""
     seed = config.seeds[0]
     gt = random_scenes(config.n_images, config.n_classes, seed=seed)
     data, injected = simulated_set(gt, BASE_RATES, config.n_images, config.n_classes, seed + 1)
@@ -672,6 +841,7 @@ def run(config: Config) -> dict:
     ours_impr = {k: float(v) for k, v in t2.loc["Improvement"].items() if k in PAPER["table2_mask_rcnn_improvement"].values}
     table2 = report.compare(PAPER["table2_mask_rcnn_improvement"], ours=ours_impr,
                             claims=["E_Loc < 0", "E_Cls > 0", "E_Bkg > 0"], tol=0.0)
+    trained = trained_detector_comparison(config, seed=seed, progress=False)
     return {
         "summary": summarize(base, name="simulated detector"),
         "injected": injected_counts(injected).to_dict(),
@@ -683,6 +853,10 @@ def run(config: Config) -> dict:
         "table2_compare": table2,
         "size": size_comparison(config, seed=seed),
         "density": annotation_density(config, seed=seed),
+        "detector_history": trained["history"],
+        "detector_summary": trained["summary"],
+        "detector_early_summary": trained["early"],
+        "detector_table2": trained["table"],
     }
 
 
