@@ -102,7 +102,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E31', 'conv_occupancy', 'Convolutional Occupancy Networks (ECCV 2020)', 'eccv2020'),
     Tutorial('E32', 'crowd_3d_pose_mvg', 'Multi-person 3D Pose Estimation in Crowded Scenes Based on Multi-view Geometry (ECCV 2020)', 'eccv2020'),
     Tutorial('E33', 'tide', 'TIDE: A General Toolbox for Identifying Object Detection Errors (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E34', 'pointcontrast', 'PointContrast: Unsupervised Pre-training for 3D Point Cloud Understanding (ECCV 2020)', 'eccv2020'),
     Tutorial('E35', 'dsa_pruning', 'DSA: More Efficient Budgeted Pruning via Differentiable Sparsity Allocation (ECCV 2020)', 'eccv2020'),
     Tutorial('E36', 'autoaugment_kd', 'Circumventing Outliers of AutoAugment with Knowledge Distillation (ECCV 2020)', 'eccv2020'),
