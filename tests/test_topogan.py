@@ -283,3 +283,20 @@ def test_training_steps_run_and_topo_loss_reaches_generator():
     g, hist = T.train_gan(cfg, real, topo=True, seed=0, progress=False)
     assert len(hist) == 4 and "L_topo" in hist and np.isfinite(hist["L_topo"]).all()
     assert T.sample_masks(g, 3).shape == (3, 1, 32, 32)
+
+
+def test_dice_hand_cases():
+    a = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool)
+    b = torch.tensor([[1, 0, 0, 0]], dtype=torch.bool)
+    assert T.dice(a, b) == pytest.approx(2 * 1 / 3)
+    assert T.dice(a, a) == 1.0 and T.dice(a, ~a) == 0.0
+    assert T.dice(torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool)) == 1.0
+
+
+def test_table2_runs_at_toy_size_and_reports_every_training_set():
+    """Table 2 only runs in the full profile; this runs its code path at toy size on the CPU."""
+    cfg = T.Config.fast().replace(seg_real=16, seg_syn=16, seg_steps=3)
+    gens = {"TopoGAN": T.DCGANGenerator(cfg.z_dim, cfg.size, 8)}
+    df = T.table2(cfg, gens, seed=0)
+    assert df["training data"].tolist() == ["Real data", "TopoGAN", "TopoGAN+real data"]
+    assert df["Dice"].between(0, 1).all()
