@@ -88,6 +88,82 @@ def project_to_so3(m: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# a linear-Gaussian model where every term of supp. Eq. 1-4 is known in closed form
+# ---------------------------------------------------------------------------------------------
+class LinearGaussianToy:
+    """z ~ N(0, I_k); labels y = A z + a + N(0, s_y² I); image x = B z + b + N(0, s_x² I) (numpy, float64).
+
+    Everything is Gaussian, so log p(y), log p(x|y), the posteriors p(z|y), p(z|y,x) and, for a Gaussian
+    q = N(m, diag v), the ELBO and the KLs of supp. Eq. (1)-(4) all have closed forms.
+    """
+
+    def __init__(self, k: int = 2, dy: int = 3, dx: int = 4, s_y: float = 0.5, s_x: float = 0.7, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.k, self.s_y, self.s_x = k, s_y, s_x
+        self.A, self.a = rng.normal(size=(dy, k)), rng.normal(size=dy)
+        self.B, self.b = rng.normal(size=(dx, k)), rng.normal(size=dx)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        z = rng.normal(size=self.k)
+        return (self.A @ z + self.a + self.s_y * rng.normal(size=len(self.a)),
+                self.B @ z + self.b + self.s_x * rng.normal(size=len(self.b)))
+
+    @staticmethod
+    def _log_normal(v: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> float:
+        d = v - mean
+        _, logdet = np.linalg.slogdet(cov)
+        return float(-0.5 * (d @ np.linalg.solve(cov, d) + logdet + len(v) * LOG_2PI))
+
+    def log_p_y(self, y: np.ndarray) -> float:
+        """log p(y) = log N(y; a, A Aᵀ + s_y² I)."""
+        return self._log_normal(y, self.a, self.A @ self.A.T + self.s_y ** 2 * np.eye(len(y)))
+
+    def log_p_xy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """log p(x, y) from the stacked linear model."""
+        C = np.vstack([self.A, self.B])
+        noise = np.diag(np.r_[np.full(len(y), self.s_y ** 2), np.full(len(x), self.s_x ** 2)])
+        return self._log_normal(np.r_[y, x], np.r_[self.a, self.b], C @ C.T + noise)
+
+    def posterior(self, y: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of p(z|y) (or p(z|y, x)): precision I + Σ Wᵀ W/s², mean = cov·Σ Wᵀ(o - w)/s²."""
+        prec = np.eye(self.k) + self.A.T @ self.A / self.s_y ** 2
+        lin = self.A.T @ (y - self.a) / self.s_y ** 2
+        if x is not None:
+            prec = prec + self.B.T @ self.B / self.s_x ** 2
+            lin = lin + self.B.T @ (x - self.b) / self.s_x ** 2
+        cov = np.linalg.inv(prec)
+        return cov @ lin, cov
+
+    @staticmethod
+    def kl(m: np.ndarray, cov_q: np.ndarray, mean_p: np.ndarray, cov_p: np.ndarray) -> float:
+        """KL(N(m, cov_q) ‖ N(mean_p, cov_p))."""
+        k = len(m)
+        inv = np.linalg.inv(cov_p)
+        d = mean_p - m
+        return float(0.5 * (np.trace(inv @ cov_q) + d @ inv @ d - k + np.linalg.slogdet(cov_p)[1]
+                            - np.linalg.slogdet(cov_q)[1]))
+
+    def expected_log_lik(self, v: np.ndarray, W: np.ndarray, w: np.ndarray, s: float, m: np.ndarray,
+                         cov_q: np.ndarray) -> float:
+        """E_{N(m, cov_q)} log N(v; W z + w, s² I) = -½(‖v - W m - w‖² + tr(W cov_q Wᵀ))/s² - D log s - (D/2) log 2π."""
+        r = v - W @ m - w
+        return float(-0.5 * (r @ r + np.trace(W @ cov_q @ W.T)) / s ** 2 - len(v) * (math.log(s) + 0.5 * LOG_2PI))
+
+    def terms(self, y: np.ndarray, x: np.ndarray, m: np.ndarray, v: np.ndarray) -> dict[str, float]:
+        """Every term of supp. Eq. (1), (2) and (4) for q(z|y) = N(m, diag v)."""
+        Q = np.diag(v)
+        zero, eye = np.zeros(self.k), np.eye(self.k)
+        py, pxy = self.posterior(y), self.posterior(y, x)
+        ell_y = self.expected_log_lik(y, self.A, self.a, self.s_y, m, Q)
+        ell_x = self.expected_log_lik(x, self.B, self.b, self.s_x, m, Q)
+        kl_prior = self.kl(m, Q, zero, eye)
+        return {"log_p_y": self.log_p_y(y), "log_p_x_given_y": self.log_p_xy(x, y) - self.log_p_y(y),
+                "log_p_xy": self.log_p_xy(x, y), "E_log_p_y": ell_y, "E_log_p_x": ell_x, "kl_prior": kl_prior,
+                "kl_post_y": self.kl(m, Q, *py), "kl_post_xy": self.kl(m, Q, *pxy),
+                "elbo_dis": ell_x + ell_y - kl_prior}
+
+
+# ---------------------------------------------------------------------------------------------
 # encoders and decoders (supp. Tables 1-3, scaled by profile)
 # ---------------------------------------------------------------------------------------------
 class LabelEncoder(nn.Module):
@@ -337,22 +413,30 @@ class _Frozen:
                 p.requires_grad_(f)
 
 
-def alternating_step(model: DVAE, opt_dis: torch.optim.Optimizer, opt_emb: torch.optim.Optimizer, x: torch.Tensor,
-                     labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(), embed: bool = True) -> dict[str, float]:
-    """One step of the alternating scheme that maximises Eq. (6).
-
-    1. disentangling step: an Adam step on -ELBO_dis over φ_y and every θ;
-    2. embedding step: an Adam step on -ELBO_emb over φ_x only, with every decoder frozen
-       (no gradient, eval-mode batch norm), so the decoders are bit-identical after it.
-    """
+def disentangling_step(model: DVAE, opt_dis: torch.optim.Optimizer, x: torch.Tensor, labels: dict[str, torch.Tensor],
+                       lik: Likelihood = Likelihood()) -> dict[str, float]:
+    """An Adam step on -ELBO_dis (Eq. 4) over the label encoders φ_y and every decoder θ."""
     d = elbo_dis(model, x, labels, lik)
     backward_and_step(d["loss"], opt_dis)
-    out = {f"dis_{k}": float(v.detach()) for k, v in d.items() if k != "elbo"}
+    return {f"dis_{k}": float(v.detach()) for k, v in d.items() if k != "elbo"}
+
+
+def embedding_step(model: DVAE, opt_emb: torch.optim.Optimizer, x: torch.Tensor, labels: dict[str, torch.Tensor],
+                   lik: Likelihood = Likelihood()) -> dict[str, float]:
+    """An Adam step on -ELBO_emb (Eq. 5) over the image encoder φ_x only; every decoder is frozen (no gradient,
+    eval-mode batch norm), so the decoders are bit-identical after it."""
+    with _Frozen(model.decoders()):
+        e = elbo_emb(model, x, labels, lik)
+        backward_and_step(e["loss"], opt_emb)
+    return {f"emb_{k}": float(v.detach()) for k, v in e.items() if k != "elbo"}
+
+
+def alternating_step(model: DVAE, opt_dis: torch.optim.Optimizer, opt_emb: torch.optim.Optimizer, x: torch.Tensor,
+                     labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(), embed: bool = True) -> dict[str, float]:
+    """One step of the alternating scheme that maximises Eq. (6): the disentangling step, then the embedding step."""
+    out = disentangling_step(model, opt_dis, x, labels, lik)
     if embed:
-        with _Frozen(model.decoders()):
-            e = elbo_emb(model, x, labels, lik)
-            backward_and_step(e["loss"], opt_emb)
-        out.update({f"emb_{k}": float(v.detach()) for k, v in e.items() if k != "elbo"})
+        out.update(embedding_step(model, opt_emb, x, labels, lik))
     return out
 
 
