@@ -493,16 +493,19 @@ def beta_vae_score(features: np.ndarray, factor: np.ndarray, n_train: int, seed:
 
 
 def regress(features: np.ndarray, targets: np.ndarray, n_train: int, seed: int = 0) -> np.ndarray:
-    """Predictions for the held-out rows of a small MLP regressor fitted on the first ``n_train`` rows
-    (Bouchacourt et al.'s test: how much of a target a sub-latent carries). Inputs standardised."""
-    from sklearn.neural_network import MLPRegressor
+    """Predictions for the held-out rows of an RBF kernel ridge regressor fitted on the first ``n_train`` rows
+    (Bouchacourt et al.'s test: how much of a target a sub-latent carries). Inputs and targets standardised;
+    ``seed`` is unused (the fit is deterministic) and kept for a uniform signature."""
+    from sklearn.kernel_ridge import KernelRidge
     from sklearn.preprocessing import StandardScaler
 
     f, t = np.asarray(features, dtype=float), np.asarray(targets, dtype=float)
     if f.ndim != 2 or t.ndim != 2 or len(f) != len(t):
         raise ValueError(f"features (n, d) and targets (n, k) with the same n expected; got {f.shape}, {t.shape}")
+    if not 0 < n_train < len(f):
+        raise ValueError(f"n_train must be in (0, {len(f)}), got {n_train}")
     sx, sy = StandardScaler().fit(f[:n_train]), StandardScaler().fit(t[:n_train])
-    reg = MLPRegressor(hidden_layer_sizes=(64,), alpha=1e-2, max_iter=1500, random_state=seed)
+    reg = KernelRidge(alpha=0.1, kernel="rbf", gamma=0.5 / f.shape[1])
     reg.fit(sx.transform(f[:n_train]), sy.transform(t[:n_train]))
     return sy.inverse_transform(reg.predict(sx.transform(f[n_train:])).reshape(len(f) - n_train, -1))
 
