@@ -270,15 +270,15 @@ def test_decode_pose_recovers_xyz_from_perfect_cpose_and_view():
 # ---------------------------------------------------------------------------------------------
 def test_share_factor_keeps_exactly_the_shared_labels():
     w = HandWorld("stb", image_size=32, seed=1, with_cloud=False)
-    a, b = D.draw_params(w, 5), D.draw_params(w, 5)
+    a, b = w.draw(5), w.draw(5)
     la = D.labels_of(w, a)
     lc = D.labels_of(w, D.share_factor(a, b, "cpose"))
     lv = D.labels_of(w, D.share_factor(a, b, "view"))
     assert torch.allclose(lc["cpose"], la["cpose"], atol=1e-5) and not torch.allclose(lc["view_R"], la["view_R"], atol=1e-2)
     assert torch.allclose(lv["view_R"], la["view_R"], atol=1e-5) and not torch.allclose(lv["cpose"], la["cpose"], atol=1e-2)
     # the same pose on another scene: identical labels, other pixels
-    r = D.render_params(w, D.share_factor(b, a, "content"))
-    ra = D.render_params(w, a)
+    r = w.render(D.share_factor(b, a, "content"))
+    ra = w.render(a)
     assert torch.allclose(r["xyz"], ra["xyz"]) and not torch.allclose(r["rgb"], ra["rgb"])
     assert torch.equal(r["mask"], ra["mask"])
     with pytest.raises(ValueError, match="factor must be one of"):

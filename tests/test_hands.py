@@ -317,3 +317,20 @@ def test_cuda_matches_cpu_geometry():
     assert (a["mask"] == b["mask"].cpu()).float().mean() > 0.999
     c = hands.HandWorld("rhd", image_size=32, seed=0, device="cuda").sample(8)
     assert all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_draw_then_render_equals_sample_and_edits_are_rendered():
+    from cvtutor.data.hands import HandWorld
+
+    a = HandWorld("rhd", image_size=16, seed=3, with_cloud=False)
+    b = HandWorld("rhd", image_size=16, seed=3, with_cloud=False)
+    s = a.sample(3)
+    p = b.draw(3)
+    r = b.render(p)
+    for k in ("rgb", "depth", "xyz"):
+        assert torch.equal(s[k], r[k])
+    p2 = {k: v.clone() if torch.is_tensor(v) else v for k, v in p.items()}
+    p2["angles"] = p2["angles"][[1, 1, 1]]
+    assert not torch.equal(b.render(p2)["xyz"], r["xyz"])
+    with pytest.raises(ValueError, match="n must"):
+        b.draw(0)

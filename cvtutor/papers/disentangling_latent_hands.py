@@ -558,17 +558,6 @@ PAPER = {
 # ---------------------------------------------------------------------------------------------
 # data: the STB-like domain and factor-controlled renders
 # ---------------------------------------------------------------------------------------------
-def draw_params(world: HandWorld, n: int, split: str | None = None) -> dict[str, torch.Tensor]:
-    """Every random parameter of ``n`` hands (the world's private ``_draw``; see the report's suggested
-    public ``HandWorld.draw``)."""
-    return world._draw(n, split or world.split)
-
-
-def render_params(world: HandWorld, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Render drawn (possibly edited) parameters (the world's private ``_render``)."""
-    return world._render(params)
-
-
 def labels_of(world: HandWorld, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPose, viewpoint and normalised 3D pose of drawn parameters, from the geometry alone (no rendering)."""
     xyz = world.geometry({k: v.to(world.device) for k, v in params.items() if k != "device_seed"})[0]
@@ -819,13 +808,13 @@ def beta_vae_metric(encoders: dict[str, callable], config: Config, seed: int = 0
     V, L = config.metric_votes, config.metric_pairs
     g = torch.Generator().manual_seed(seed)
     factor = torch.randint(2, (V,), generator=g)
-    a, b = draw_params(world, V * L), draw_params(world, V * L)
+    a, b = world.draw(V * L), world.draw(V * L)
     shared = {"cpose": share_factor(a, b, "cpose"), "view": share_factor(a, b, "view")}
     mask = factor.repeat_interleave(L) == 0  # vote's pairs share CPose where factor == 0
     b = {k: torch.where(mask.reshape(-1, *([1] * (v.ndim - 1))), shared["cpose"][k], shared["view"][k])
          if v.ndim > 0 and len(v) == V * L else v for k, v in b.items()}
     if render:
-        xa, xb = render_params(world, a), render_params(world, b)
+        xa, xb = world.render(a), world.render(b)
     else:
         la, lb = labels_of(world, a), labels_of(world, b)
         xa = {"cpose": la["cpose"], "view_R": la["view_R"], "xyz_norm": la["xyz_norm"]}
@@ -864,11 +853,11 @@ def pose_transfer(models: dict[str, nn.Module], config: Config, seed: int = 0, d
     world = HandWorld(config.domain, image_size=config.image_size, seed=3000 + seed, device=device, views=config.views,
                       split="train", with_cloud=False)
     n = config.n_transfer
-    pa, pb = draw_params(world, n), draw_params(world, n)
+    pa, pb = world.draw(n), world.draw(n)
     pb["scene_id"] = (pa["scene_id"] + 1 + torch.randint(4, (n,), generator=torch.Generator().manual_seed(seed))) % N_SCENES
     pb["scene_id"] = torch.where(pb["scene_id"] == 0, torch.ones_like(pb["scene_id"]), pb["scene_id"])
-    A, B = render_params(world, pa), render_params(world, pb)
-    T = render_params(world, share_factor(pb, pa, "content"))  # A's hand on B's scene
+    A, B = world.render(pa), world.render(pb)
+    T = world.render(share_factor(pb, pa, "content"))  # A's hand on B's scene
     za, zb = dv.encode_image(image_input(A["rgb"]))[0], dv.encode_image(image_input(B["rgb"]))[0]
     z = za.clone()
     if "content" in dv.slices:

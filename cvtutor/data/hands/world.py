@@ -383,6 +383,22 @@ class HandWorld:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return self._render(self._draw(n, split))
 
+    def draw(self, n: int, split: str | None = None) -> dict[str, torch.Tensor]:
+        """Every random parameter of ``n`` hands (pose, shape, view, appearance, scene), not rendered.
+
+        Edit them (e.g. give two hands the same pose) and pass them to :meth:`render`:
+        ``world.render(world.draw(n))`` equals ``world.sample(n)`` on the same stream.
+        """
+        _check_n(n, "n")
+        split = split or self.split
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self._draw(n, split)
+
+    def render(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Render parameters returned by :meth:`draw` (possibly edited)."""
+        return self._render(params)
+
     def sample_sequences(self, n: int, frames: int = 8, split: str | None = None,
                          classes: tuple[str, ...] = SEQUENCE_CLASSES) -> dict[str, torch.Tensor]:
         """``n`` gesture clips of ``frames`` frames each, every key shaped ``(n, frames, ...)`` plus
