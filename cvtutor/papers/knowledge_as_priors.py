@@ -390,8 +390,8 @@ class Config(ProfileConfig):
     def full(cls) -> "Config":
         return cls(image_size=64, views="narrow", n_source=12000, n_source_test=2000, n_synthaug=12000,
                    n_target=6000, n_target_test=2000, backbone="resnet18", big_backbone="resnet50",
-                   batch_size=64, lr=5e-4, teacher_steps=4000, student_steps=4000, distill_steps=2000,
-                   target_steps=3000, alpha=5e-4, beta=200.0, l2_sigmas=(1e-3, 1e-5), l1_sigmas=(1e-4, 1e-6),
+                   batch_size=64, lr=5e-4, teacher_steps=3000, student_steps=3000, distill_steps=1500,
+                   target_steps=2000, alpha=5e-4, beta=200.0, l2_sigmas=(1e-3, 1e-5), l1_sigmas=(1e-4, 1e-6),
                    prior_kinds=("l1", "l2"), controls=("no_teacher", "shuffled", "positive", "fresh_init"),
                    table3_targets=("frei_G", "frei_H", "frei_S", "frei_A", "stb"), seeds=(0, 1, 2))
 
@@ -688,9 +688,16 @@ def delta_auc(pck_low: np.ndarray, pck_high: np.ndarray, thresholds: np.ndarray)
     return float(np.trapezoid(np.asarray(pck_high) - np.asarray(pck_low), t) / (t[-1] - t[0]))
 
 
-def _metrics_rows(metrics: Mapping[str, dict], **labels) -> list[dict]:
+def metrics_rows(metrics: Mapping[str, dict], **labels) -> list[dict]:
+    """One row per setting (EPE mean/median, AUC) with ``labels`` (seed, row, target) added."""
     return [{**labels, "setting": k, "epe_mean": m["epe_mean"], "epe_median": m["epe_median"], "auc": m["auc"]}
             for k, m in metrics.items()]
+
+
+def pck_rows(metrics: Mapping[str, dict], seed: int = 0) -> pd.DataFrame:
+    """The PCK curves of ``metrics`` as a long DataFrame (model, threshold_mm, pck)."""
+    return pd.concat([pd.DataFrame({"seed": seed, "model": k, "threshold_mm": m["thresholds"], "pck": m["pck"]})
+                      for k, m in metrics.items()], ignore_index=True)
 
 
 def run(config: Config, progress: bool = False) -> dict:
@@ -702,23 +709,22 @@ def run(config: Config, progress: bool = False) -> dict:
         src = make_source(config, seed, device)
         extra = tuple(k for k in ("l1",) if k in config.prior_kinds) + (("no_teacher",) if "no_teacher" in config.controls else ())
         s = source_experiment(config, src, seed, progress, extra_priors=extra)
-        t1 += _metrics_rows(s["metrics"], seed=seed, row="L_ACT / L_ACT, L_ATT")
-        for name, m in s["metrics"].items():
-            curves.append(pd.DataFrame({"seed": seed, "model": name, "threshold_mm": m["thresholds"], "pck": m["pck"]}))
+        t1 += metrics_rows(s["metrics"], seed=seed, row="L_ACT / L_ACT, L_ATT")
+        curves.append(pck_rows(s["metrics"], seed))
         phi = s["priors"]["l2"].flat().cpu().numpy()
         phis.append({"seed": seed, "mean": float(phi.mean()), "abs_mean": float(np.abs(phi).mean()),
                      "frac_positive": float((phi > 0).mean()), "min": float(phi.min()), "max": float(phi.max())})
         if config.n_synthaug:
             sa = make_source(config, seed, device, synthaug=True)
             r = source_experiment(config, sa, seed, progress, settings=("L_ACT, L_ATT",), meta_setting=None)
-            t1 += _metrics_rows(r["metrics"], seed=seed, row="L_ACT, L_ATT, A")
+            t1 += metrics_rows(r["metrics"], seed=seed, row="L_ACT, L_ATT, A")
             if config.big_backbone:
                 r = source_experiment(config, sa, seed, progress, settings=("L_ACT, L_ATT",), meta_setting=None,
                                       backbone=config.big_backbone)
-                t1 += _metrics_rows(r["metrics"], seed=seed, row=f"L_ACT, L_ATT, A, {config.big_backbone}")
+                t1 += metrics_rows(r["metrics"], seed=seed, row=f"L_ACT, L_ATT, A, {config.big_backbone}")
         tgt = make_target(config, "stb", seed, device)
         res = target_experiment(config, tgt, s["priors"], s["theta0"], seed, progress=progress)
-        t2 += _metrics_rows(res["metrics"], seed=seed, target="stb")
+        t2 += metrics_rows(res["metrics"], seed=seed, target="stb")
         for dom in config.table3_targets:
             if dom == "stb":
                 continue
@@ -726,7 +732,7 @@ def run(config: Config, progress: bool = False) -> dict:
             best_l2 = table2_rows(config.replace(l1_sigmas=(), prior_kinds=(), controls=()))[1]
             r3 = target_experiment(config, td, s["priors"], s["theta0"], seed, rows=("None", best_l2, "R, l2"),
                                    progress=progress)
-            t3 += _metrics_rows(r3["metrics"], seed=seed, target=dom)
+            t3 += metrics_rows(r3["metrics"], seed=seed, target=dom)
     t1, t2 = pd.DataFrame(t1), pd.DataFrame(t2)
     t3 = pd.concat([pd.DataFrame(t3), t2[t2.setting.isin(["None", table2_rows(config)[1 + len(config.l1_sigmas)], "R, l2"])]],
                    ignore_index=True) if config.table3_targets else pd.DataFrame(t3)
