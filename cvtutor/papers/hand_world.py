@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cvtutor.data.hands.inputs import depth_input, rgb_input
 from cvtutor import report
 from cvtutor.data.hands import HandWorld, denormalize_pose
 from cvtutor.metrics import pose
@@ -64,16 +65,6 @@ class Config(ProfileConfig):
     def full(cls) -> "Config":
         return cls(image_size=64, n_train=20000, n_test=2000, width=16, epochs=20, batch_size=128, lr=1e-3,
                    seeds=(0, 1, 2))
-
-
-def rgb_input(rgb: torch.Tensor) -> torch.Tensor:
-    """Eq. (4): RGB in [0, 1] → [-1, 1]."""
-    return 2.0 * rgb - 1.0
-
-
-def depth_input(depth: torch.Tensor, root: torch.Tensor, span: float = 0.15) -> torch.Tensor:
-    """Eq. (4): depth relative to the root joint, in units of 15 cm, clipped to [-1, 1]."""
-    return ((depth - root[:, 2, None, None, None]) / span).clamp(-1.0, 1.0)
 
 
 def make_data(config: Config, seed: int = 0, device=None) -> dict[str, dict[str, torch.Tensor]]:

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from cvtutor.data.hands.inputs import depth_input, rgb_input
 from cvtutor import report
 from cvtutor.data.hands import HandWorld, denormalize_pose
 from cvtutor.metrics import pose
@@ -93,16 +94,6 @@ def make_network(backbone: str, in_channels: int, width: int = 8) -> nn.Module:
     if backbone == "mini":
         return ResNetMini(in_channels, 63, width)
     return PoseResNet(backbone, in_channels, 63)
-
-
-def rgb_input(rgb: torch.Tensor) -> torch.Tensor:
-    """The student's input x: RGB in [0, 1] mapped to [-1, 1] (hand-world convention)."""
-    return 2.0 * rgb - 1.0
-
-
-def depth_input(depth: torch.Tensor, root: torch.Tensor, span: float = 0.15) -> torch.Tensor:
-    """The teacher's input x̃: depth relative to the root joint in units of 15 cm, clipped to [-1, 1]."""
-    return ((depth - root[:, 2, None, None, None]) / span).clamp(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,12 +14,13 @@ from cvtutor.data.hands.render import N_PARTS, N_SPHERES, raycast_spheres, spher
 from cvtutor.data.hands.skeleton import (BONES, CANON2RHD, CANON2STB, FINGERS, GESTURES, JOINT_NAMES, N_JOINTS,
                                          PARENT, RHD2CANON, ROOT, SCALE_BONE, STB2CANON, bone_lengths,
                                          forward_kinematics, reorder, sample_angles)
+from cvtutor.data.hands.inputs import depth_input, rgb_input
 from cvtutor.data.hands.world import (DOMAINS, MOTION_PAIRS, SEQUENCE_CLASSES, SPECS, HandWorld, domain_table)
 
 __all__ = [
     "BONES", "CANON2RHD", "CANON2STB", "DOMAINS", "FINGERS", "GESTURES", "JOINT_NAMES", "MOTION_PAIRS", "N_JOINTS",
     "N_PARTS", "N_SPHERES", "PARENT", "RHD2CANON", "ROOT", "SCALE_BONE", "SEQUENCE_CLASSES", "SPECS", "STB2CANON",
-    "HandWorld", "backproject", "bone_lengths", "canonical_transform", "denormalize_pose", "domain_table",
-    "forward_kinematics", "intrinsics", "normalize_pose", "project", "raycast_spheres", "reorder", "sample_angles",
+    "HandWorld", "backproject", "bone_lengths", "canonical_transform", "denormalize_pose", "depth_input", "domain_table",
+    "forward_kinematics", "intrinsics", "normalize_pose", "project", "raycast_spheres", "reorder", "rgb_input", "sample_angles",
     "sphere_proxy", "view_correction",
 ]
