@@ -50,6 +50,7 @@ PALM = (0, 1, 5, 9, 13, 17)
 LEVEL2_NAMES = ("palm", "thumb", "index", "middle", "ring", "pinky")
 LEVEL2_GROUPS = (PALM, (2, 3, 4), (6, 7, 8), (10, 11, 12), (14, 15, 16), (18, 19, 20))
 ORDERS = ("first", "second")
+PCK_THRESHOLDS = np.arange(0.0, 50.1, 2.5)  # mm, the range of Fig. 4 (left)
 MODES = ("slow", "fast")
 
 
@@ -734,7 +735,7 @@ def scores(pred: dict, data: dict) -> dict:
         n, t, k = err.shape
         flat_p = pred["xyz"].reshape(n * t, k, 3).cpu() * 1000
         flat_g = data["xyz"].reshape(n * t, k, 3).cpu() * 1000
-        out["curve"] = pose_metrics.pck_curve(flat_p, flat_g, np.arange(0, 51, 2.5)) * 100
+        out["curve"] = pose_metrics.pck_curve(flat_p, flat_g, PCK_THRESHOLDS) * 100
         out["epe"] = pose_metrics.epe(flat_p, flat_g)
     return out
 
@@ -776,28 +777,37 @@ def experiment_variants(config: Config) -> list[tuple[str, float, float]]:
     return list(dict.fromkeys(runs))
 
 
+def run_seed(config: Config, seed: int, device=None, progress: bool = False) -> dict:
+    """One seed of the miniature: render + pretrain + cache, then every run of :func:`experiment_variants`.
+    Returns the data, the trained models and per-clip scores by ``(variant, pose ratio, gesture ratio)``,
+    the summary rows, the PCK curves and the loss histories."""
+    train, test, backbone, bb_hist = make_data(config, seed, device, progress)
+    models, per_clip, rows, curves, histories = {}, {}, [], [], []
+    for variant, pr, gr in experiment_variants(config):
+        model, hist = train_variant(variant, train, config, seed, pr, gr, progress)
+        sc = scores(predict(model, test), test)
+        models[(variant, pr, gr)], per_clip[(variant, pr, gr)] = model, sc
+        histories.append(hist.assign(variant=variant, pose_ratio=pr, gesture_ratio=gr, seed=seed))
+        rows.append({"variant": variant, "pose_ratio": pr, "gesture_ratio": gr, "seed": seed,
+                     **{k: sc.get(k, np.nan) for k in ("accuracy", "pck20", "pck25", "pck30", "epe")}})
+        if "curve" in sc:
+            curves += [{"variant": variant, "pose_ratio": pr, "seed": seed, "threshold_mm": t, "pck": p}
+                       for t, p in zip(PCK_THRESHOLDS, sc["curve"])]
+    return {"train": train, "test": test, "backbone": backbone, "backbone_history": bb_hist, "models": models,
+            "per_clip": per_clip, "runs": pd.DataFrame(rows), "curves": pd.DataFrame(curves),
+            "history": pd.concat(histories, ignore_index=True),
+            "noise": noise_table(per_clip, config).assign(seed=seed)}
+
+
 def run(config: Config, progress: bool = False) -> dict:
-    """The whole miniature: per seed, render + pretrain + cache, then every run of
-    :func:`experiment_variants`; returns the per-run summary, the paper comparisons and noise tables."""
+    """The whole miniature over ``config.seeds``: the per-run summary, PCK curves, loss histories, the
+    paired-noise table and the paper-vs-ours tables (means over seeds)."""
     device = get_device(config.device)
-    rows, curves, histories, noise_rows = [], [], [], []
-    for seed in config.seeds:
-        train, test, _, _ = make_data(config, seed, device, progress)
-        per_clip = {}
-        for variant, pr, gr in experiment_variants(config):
-            model, hist = train_variant(variant, train, config, seed, pr, gr, progress)
-            sc = scores(predict(model, test), test)
-            per_clip[(variant, pr, gr)] = sc
-            histories.append(hist.assign(variant=variant, pose_ratio=pr, gesture_ratio=gr, seed=seed))
-            rows.append({"variant": variant, "pose_ratio": pr, "gesture_ratio": gr, "seed": seed,
-                         **{k: sc.get(k, np.nan) for k in ("accuracy", "pck20", "pck25", "pck30", "epe")}})
-            if "curve" in sc:
-                curves += [{"variant": variant, "pose_ratio": pr, "seed": seed, "threshold_mm": t, "pck": p}
-                           for t, p in zip(np.arange(0, 51, 2.5), sc["curve"])]
-        noise_rows += noise_table(per_clip, config).assign(seed=seed).to_dict("records")
-    results = pd.DataFrame(rows)
-    return {"runs": results, "curves": pd.DataFrame(curves), "history": pd.concat(histories, ignore_index=True),
-            "noise": pd.DataFrame(noise_rows), **paper_tables(results, config)}
+    per_seed = [run_seed(config, seed, device, progress) for seed in config.seeds]
+    results = pd.concat([r["runs"] for r in per_seed], ignore_index=True)
+    return {"runs": results, "curves": pd.concat([r["curves"] for r in per_seed], ignore_index=True),
+            "history": pd.concat([r["history"] for r in per_seed], ignore_index=True),
+            "noise": pd.concat([r["noise"] for r in per_seed], ignore_index=True), **paper_tables(results, config)}
 
 
 COMPARISONS = (  # (table, better, worse, metric) pairs whose gains the notebook discusses
@@ -875,7 +885,7 @@ def paper_tables(results: pd.DataFrame, config: Config) -> dict:
         weak.append({"panel": "gesture labels (accuracy)", "ratio": r,
                      "weakly supervised": _mean(results, config.weak_variant, "accuracy", 1.0, r),
                      "single-task baseline": _mean(results, "gesture-only", "accuracy", 1.0, r)})
-    w = pd.DataFrame(weak)
+    w = pd.DataFrame(weak, columns=["panel", "ratio", "weakly supervised", "single-task baseline"])
     w["holds"] = (w["weakly supervised"] > w["single-task baseline"]).astype("boolean")
     out["fig4"] = w
     return out
