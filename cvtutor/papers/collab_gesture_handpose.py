@@ -596,7 +596,7 @@ class Config(ProfileConfig):
     pretrain_batch: int = 64
     steps: int = 150
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 4e-3
     lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)
     seeds: tuple[int, ...] = (0,)
     table3_iterations: tuple[int, ...] = (1, 2)
