@@ -236,7 +236,7 @@ def test_collaborative_net_shapes(variant):
         if "pose" in net.tasks:
             assert o["heatmaps"].shape == (4, 3, 21, 4, 4) and o["depth"].shape == (4, 3, 21)
         if "gesture" in net.tasks:
-            assert o["logits"].shape == (4, 9)
+            assert o["logits"].shape == (4, len(cfg.classes))
     if variant == "full":
         ex = outs[0]["extra"]
         assert ex["weights"]["first_slow"].shape == (4, 3, 21)
@@ -318,3 +318,29 @@ def test_paper_claims_hold_on_paper_numbers():
     t4 = M.PAPER["table4"].values
     assert max(t4, key=t4.get) == "+ first & second slow-fast"
     assert math.isclose(t4["+ first & second slow-fast"] - t4["zero-order"], 4.35, abs_tol=1e-9)
+
+
+def test_stream_pointwise_matches_einsum():
+    """The matmul form of the per-stream 1×1×1 conv equals the einsum it replaces, gradients included."""
+    torch.manual_seed(0)
+    layer = M.StreamPointwise(3, 2, 5)
+    torch.nn.init.normal_(layer.bias)
+    x = torch.randn(3, 4, 21, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    layer = layer.double()
+    ref = torch.einsum("sbnchw,soc->sbnohw", x, layer.weight) + layer.bias[:, None, None, :, None, None]
+    out = layer(x)
+    assert out.shape == (3, 4, 21, 5, 3, 3)
+    assert torch.allclose(out, ref)
+    g_ref = torch.autograd.grad(ref.square().sum(), (x, layer.weight))
+    g_out = torch.autograd.grad(out.square().sum(), (x, layer.weight))
+    assert all(torch.allclose(a, b) for a, b in zip(g_out, g_ref))
+
+
+def test_experiment_variants_by_profile():
+    fast, full = M.Config.fast(), M.Config.full()
+    names = [v for v, pr, gr in M.experiment_variants(fast)]
+    assert names == ["baseline", "full", "pose-only"]
+    names_full = {v for v, pr, gr in M.experiment_variants(full)}
+    assert {"+ multi-scale", "+ multi-scale + multi-order", "zero-order 2-itr", "zero-order 3-itr",
+            "+ first & second fast", "gesture-only"} <= names_full
+    assert set(fast.classes) < set(M.SEQUENCE_CLASSES) and full.classes == M.SEQUENCE_CLASSES
