@@ -116,7 +116,8 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E42', 'part_aware_3d_pose_nas', 'Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture Search Approach (ECCV 2020)', 'eccv2020'),
     Tutorial('E43', 'revise', 'REVISE: A Tool for Measuring and Mitigating Bias in Visual Datasets (ECCV 2020)', 'eccv2020'),
     Tutorial('E44', 'info_ground', 'Contrastive Learning for Weakly Supervised Phrase Grounding (ECCV 2020)', 'eccv2020'),
-    Tutorial('E45', 'collab_gesture_handpose', 'Collaborative Learning of Gesture Recognition and 3D Hand Pose Estimation with Multi-order Feature Analysis (ECCV 2020)', 'hands'),
+    Tutorial('E45', 'collab_gesture_handpose', 'Collaborative Learning of Gesture Recognition and 3D Hand Pose Estimation with Multi-order Feature Analysis (ECCV 2020)',
+             'hands', 'done'),
 )
 
 _BY_SLUG = {t.slug: t for t in TUTORIALS}
