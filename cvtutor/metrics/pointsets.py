@@ -38,13 +38,10 @@ def _check_sets(a: torch.Tensor, b: torch.Tensor, same_size: bool = False) -> tu
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """``(B, n, D)``, ``(B, m, D)`` → ``(B, n, m)`` Euclidean (or squared) distances.
-
-    Written as a difference (not ``‖a‖² + ‖b‖² - 2ab``) so that it is exact at zero and its
-    gradient is finite away from coincident points.
-    """
-    d2 = ((a[:, :, None, :] - b[:, None, :, :]) ** 2).sum(-1)
-    return d2 if squared else torch.sqrt(d2.clamp_min(1e-12))
+    """``(B, n, D)``, ``(B, m, D)`` → ``(B, n, m)`` Euclidean (or squared) distances (``torch.cdist``,
+    whose backward is finite even at coincident points)."""
+    d = torch.cdist(a, b)
+    return d ** 2 if squared else d
 
 
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor, squared: bool = False, reduce: str = "mean") -> torch.Tensor:
