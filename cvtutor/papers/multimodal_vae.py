@@ -578,8 +578,8 @@ MOE_L_RATIO = 3.0  # §5.2: "RGB and depth are assigned a weight in the ratio 3:
 @dataclass(frozen=True)
 class Config(ProfileConfig):
     image_size: int = 32
-    n_train: int = 1500
-    n_test: int = 300
+    n_train: int = 1000
+    n_test: int = 200
     views: str = "narrow"
     n_points: int = 128
     cloud_pool: int = 1          # render n_points·pool points and draw a fresh subset each step (§4.1)
@@ -593,7 +593,7 @@ class Config(ProfileConfig):
     fold_grid: tuple[int, int] = (8, 8)   # 64 decoded points against 128 target points (Chamfer needs no bijection)
     fold_hidden: int = 32
     batch_size: int = 32
-    steps: int = 250
+    steps: int = 150
     lr: float = 2e-3
     beta_start: float = 1e-5
     beta_end: float = 1e-3
@@ -744,19 +744,21 @@ def decoding_table(model: MultimodalVAE, test: dict[str, torch.Tensor], seed: in
     return pd.DataFrame(rows)
 
 
-def run(config: Config, progress: bool = False, keep_models: bool = False) -> dict:
+def run(config: Config, progress: bool = False, keep_models: bool = False, data: dict | None = None) -> dict:
     """The miniature: Table 6.1 rows of ``config.table6_1`` evaluated from RGB alone (C2P from the cloud),
     Table 6.4 and the missing-modality check from each RC2CHP model, Table 6.2 (20 % subset, CC off/on)
     and Table 6.5 (RCS2CHPS) for the mixers the profile lists, per seed; MoE-L weights over training;
     cross-correlation matrices of (μ_RGB, μ_C); summaries with mean ± std over seeds and the paper tables.
 
     Everything returned is JSON-storable, except with ``keep_models=True`` (for the notebook's plots):
-    then ``models`` holds the first seed's trained Table-6.1 models and ``test`` its test data."""
+    then ``models`` holds the first seed's trained Table-6.1 models and ``test`` its test data.
+    ``data``: the first seed's :func:`make_data` output, if the caller already has it."""
     device = get_device(config.device)
     metrics, pcks, hists, alphas, decoding, ccm, kept = [], [], [], [], [], {}, {}
-    data_first = None
+    data_first, supplied = None, data
     for seed in config.seeds:
-        data = make_data(config, seed, device)
+        first = seed == config.seeds[0]
+        data = supplied if (first and supplied is not None) else make_data(config, seed, device)
         data_first = data_first or data
         jobs = [(s, m, False, None, "6.1") for s, m in config.table6_1]
         n_sub = max(config.batch_size, int(round(config.subset_fraction * config.n_train)))
