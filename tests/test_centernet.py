@@ -13,15 +13,6 @@ from cvtutor.nn.centernet import CenterNet, centernet_loss, centernet_targets, d
 from cvtutor.train import fit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run fastest on one thread (and two threads on a busy machine can be 50x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------
 # the network
 # ---------------------------------------------------------------------------------------------

@@ -9,9 +9,6 @@ import torch
 
 from cvtutor.papers import collab_gesture_handpose as M
 
-torch.set_num_threads(1)
-
-
 def _signal(values):
     """A (B=1, T, N=2, C=1, H=1, W=1) feature whose joint 0 follows ``values`` and joint 1 twice that."""
     v = torch.tensor(values, dtype=torch.float64)

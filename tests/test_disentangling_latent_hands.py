@@ -10,14 +10,6 @@ from cvtutor.data.hands import HandWorld
 from cvtutor.papers import disentangling_latent_hands as D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model(content: bool = True, size: int = 32) -> D.DVAE:
     torch.manual_seed(0)
     factors = {"cpose": (63, 3), "view": (9, 2)}

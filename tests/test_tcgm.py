@@ -13,15 +13,6 @@ from cvtutor.metrics.information import entropy, total_correlation
 from cvtutor.papers import tcgm as T
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny MLPs: one thread avoids spin-waiting on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def world():
     return DiscreteCIWorld.random(n_classes=3, sizes=(4, 3, 5), seed=1)

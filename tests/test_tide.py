@@ -388,16 +388,9 @@ def test_summary_figure_and_table(simulated):
 # TIDE on a trained detector
 # ---------------------------------------------------------------------------------------------
 def test_trained_detector_pipeline():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = T.Config.fast().replace(det_size=32, det_train_images=64, det_test_images=12, det_width=8,
-                                      det_dilations=(1,), det_steps=6, det_early=3, det_batch=8, det_topk=5)
-        res = T.trained_detector_comparison(cfg, "cpu", seed=0, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    cfg = T.Config.fast().replace(det_size=32, det_train_images=64, det_test_images=12, det_width=8,
+                                  det_dilations=(1,), det_steps=6, det_early=3, det_batch=8, det_topk=5)
+    res = T.trained_detector_comparison(cfg, "cpu", seed=0, progress=False)
     assert list(res["history"]["step"]) == list(range(1, 7))
     assert {"loss", "heatmap", "size", "offset"} <= set(res["history"].columns)
     data = res["data"]

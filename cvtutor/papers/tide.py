@@ -57,7 +57,6 @@ from cvtutor.metrics.detection import (
     mean_average_precision,
     precision_at_recalls,
     precision_recall,
-    size_bin,
 )
 from cvtutor.nn.centernet import CenterNet, centernet_loss, centernet_targets, decode
 from cvtutor.runtime import ProfileConfig, get_device

@@ -8,7 +8,6 @@ on the same device gives bit-identical samples whatever the chunk size.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
