@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cvtutor.nn.vae import kl_to_prior, reparameterize
 from cvtutor import report
 from cvtutor.data.hands import HandWorld, camera, denormalize_pose
 from cvtutor.metrics import pose as pose_metrics
@@ -43,28 +44,8 @@ N_SCENES = 6
 
 
 # ---------------------------------------------------------------------------------------------
-# Gaussian pieces (candidates for a shared cvtutor.nn.vae module)
+# Gaussian pieces (reparameterize and kl_to_prior come from cvtutor.nn.vae)
 # ---------------------------------------------------------------------------------------------
-def _check_pair(mu: torch.Tensor, logvar: torch.Tensor) -> None:
-    if not (torch.is_tensor(mu) and torch.is_tensor(logvar)):
-        raise TypeError("mu and logvar must be tensors")
-    if mu.shape != logvar.shape or mu.ndim != 2:
-        raise ValueError(f"mu and logvar must both be (batch, d); got {tuple(mu.shape)} and {tuple(logvar.shape)}")
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, diag σ²) ‖ N(0, I)) per sample, ½ Σ_k (μ_k² + σ_k² - log σ_k² - 1): ``(B, d) → (B,)``."""
-    _check_pair(mu, logvar)
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(1)
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = μ + σ ⊙ ε with ε ~ N(0, I): a sample of q whose gradient flows into μ and log σ²."""
-    _check_pair(mu, logvar)
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + (0.5 * logvar).exp() * eps
-
-
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """-log N(target; mean, σ² I) per sample, summed over every non-batch coordinate: ``→ (B,)``."""
     if target.shape != mean.shape:
@@ -375,7 +356,7 @@ def elbo_dis(model: DVAE, x: torch.Tensor, labels: dict[str, torch.Tensor], lik:
     """
     mu, logvar = model.encode_labels(labels)
     z = reparameterize(mu, logvar, generator)
-    return _bound(_reconstruction(model, z, x, labels, lik), gaussian_kl(mu, logvar).mean(), lik.beta)
+    return _bound(_reconstruction(model, z, x, labels, lik), kl_to_prior(mu, logvar).mean(), lik.beta)
 
 
 def elbo_emb(model: DVAE, x: torch.Tensor, labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(),
@@ -383,7 +364,7 @@ def elbo_emb(model: DVAE, x: torch.Tensor, labels: dict[str, torch.Tensor], lik:
     """ELBO_emb, supp. Eq. (5): z ~ q_φx(z|x), decoded by the (frozen) decoders into x, y1, y2."""
     mu, logvar = model.encode_image(x)
     z = reparameterize(mu, logvar, generator)
-    return _bound(_reconstruction(model, z, x, labels, lik), gaussian_kl(mu, logvar).mean(), lik.beta)
+    return _bound(_reconstruction(model, z, x, labels, lik), kl_to_prior(mu, logvar).mean(), lik.beta)
 
 
 def joint_objective(model: DVAE, x: torch.Tensor, labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(),
@@ -457,7 +438,7 @@ class CrossModalVAE(nn.Module):
         mu, logvar = self.image_encoder(x)
         z = reparameterize(mu, logvar)
         nll = gaussian_nll(pose.reshape(len(x), -1), self.pose_decoder(z), lik.sigma_y).mean()
-        kl = gaussian_kl(mu, logvar).mean()
+        kl = kl_to_prior(mu, logvar).mean()
         return {"nll_pose": nll, "kl": kl, "loss": nll + lik.beta * kl}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -836,7 +817,7 @@ def reconstruction_stats(model: DVAE, test: dict[str, torch.Tensor], config: Con
     x_hat = model.image_decoder(mu)
     model.train()
     return {"image_mse": float((x_hat - image_input(test["rgb"])).pow(2).mean()),
-            "kl": float(gaussian_kl(mu, logvar).mean())}
+            "kl": float(kl_to_prior(mu, logvar).mean())}
 
 
 @torch.no_grad()

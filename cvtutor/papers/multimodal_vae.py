@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvtutor.nn.vae import kl_gaussians, kl_to_prior, reparameterize
 from cvtutor import report
 from cvtutor.data.hands import HandWorld, denormalize_pose
 from cvtutor.metrics import pointsets
@@ -56,32 +57,6 @@ N_JOINTS = 21
 # ---------------------------------------------------------------------------------------------
 # ELBO pieces
 # ---------------------------------------------------------------------------------------------
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Eq. (2.5-2.10): ``z = μ + σ·ε`` with ``ε ~ N(0, I)``, so that ``∇_φ`` passes through μ and σ."""
-    if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
-def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_k (σ_k² + μ_k² - 1 - log σ_k²)`` per sample, ``(B, d)`` → ``(B,)``
-    (the β-weighted term of Eq. 3.2 and 3.7)."""
-    if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
-    return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(-1)
-
-
-def kl_gaussians(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
-    """``KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²))`` of diagonal Gaussians, summed over the last dim (Eq. 3.5's
-    alignment term ``KL(q(z_joint|x, w) ‖ q(z_x|x))``):
-    ``½ Σ (log σ_p² - log σ_q² + (σ_q² + (μ_q - μ_p)²)/σ_p² - 1)``."""
-    shapes = {tuple(t.shape) for t in (mu_q, logvar_q, mu_p, logvar_p)}
-    if len(shapes) != 1:
-        raise ValueError(f"all four tensors must have one shape, got {sorted(shapes)}")
-    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0).sum(-1)
-
-
 def beta_schedule(step: int, total: int, start: float = 1e-5, end: float = 1e-3, warmup: float = 0.5) -> float:
     """β annealed from ``start`` to ``end`` (thesis §4.3: 10⁻⁵ → 10⁻³; schedule unspecified). Our reading:
     geometric (linear in log β) over the first ``warmup`` fraction of the ``total`` steps, then constant."""
