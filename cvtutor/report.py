@@ -159,12 +159,101 @@ def _only_ours(claim: str, ours: Mapping[str, float]) -> bool:
     return True
 
 
-def claims_table(claims: Mapping[str, tuple[bool | None, bool]]) -> pd.DataFrame:
-    """A table of findings stated in words: ``{"KD helps": (holds_in_paper, holds_here)}``."""
-    rows = [{"finding": k, "paper": p, "holds": bool(o)} for k, (p, o) in claims.items()]
+KINDS = ("paper claim", "sanity check", "construction")
+"""What a finding is. A *paper claim* is something the paper reports that this run tests; a *sanity
+check* tests our own tool (e.g. "our AP equals pycocotools"); a *construction* holds because the
+synthetic world was built so, and is shown as a demonstration, never as a reproduced finding."""
+
+
+def _check_kind(kind: str, where: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind {kind!r} is not one of {KINDS}")
+    return kind
+
+
+def claims_table(claims: Mapping[str, tuple]) -> pd.DataFrame:
+    """A table of findings stated in words: ``{"KD helps": (kind, holds_here)}``.
+
+    ``kind`` is one of :data:`KINDS`; ``holds_here`` is computed by the run (``None`` where the run
+    could not judge it, shown as "–"). A third element, if given, is a short computed detail
+    (e.g. ``"+3.1 points, SE 0.8"``) shown in a ``detail`` column.
+    """
+    rows = []
+    for text, entry in claims.items():
+        if not isinstance(entry, tuple) or len(entry) not in (2, 3):
+            raise ValueError(f"finding {text!r}: expected (kind, holds) or (kind, holds, detail), got {entry!r}")
+        kind, holds, *detail = entry
+        _check_kind(kind, f"finding {text!r}")
+        if holds is not None and not isinstance(holds, (bool, np.bool_)):
+            raise TypeError(f"finding {text!r}: holds must be a bool or None, got {type(holds).__name__}")
+        row = {"finding": text, "kind": kind, "holds": (pd.NA if holds is None else bool(holds))}
+        if detail:
+            row["detail"] = str(detail[0])
+        rows.append(row)
+    if not rows:
+        raise ValueError("claims_table needs at least one finding")
     df = pd.DataFrame(rows).set_index("finding")
+    if "detail" in df:
+        df["detail"] = df["detail"].fillna("")
     df["holds"] = df["holds"].astype("boolean")
     return df
+
+
+class Markdown(str):
+    """A string that a notebook renders as Markdown (and prints as itself elsewhere)."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def say(condition: bool | None, if_true: str, if_false: str, if_unknown: str | None = None,
+        **values: Any) -> Markdown:
+    """The one way a notebook states this run's outcome: a sentence chosen by a computed condition.
+
+    Both branches are written by the author and must be true to the facts when chosen; ``values``
+    fill ``{placeholders}`` in either (``say(gap > 0, "KD wins by {gap:.1f} mm.", "KD loses by
+    {neg:.1f} mm.", gap=gap, neg=-gap)``). ``condition=None`` (the run could not judge) picks
+    ``if_unknown``, which must then be given.
+    """
+    if condition is None or condition is pd.NA:  # pd.NA: a "holds" cell the run could not judge
+        if if_unknown is None:
+            raise ValueError("say: the condition is None (not judged) and no if_unknown sentence was given")
+        chosen = if_unknown
+    elif isinstance(condition, (bool, np.bool_)):
+        chosen = if_true if condition else if_false
+    else:
+        raise TypeError(f"say: condition must be a bool or None, got {type(condition).__name__}")
+    try:
+        return Markdown(chosen.format(**values))
+    except KeyError as err:
+        raise KeyError(f"say: the sentence names {{{err.args[0]}}} but no such value was given "
+                       f"(values: {sorted(values)})") from None
+
+
+def paragraph(*sentences: str) -> Markdown:
+    """Join computed sentences (from :func:`say`) into one Markdown paragraph."""
+    return Markdown(" ".join(s.strip() for s in sentences if s and s.strip()))
+
+
+_MARKS = {True: "✓", False: "✗"}
+
+
+def findings_summary(*tables: pd.DataFrame) -> Markdown:
+    """The summary section's findings, rendered from the run's ``findings`` table(s) (the output
+    of :func:`claims_table`): one bullet a finding with its verdict and kind."""
+    lines = []
+    for df in tables:
+        if "holds" not in df or "kind" not in df:
+            raise ValueError("findings_summary takes claims_table() outputs (columns 'kind' and 'holds')")
+        for text, row in df.iterrows():
+            holds = row["holds"]
+            mark = "–" if pd.isna(holds) else _MARKS[bool(holds)]
+            verdict = {"✓": "holds", "✗": "does not hold", "–": "not judged"}[mark]
+            detail = f" ({row['detail']})" if "detail" in df and row.get("detail") else ""
+            lines.append(f"- {mark} *{row['kind']}*: {text}{detail}: **{verdict}**.")
+    if not lines:
+        raise ValueError("findings_summary: no findings given")
+    return Markdown("\n".join(lines))
 
 
 def style(df: pd.DataFrame, precision: int = 3):

@@ -8,7 +8,9 @@ random number generator and prints what the run will use::
 
 Environment overrides (read each time, so a teacher can set them before starting Jupyter):
 
-``CVTUTOR_PROFILE``  ``fast`` | ``full`` | ``auto``: overrides the notebook's ``PROFILE``.
+``CVTUTOR_PROFILE``  ``fast`` | ``full`` | ``auto`` | ``smoke``: overrides the notebook's ``PROFILE``.
+                     ``smoke`` is the ``full`` configuration's every code path at toy size; it exists
+                     to test ``full`` in CI and is never ``auto``'s choice.
 ``CVTUTOR_DEVICE``   ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``: overrides the automatic choice.
 ``CVTUTOR_PROGRESS`` ``auto`` | ``text`` | ``off``: progress bars as widgets, as text, or none.
 """
@@ -25,14 +27,15 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-PROFILES = ("fast", "full", "auto")
+PROFILES = ("fast", "full", "auto", "smoke")
 PROGRESS_MODES = ("auto", "text", "off")
 
 
 def resolve_profile(profile: str | None = "auto") -> str:
-    """Turn ``fast | full | auto`` (or ``CVTUTOR_PROFILE``, which wins) into ``fast`` or ``full``.
+    """Turn ``fast | full | auto | smoke`` (or ``CVTUTOR_PROFILE``, which wins) into ``fast``,
+    ``full`` or ``smoke``.
 
-    ``auto`` means ``full`` when CUDA is available and ``fast`` otherwise.
+    ``auto`` means ``full`` when CUDA is available and ``fast`` otherwise; it never picks ``smoke``.
     """
     env = os.environ.get("CVTUTOR_PROFILE", "").strip()
     chosen = env or (profile if profile is not None else "auto")
@@ -63,6 +66,16 @@ def get_device(prefer: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Same seed, same device, same numbers: deterministic kernels (warning where torch has none),
+    no cuDNN autotuning, and the cuBLAS workspace setting that deterministic CUDA matmuls need."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.deterministic = enabled
 
 
 def seed_everything(seed: int) -> None:
@@ -116,9 +129,15 @@ class Runtime:
         )
 
 
-def setup(profile: str | None = "auto", seed: int = 0, device: str | None = None, verbose: bool = True) -> Runtime:
-    """The first call of every notebook: resolve the profile and device, seed, and say so."""
+def setup(profile: str | None = "auto", seed: int = 0, device: str | None = None, verbose: bool = True,
+          deterministic: bool = True) -> Runtime:
+    """The first call of every notebook: resolve the profile and device, seed, and say so.
+
+    With ``deterministic`` (the default) the run uses deterministic kernels, see
+    :func:`set_deterministic`.
+    """
     rt = Runtime(profile=resolve_profile(profile), device=get_device(device), seed=int(seed))
+    set_deterministic(deterministic)
     seed_everything(seed)
     from cvtutor import viz
 
@@ -134,13 +153,18 @@ C = TypeVar("C")
 class ProfileConfig:
     """Mixin for a paper's ``Config`` dataclass: ``Config.for_profile(profile)`` and ``replace``.
 
-    Subclasses define the classmethods ``fast()`` and ``full()``.
+    Subclasses define the classmethods ``fast()``, ``full()`` and ``smoke()`` (``full``'s every code
+    path at toy size).
     """
 
     @classmethod
     def for_profile(cls: type[C], profile: str | None = "auto") -> C:
         resolved = resolve_profile(profile)
-        return cls.fast() if resolved == "fast" else cls.full()  # type: ignore[attr-defined]
+        make = getattr(cls, resolved, None)
+        if make is None:
+            raise ValueError(f"{cls.__qualname__} has no {resolved}() profile; define the classmethods "
+                             "fast(), full() and smoke()")
+        return make()
 
     def replace(self: C, **changes) -> C:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]

@@ -79,8 +79,12 @@ def test_style_marks():
 
 
 def test_claims_table():
-    df = report.claims_table({"a helps": (True, True), "b hurts": (None, False)})
+    df = report.claims_table({"a helps": ("paper claim", True), "b hurts": ("construction", False, "-2")})
     assert df["holds"].tolist() == [True, False]
+    assert df["kind"].tolist() == ["paper claim", "construction"]
+    assert df["detail"].tolist() == ["", "-2"]
+    with pytest.raises(ValueError, match="kind"):
+        report.claims_table({"a": (True, True)})
 
 
 def test_results_round_trip(tmp_path):
