@@ -146,35 +146,33 @@ def _eq45_by_hand(model, x, labels, mu, std, sx, sy, generator):
     return ll.mean(), kl.mean()
 
 
+def _label_posterior(model, x, labels):
+    """q(z|y1,y2) = Π_k q(z_k|y_k): the label encoders' raw (μ, log σ²), clamped as the encoder does."""
+    enc = [model.label_encoders[k].net(labels[k]).chunk(2, 1) for k in _TINY_SLICES]
+    return torch.cat([e[0] for e in enc], 1), torch.cat([e[1] for e in enc], 1)
+
+
+def _image_posterior(model, x, labels):
+    """q_φx(z|x): the image encoder's raw (μ, log σ²)."""
+    return model.image_encoder.net(x).chunk(2, 1)
+
+
 @torch.no_grad()
-def test_elbo_dis_is_eq4_and_nothing_else():
+@pytest.mark.parametrize("bound, posterior, lik", [
+    (D.elbo_dis, _label_posterior, D.Likelihood(sigma_x=0.5, sigma_y=0.2, beta=3.0)),   # supp. Eq. 4
+    (D.elbo_emb, _image_posterior, D.Likelihood(sigma_x=0.7, sigma_y=0.3, beta=0.5)),   # supp. Eq. 5
+])
+def test_elbos_are_eq4_and_eq5_and_nothing_else(bound, posterior, lik):
     model = tiny_model().eval()
     x, labels = tiny_batch()
-    lik = D.Likelihood(sigma_x=0.5, sigma_y=0.2, beta=3.0)
-    out = D.elbo_dis(model, x, labels, lik, generator=torch.Generator().manual_seed(0))
-    # q(z|y1,y2) = Π_k q(z_k|y_k): the label encoders' raw outputs (μ, log σ²), clamped as the encoder does
-    enc = [model.label_encoders[k].net(labels[k]).chunk(2, 1) for k in _TINY_SLICES]
-    mu = torch.cat([e[0] for e in enc], 1)
-    std = torch.cat([e[1].clamp(-10.0, 6.0) for e in enc], 1).mul(0.5).exp()
-    ll, kl = _eq45_by_hand(model, x, labels, mu, std, 0.5, 0.2, torch.Generator().manual_seed(0))
+    out = bound(model, x, labels, lik, generator=torch.Generator().manual_seed(0))
+    mu, logvar = posterior(model, x, labels)
+    std = (0.5 * logvar.clamp(-10.0, 6.0)).exp()
+    ll, kl = _eq45_by_hand(model, x, labels, mu, std, lik.sigma_x, lik.sigma_y, torch.Generator().manual_seed(0))
     assert {k for k in out if k.startswith("nll_")} == {"nll_x", "nll_cpose", "nll_view", "nll_content"}
     assert torch.allclose(out["kl"], kl, rtol=1e-5)
     assert torch.allclose(out["elbo"], ll - kl, rtol=1e-5)
-    assert torch.allclose(out["loss"], -ll + 3.0 * kl, rtol=1e-5)
-
-
-@torch.no_grad()
-def test_elbo_emb_is_eq5_and_nothing_else():
-    model = tiny_model().eval()
-    x, labels = tiny_batch()
-    lik = D.Likelihood(sigma_x=0.7, sigma_y=0.3, beta=0.5)
-    out = D.elbo_emb(model, x, labels, lik, generator=torch.Generator().manual_seed(1))
-    mu, logvar = model.image_encoder.net(x).chunk(2, 1)
-    ll, kl = _eq45_by_hand(model, x, labels, mu, (0.5 * logvar.clamp(-10.0, 6.0)).exp(), 0.7, 0.3,
-                           torch.Generator().manual_seed(1))
-    assert {k for k in out if k.startswith("nll_")} == {"nll_x", "nll_cpose", "nll_view", "nll_content"}
-    assert torch.allclose(out["elbo"], ll - kl, rtol=1e-5)
-    assert torch.allclose(out["loss"], -ll + 0.5 * kl, rtol=1e-5)
+    assert torch.allclose(out["loss"], -ll + lik.beta * kl, rtol=1e-5)
 
 
 def test_sub_decoders_read_only_their_sub_latent():
