@@ -619,9 +619,10 @@ class Config(ProfileConfig):
     @classmethod
     def smoke(cls) -> "Config":
         """Every code path of ``full`` (held-out test scene, the β and d sweeps, two seeds) at toy sizes."""
-        return cls(test_split="test", n_train=96, n_test=32, d_pose=4, d_content=2, hidden=16, depth=1, steps=3,
-                   batch_size=16, sweep_betas=(0.1, 10.0), sweep_ds=(4, 8), sweep_steps=2, table4_samples=40,
-                   table4_train=30, metric_votes=20, metric_pairs=2, n_transfer=6, seeds=(0, 1))
+        return cls(test_split="test", n_train=96, n_test=32, d_pose=4, d_content=2, hidden=16, depth=1,
+                   steps=3, batch_size=16, sweep_betas=(0.1, 10.0), sweep_ds=(4, 8), sweep_steps=2,
+                   table4_samples=40, table4_train=30, metric_votes=20, metric_pairs=2, n_transfer=6,
+                   seeds=(0, 1))
 
     @property
     def likelihood(self) -> Likelihood:
@@ -973,7 +974,8 @@ def summarize(per_seed: list[dict]) -> dict:
                         claims=[f"{c[0]} > {c[2]}", f"{c[1]} > {c[3]}", f"{c[4]} >= {c[0]}", f"{c[2]} ~ {c[5]}"])
     y2 = report.compare(PAPER["table4_y2"], t4.loc["y2"].to_dict(),
                         claims=[f"{c[2]} < {c[0]}", f"{c[3]} < {c[1]}", f"{c[4]} <= {c[2]}", f"{c[5]} > {c[0]}"])
-    s_img, s_lab = bvae.loc["dVAE [z_y1, z_y2] ~ q_phi_x", "score"], bvae.loc["dVAE [z_y1, z_y2] ~ q_phi_y (labels)", "score"]
+    s_img = bvae.loc["dVAE [z_y1, z_y2] ~ q_phi_x", "score"]
+    s_lab = bvae.loc["dVAE [z_y1, z_y2] ~ q_phi_y (labels)", "score"]
     s_cross = bvae.loc["cross-modal VAE z_cross ~ q_phi_x", "score"]
     bv = report.compare(PAPER["beta_vae"], {"dVAE": s_img}, claims=["dVAE > 90"])
     epe = pose["epe_mean"]
@@ -990,7 +992,8 @@ def summarize(per_seed: list[dict]) -> dict:
             "paper claim", bool(np.all(np.diff(b.image_mse) > 0)),
             "MSE " + " → ".join(f"{v:.3f}" for v in b.image_mse) + f" ({over})"),
         "Fig. 1: KL shrinks with β": (
-            "paper claim", bool(np.all(np.diff(b.kl) < 0)), "KL " + " → ".join(f"{v:.3g}" for v in b.kl)),
+            "paper claim", bool(np.all(np.diff(b.kl) < 0)),
+            "KL " + " → ".join(f"{v:.3g}" for v in b.kl)),
         "Table 4: z_y1 (q_x) carries CPose better than z_y2 (q_x) (AUC)": (
             "paper claim", bool(y1.loc[c[0], "ours"] > y1.loc[c[2], "ours"]),
             f"{y1.loc[c[0], 'ours']:.3f} vs {y1.loc[c[2], 'ours']:.3f}"),
@@ -1000,26 +1003,30 @@ def summarize(per_seed: list[dict]) -> dict:
         "β-VAE metric above 90 % for the dVAE's image-encoder latent": (
             "paper claim", bool(s_img > 90), f"{s_img:.1f} % (paper: 100 %)"),
         "β-VAE metric above 90 % for the dVAE's label-encoder latent": (
-            "construction", bool(s_lab > 90), f"{s_lab:.1f} %; each label encoder sees one factor only"),
+            "construction", bool(s_lab > 90),
+            f"{s_lab:.1f} %; each label encoder sees one factor only"),
         "β-VAE metric: the dVAE's image latent above the entangled cross-modal latent": (
             "sanity check", bool(s_img > s_cross), f"{s_img:.1f} % vs {s_cross:.1f} %"),
         "disentangling costs no accuracy: dVAE EPE within 10 % of the cross-modal VAE": (
             "paper claim", bool(abs(e_dv - e_cr) <= 0.1 * e_cr), f"{e_dv:.1f} vs {e_cr:.1f} mm"),
         "every learned model beats the mean pose": (
             "sanity check", bool((epe.drop("mean pose") < epe["mean pose"]).all()),
-            f"worst learned {epe.drop('mean pose').max():.1f} mm, mean pose {epe['mean pose']:.1f} mm"),
+            f"worst learned {epe.drop('mean pose').max():.1f} mm, "
+            f"mean pose {epe['mean pose']:.1f} mm"),
     }
     if len(d) > 1:
         findings["Fig. 1: image MSE and KL grow with d"] = (
             "paper claim", bool(np.all(np.diff(d.image_mse) > 0) and np.all(np.diff(d.kl) > 0)),
-            "MSE " + " → ".join(f"{v:.3f}" for v in d.image_mse) + "; KL " + " → ".join(f"{v:.3g}" for v in d.kl))
+            "MSE " + " → ".join(f"{v:.3f}" for v in d.image_mse)
+            + "; KL " + " → ".join(f"{v:.3g}" for v in d.kl))
     findings["pose transfer closer to the true render than both sources"] = (
         "sanity check", bool(m_tr.iloc[0] < m_tr.iloc[1] and m_tr.iloc[0] < m_tr.iloc[2]),
-        f"MSE {m_tr.iloc[0]:.4f} vs {m_tr.iloc[1]:.4f} (recon. of A) and {m_tr.iloc[2]:.4f} (image B)")
+        f"MSE {m_tr.iloc[0]:.4f} vs {m_tr.iloc[1]:.4f} (recon. of A) "
+        f"and {m_tr.iloc[2]:.4f} (image B)")
     return {"pose": pose.reset_index(), "table4": t4.reset_index(), "table4_y1": y1, "table4_y2": y2,
             "beta_vae": bvae.reset_index(), "beta_vae_table": bv, "epe_gap": gap, "fig1": fig1,
-            "transfer": tr.reset_index(), "findings": report.claims_table(findings), "history": cat["history"],
-            "n_seeds": n_seeds}
+            "transfer": tr.reset_index(), "findings": report.claims_table(findings),
+            "history": cat["history"], "n_seeds": n_seeds}
 
 
 def run(config: Config, progress: bool = False) -> dict:
