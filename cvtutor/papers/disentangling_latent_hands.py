@@ -385,26 +385,28 @@ class _Frozen:
 
 
 def disentangling_step(model: DVAE, opt_dis: torch.optim.Optimizer, x: torch.Tensor, labels: dict[str, torch.Tensor],
-                       lik: Likelihood = Likelihood()) -> dict[str, float]:
+                       lik: Likelihood = Likelihood()) -> dict[str, torch.Tensor]:
     """An Adam step on -ELBO_dis (Eq. 4) over the label encoders φ_y and every decoder θ."""
     d = elbo_dis(model, x, labels, lik)
     backward_and_step(d["loss"], opt_dis)
-    return {f"dis_{k}": float(v.detach()) for k, v in d.items() if k != "elbo"}
+    return {f"dis_{k}": v.detach() for k, v in d.items() if k != "elbo"}
 
 
 def embedding_step(model: DVAE, opt_emb: torch.optim.Optimizer, x: torch.Tensor, labels: dict[str, torch.Tensor],
-                   lik: Likelihood = Likelihood()) -> dict[str, float]:
+                   lik: Likelihood = Likelihood()) -> dict[str, torch.Tensor]:
     """An Adam step on -ELBO_emb (Eq. 5) over the image encoder φ_x only; every decoder is frozen (no gradient,
     eval-mode batch norm), so the decoders are bit-identical after it."""
     with _Frozen(model.decoders()):
         e = elbo_emb(model, x, labels, lik)
         backward_and_step(e["loss"], opt_emb)
-    return {f"emb_{k}": float(v.detach()) for k, v in e.items() if k != "elbo"}
+    return {f"emb_{k}": v.detach() for k, v in e.items() if k != "elbo"}
 
 
 def alternating_step(model: DVAE, opt_dis: torch.optim.Optimizer, opt_emb: torch.optim.Optimizer, x: torch.Tensor,
-                     labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(), embed: bool = True) -> dict[str, float]:
-    """One step of the alternating scheme that maximises Eq. (6): the disentangling step, then the embedding step."""
+                     labels: dict[str, torch.Tensor], lik: Likelihood = Likelihood(),
+                     embed: bool = True) -> dict[str, torch.Tensor]:
+    """One step of the alternating scheme that maximises Eq. (6): the disentangling step, then the embedding step.
+    The terms come back as detached tensors (no host sync here; :func:`cvtutor.train.fit` logs them)."""
     out = disentangling_step(model, opt_dis, x, labels, lik)
     if embed:
         out.update(embedding_step(model, opt_emb, x, labels, lik))
