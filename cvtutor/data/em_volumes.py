@@ -77,18 +77,22 @@ def load_cremi(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     ``membranes`` (Z, Y, X) bool, the boundaries of ``volumes/labels/neuron_ids`` per slice."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no CREMI file at {path} (an HDF5 file with {CREMI_KEYS[0]} and {CREMI_KEYS[1]})")
+        raise FileNotFoundError(f"no CREMI file at {path} "
+                                f"(an HDF5 file with {CREMI_KEYS[0]} and {CREMI_KEYS[1]})")
     try:
         import h5py
     except ImportError as e:
-        raise ImportError("reading CREMI needs h5py (pip install h5py), which cvtutor does not depend on") from e
+        raise ImportError("reading CREMI needs h5py (pip install h5py), "
+                          "which cvtutor does not depend on") from e
     with h5py.File(path, "r") as f:
         missing = [k for k in CREMI_KEYS if k not in f]
         if missing:
-            raise KeyError(f"{path}: a CREMI file holds {CREMI_KEYS[0]} and {CREMI_KEYS[1]}; missing {missing}")
+            raise KeyError(f"{path}: a CREMI file holds {CREMI_KEYS[0]} and {CREMI_KEYS[1]}; "
+                           f"missing {missing}")
         raw, ids = f[CREMI_KEYS[0]][()], f[CREMI_KEYS[1]][()]
     if raw.shape != ids.shape or raw.ndim != 3:
-        raise ValueError(f"{path}: raw {raw.shape} and neuron_ids {ids.shape} must be the same (Z, Y, X) shape")
+        raise ValueError(f"{path}: raw {raw.shape} and neuron_ids {ids.shape} "
+                         "must be the same (Z, Y, X) shape")
     return (raw / 255.0).astype(np.float32), boundaries(ids)
 
 
