@@ -300,3 +300,77 @@ def test_table2_runs_at_toy_size_and_reports_every_training_set():
     df = T.table2(cfg, gens, seed=0)
     assert df["training data"].tolist() == ["Real data", "TopoGAN", "TopoGAN+real data"]
     assert df["Dice"].between(0, 1).all()
+
+
+# ----------------------------------------------------------------------------- real-format loaders
+def _write_tiff_stack(path, pages):
+    from PIL import Image
+
+    ims = [Image.fromarray(p) for p in pages]
+    ims[0].save(path, save_all=True, append_images=ims[1:])
+
+
+def test_isbi2012_loader_reads_multipage_tiffs(tmp_path):
+    from cvtutor.data import em_volumes
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (3, 16, 20), dtype=np.uint8)
+    masks, _ = membranes.membrane_masks(3, 16, seed=0)
+    labels = np.where(np.pad(masks, ((0, 0), (0, 0), (0, 4))), 0, 255).astype(np.uint8)
+    _write_tiff_stack(tmp_path / "train-volume.tif", raw)
+    _write_tiff_stack(tmp_path / "train-labels.tif", labels)
+    img, mem = em_volumes.load_isbi2012(tmp_path)
+    assert img.shape == (3, 16, 20) and img.dtype == np.float32
+    assert np.allclose(img, raw / 255.0)
+    assert np.array_equal(mem, labels == 0) and np.array_equal(mem[:, :, :16], masks)
+    assert em_volumes.patches(mem, 8).shape == (3 * 2 * 2, 8, 8)
+
+
+def test_isbi2012_loader_errors_name_the_layout(tmp_path):
+    from cvtutor.data import em_volumes
+
+    with pytest.raises(FileNotFoundError, match="train-volume.tif"):
+        em_volumes.load_isbi2012(tmp_path)
+    _write_tiff_stack(tmp_path / "train-volume.tif", np.zeros((2, 8, 8), np.uint8))
+    _write_tiff_stack(tmp_path / "train-labels.tif", np.full((2, 8, 8), 7, np.uint8))
+    with pytest.raises(ValueError, match="0 \\(membrane\\) or 255"):
+        em_volumes.load_isbi2012(tmp_path)
+
+
+def test_cremi_boundaries_and_loader(tmp_path):
+    from cvtutor.data import em_volumes
+
+    ids = np.zeros((1, 6, 6), np.uint64)
+    ids[0, :, 3:] = 5                       # two neurons side by side: a one-pixel wall at column 2
+    assert np.array_equal(np.flatnonzero(em_volumes.boundaries(ids)[0].any(0)), [2])
+    with pytest.raises(FileNotFoundError, match="volumes/raw"):
+        em_volumes.load_cremi(tmp_path / "sample_A.hdf")
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "sample_A.hdf"
+    with h5py.File(path, "w") as f:
+        f["volumes/raw"] = np.full((1, 6, 6), 255, np.uint8)
+        f["volumes/labels/neuron_ids"] = ids
+    img, mem = em_volumes.load_cremi(path)
+    assert np.allclose(img, 1.0) and np.array_equal(mem, em_volumes.boundaries(ids))
+
+
+def test_smoke_runs_every_table_of_full():
+    import time
+
+    t = time.time()
+    out = T.run(T.Config.smoke())
+    assert time.time() - t < 60
+    keys = {"gap_closing", "table1", "history", "table1_fid", "table1_mmd", "table1_betti", "table2",
+            "table2_compare"}
+    assert keys <= set(out) and T.Config.full().table2 and T.Config.smoke().table2
+    assert len(T.Config.smoke().seeds) >= 2 and set(out["table1"].seed) == set(T.Config.smoke().seeds)
+    assert "L_topo" in out["history"] and out["history"].L_topo.notna().any()
+    assert "WGAN-SN" not in T.PAPER["betti"].values
+
+
+def test_gap_demo_fits_other_masks_diagrams():
+    cfg = T.Config.smoke()
+    real = T.real_data(cfg)
+    ref = T.gap_reference(cfg, real)
+    own = real["diagrams"][: cfg.gap_masks]
+    assert all(r is not o for r in ref for o in own) and len(ref) == cfg.gap_ref
