@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cvtutor import report
 from cvtutor.data import detection_sim as S
 from cvtutor.metrics import detection as D
 from cvtutor.papers import tide as T
@@ -405,3 +406,29 @@ def test_trained_detector_pipeline():
         T.train_detector(cfg.replace(det_early=6), "cpu")
     with pytest.raises(ValueError, match="split"):
         T.detector_scenes(cfg, "val")
+
+
+def test_cli_plot_is_self_contained(tmp_path):
+    """``--plot`` writes an HTML file that opens offline: plotly.js inside it, no CDN."""
+    gp, rp = coco_files(tmp_path)
+    out = tmp_path / "summary.html"
+    assert T.main([str(gp), str(rp), "--plot", str(out)]) == 0
+    html = out.read_text()
+    assert "<script src=" not in html  # nothing loaded from elsewhere (the bundle names URLs in its own code)
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000  # the library itself is embedded
+
+
+def test_type_colours_are_distinct():
+    assert len(set(T.TYPE_COLORS.values())) == len(T.TYPE_COLORS) == len(T.ERROR_TYPES) + len(T.SPECIAL_TYPES)
+
+
+def test_smoke_profile_runs_every_full_path():
+    full, smoke = T.Config.full(), T.Config.smoke()
+    assert len(smoke.seeds) >= 2 and smoke.det_dilations == full.det_dilations
+    assert smoke.det_max_objects == full.det_max_objects
+    res = T.run(smoke)
+    assert set(res["recovery"]["seed"]) == set(smoke.seeds)
+    for key in ("summary", "completeness", "recovery", "sweep", "progressive", "table2", "table2_compare", "size",
+                "density", "detector_history", "detector_summary", "detector_table2", "findings"):
+        assert key in res, key
+    assert set(res["findings"]["kind"]) <= set(report.KINDS)
