@@ -289,3 +289,41 @@ def test_run_returns_storable_results(tmp_path):
     loaded, _ = report.load_results(path)
     assert set(loaded["table"]["method"]) == {"CE", "HGR", "TCGM"}
     assert loaded["compare_low_rate"]["holds"].notna().sum() == 4  # the four TCGM rows carry the claims
+
+
+def test_log_prob_check_is_skipped_only_where_it_would_sync():
+    bad = [torch.randn(4, 3)] * 3
+    lp = torch.log(torch.full((3,), 1 / 3))
+    T._check_log_h(bad, lp, values=False)  # shapes only: no value read
+    with pytest.raises(ValueError, match="log-probabilities"):
+        T._check_log_h(bad, lp, values=True)
+    with pytest.raises(ValueError, match="log-probabilities"):
+        T._check_log_h(bad, lp)  # on the CPU the default checks the values
+
+
+def test_label_log_prior_is_add_one_smoothed():
+    lp = T.label_log_prior(torch.tensor([0, 0, 1]), 3)
+    assert torch.allclose(lp.exp(), torch.tensor([3 / 6, 2 / 6, 1 / 6]))  # (2+1, 1+1, 0+1) / 6: no class at 0
+
+
+def test_tcgm_beats_ce_on_a_tiny_fixed_problem():
+    """With 12 labels on the Gaussian world, the unlabelled TC term must lift the aggregator's accuracy
+    clearly above cross-entropy on the labels alone (fixed seeds; fails if the TC step does nothing)."""
+    cfg = T.Config.fast().replace(n_train=1500, n_test=1000, steps=150, hidden=32)
+    w, tr, te = T.gaussian_data(cfg, seed=0)
+    mask = label_mask(tr["y"], 0.008, 0)
+    log_p = T.label_log_prior(tr["y"][mask], w.n_classes)
+    acc = {}
+    for method in ("ce", "tcgm"):
+        model, _ = T.train(method, tr["x"], tr["y"], mask, cfg, seed=0)
+        acc[method] = T.evaluate(model, te["x"], te["y"], log_p)["acc_all"]
+    assert acc["tcgm"] > acc["ce"] + 0.05, acc
+
+
+def test_smoke_profile_runs_every_full_path():
+    full, smoke = T.Config.full(), T.Config.smoke()
+    assert len(smoke.seeds) >= 2 and smoke.digits_classes == full.digits_classes
+    res = T.run(smoke)
+    assert set(res["sweep"]["seed"]) == set(smoke.seeds) and set(res["table"]["seed"]) == set(smoke.seeds)
+    assert "diff" not in res["compare_low_rate"] and "diff" not in res["compare_gain"]
+    assert set(res["findings"]["kind"]) <= {"paper claim", "sanity check", "construction"}
