@@ -801,7 +801,8 @@ def summarize(config: Config, t1: pd.DataFrame, t2: pd.DataFrame, t3: pd.DataFra
     paper_rows = [r for r in m2.index if r in PAPER["table2_epe"].values]
     out["compare_table2_epe"] = report.compare(
         PAPER["table2_epe"], {r: m2.loc[r, "epe_mean"] for r in paper_rows},
-        claims=[c for c in ("R, l2 < None", "R, l2 < l2, sigma=1e-3", "R, l1 < None") if c.split(" < ")[0] in paper_rows
+        claims=[c for c in ("R, l2 < None", "R, l2 < l2, sigma=1e-3", "R, l2 < l2, sigma=1e-5", "R, l1 < None",
+                             "R, l1 < l1, sigma=1e-4") if c.split(" < ")[0] in paper_rows
                 and c.split(" < ")[1] in paper_rows])
     out["compare_table2_auc"] = report.compare(PAPER["table2_auc"], {r: m2.loc[r, "auc"] for r in paper_rows},
                                                claims=[c for c in ("R, l2 > None",) if "None" in paper_rows])
