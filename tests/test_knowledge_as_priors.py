@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -266,9 +267,9 @@ def test_meta_training_changes_phi_and_keeps_it_finite_and_meta_test_runs():
 
 
 def test_run_tiny_is_json_storable(tmp_path):
-    cfg = tiny_config().replace(controls=(), table3_targets=("frei_A", "stb"))
+    cfg = tiny_config().replace(controls=(), l2_sigmas=(1e-5,), table3_targets=("frei_A", "stb"))
     res = kap.run(cfg)
-    assert set(res["table2"]["setting"]) == {"None", "l2, sigma=1e-3", "R, l2"}
+    assert set(res["table2"]["setting"]) == {"None", "l2, sigma=1e-5", "R, l2"}
     assert set(res["table3_gains"]["target"]) == {"frei_A", "stb"}
     assert "holds" in res["compare_table1_act_att"].columns
     report.save_results(res, tmp_path / "r.json", report.run_metadata("knowledge_as_priors", "fast", "cpu", 0))
@@ -296,3 +297,47 @@ def test_paper_numbers_and_claims():
         assert e3[f"{dom}, none"] - e3[f"{dom}, R"] == pytest.approx(g3[f"{dom}, R"], abs=1e-6)
     report.compare(p["table1_act_att"], {"KD": 1.0}, claims=["Depth < KD", "KD < RGB"])
     report.compare(p["table2_epe"], {"R, l2": 1.0}, claims=["R, l2 < None", "R, l2 < l2, sigma=1e-3"])
+
+
+def test_table3_default_l2_is_table2_sigma_1e5_row():
+    """Table 3's STB "default ℓ2" entry (12.02) is Table 2's σ = 1e-5 row: our column must be that row too."""
+    full = kap.Config.full()
+    none, l2, r = kap.table3_rows(full)
+    assert (none, l2, r) == ("None", "l2, sigma=1e-5", "R, l2")
+    assert l2 in kap.table2_rows(full)
+    assert kap.PAPER["table2_epe"].values[l2] == kap.PAPER["table3_epe"].values["stb, l2"]
+    with pytest.raises(ValueError, match="table3_l2_sigma"):
+        kap.Config.fast().replace(table3_targets=("stb",))  # fast runs only σ = 1e-3
+
+
+def test_table3_pearson_against_scipy_and_degenerate_cases():
+    import scipy.stats
+
+    g = pd.DataFrame({"gain_l2": [0.1, 0.5, 0.9, 1.0, 3.6], "gain_R": [0.1, 0.7, 1.5, 2.0, 7.5]})
+    assert kap.table3_pearson(g) == pytest.approx(scipy.stats.pearsonr(g.gain_l2, g.gain_R)[0])
+    assert np.isnan(kap.table3_pearson(g.iloc[:2]))
+    assert np.isnan(kap.table3_pearson(g.assign(gain_R=1.0)))
+    pv = kap.PAPER["table3"].values
+    doms = ("frei_G", "frei_H", "frei_S", "frei_A", "stb")
+    paper = pd.DataFrame({"gain_l2": [pv[f"{d}, l2"] for d in doms], "gain_R": [pv[f"{d}, R"] for d in doms]})
+    assert kap.table3_pearson(paper) > kap.TABLE3_MIN_R  # the claim holds on the paper's own numbers
+
+
+def test_smoke_runs_every_full_code_path():
+    """run(Config.smoke()) covers what full switches on: both priors and every control (the notebook's
+    former KeyError), Table 1 rows 3-4, every Table 2 row, Table 3 on every target with a judged claim."""
+    full, smoke = kap.Config.full(), kap.Config.smoke()
+    assert len(smoke.seeds) >= 2 and smoke.extra_priors() == full.extra_priors() == ("l1", "no_teacher")
+    res = kap.run(smoke)
+    assert {"table1", "table2", "table3", "pck", "phi", "compare_table1_act", "compare_table1_act_att",
+            "compare_table1_gain", "compare_fig4", "compare_table2_epe", "compare_table2_auc", "table2_summary",
+            "table3_gains", "compare_table3", "table3_pearson_r", "table3_claims"} <= set(res)
+    assert set(res["table2"]["setting"]) == set(kap.table2_rows(full))
+    assert set(res["table1"]["row"]) == {"L_ACT / L_ACT, L_ATT", "L_ACT, L_ATT, A", f"L_ACT, L_ATT, A, {smoke.big_backbone}"}
+    assert set(res["table3_gains"]["target"]) == set(full.table3_targets)
+    assert set(res["table1"]["seed"]) == set(smoke.seeds)
+    c3 = res["compare_table3"]
+    assert c3["holds"].notna().sum() == len(full.table3_targets)
+    r = res["table3_pearson_r"]
+    verdict = res["table3_claims"]["holds"].iloc[0]
+    assert (pd.isna(verdict) and np.isnan(r)) or bool(verdict) == (r > kap.TABLE3_MIN_R)
