@@ -25,7 +25,8 @@ def _assets() -> dict[str, Path]:
     for path in (plotly_js, tex_svg):
         if not path.is_file():
             raise RuntimeError(f"expected {path} in the installed package; reinstall the 'book' extra")
-    return {"plotly.min.js": plotly_js, "mathjax/tex-svg.js": tex_svg}
+    css = Path(__file__).resolve().parents[1] / "_static" / "cvtutor.css"  # tables: borders, padding, scrolling
+    return {"plotly.min.js": plotly_js, "mathjax/tex-svg.js": tex_svg, "cvtutor.css": css}
 
 
 def _copy_assets(app: Sphinx, exception: Exception | None) -> None:
@@ -56,6 +57,7 @@ def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, 
 def setup(app: Sphinx) -> dict:
     _assets()  # fail early, with a clear message, if a package is missing
     app.add_js_file("plotly.min.js", priority=200)
+    app.add_css_file("cvtutor.css")
     app.connect("html-page-context", _page_context)
     app.connect("build-finished", _copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
