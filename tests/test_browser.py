@@ -36,7 +36,9 @@ WIDTHS_JS = """() => {
   const out = [];
   for (const el of main.querySelectorAll('table, div.highlight pre, .cell_output pre')) {
     if (el.closest('.cvtutor-plotly') || el.closest('details:not([open])')) continue;
-    const w = Math.max(el.getBoundingClientRect().width, el.scrollWidth);
+    // a table: its full width; a code block: it is too wide when its lines need a scroll bar
+    const w = el.tagName === 'TABLE' ? Math.max(el.getBoundingClientRect().width, el.scrollWidth)
+                                     : column + (el.scrollWidth - el.clientWidth);
     if (w > column + %d) {
       out.push({tag: el.tagName.toLowerCase(), width: Math.round(w), column: Math.round(column),
                 text: (el.innerText || '').slice(0, 60)});
@@ -167,9 +169,11 @@ def test_the_measures_catch_their_problems(browser, tmp_path):
     page = tmp_path / "fixture.html"
     page.write_text("""<html><body><main><article style="width:752px">
       <table><tr>""" + "".join(f"<td>column{i}-wide-cell</td>" for i in range(40)) + """</tr></table>
-      <div class="fig"><svg class="main-svg"><g class="infolayer"><g class="gtitle">
+      <div class="highlight"><pre style="overflow-x:auto">""" + "x = 1  # " + "long " * 60 + """</pre></div>
+      <div class="fig" style="position:relative; width:752px; height:200px">
+        <svg class="main-svg" width="752" height="200"><g class="infolayer"><g class="gtitle">
         <text x="600" y="20">A title</text></g></g></svg>
-        <div class="modebar" style="position:absolute; left:560px; top:0; width:200px; height:40px"></div></div>
+        <div class="modebar" style="position:absolute; left:560px; top:0; width:190px; height:40px"></div></div>
     </article></main></body></html>""")
     ctx = browser.new_context()
     pg = ctx.new_page()
@@ -177,5 +181,6 @@ def test_the_measures_catch_their_problems(browser, tmp_path):
     wide = pg.evaluate(WIDTHS_JS)
     covered = pg.evaluate(TITLE_UNDER_TOOLBAR_JS, pg.locator(".fig").element_handle())
     ctx.close()
-    assert wide and wide[0]["tag"] == "table" and wide[0]["width"] > 752
+    assert wide and wide[0]["tag"] == "table" and wide[0]["width"] > wide[0]["column"]
+    assert "pre" in [w["tag"] for w in wide]  # the code line that needs a scroll bar
     assert covered and "A title" in covered
