@@ -105,6 +105,7 @@ def point_cloud(cloud, joints=None, title: str | None = None, labels=None, names
     fig = go.Figure()
     if labels is None:
         fig.add_trace(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], mode="markers", name="cloud",
+                                   showlegend=False,
                                    marker=dict(size=2.5, color=c[:, 2], colorscale="Viridis",
                                                colorbar=dict(title=axis_titles[2], thickness=12))))
     else:
