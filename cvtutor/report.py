@@ -326,6 +326,10 @@ def style(df: pd.DataFrame, precision: int = 3, transpose: bool = False, caption
 
     styler = shown.style.format({c: cell(c) for c in shown.columns}).hide(axis="index")
     styler = styler.set_table_styles(_TABLE_STYLES).set_table_attributes('class="cvtutor-table"')
+    text_cols = [c for c in shown.columns if c != "holds" and decimals[c] is None
+                 and not pd.api.types.is_numeric_dtype(shown[c])]
+    if text_cols:  # words read from the left; numbers stay right-aligned
+        styler = styler.set_properties(subset=text_cols, **{"text-align": "left"})
     if failed and not transpose:
         styler = styler.apply(lambda row: [_FAILED_ROW if row.name in failed else ""] * len(row), axis=1)
     text = caption

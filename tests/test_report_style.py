@@ -28,8 +28,9 @@ def test_failed_rows_are_marked_and_kinds_explained():
     f = report.claims_table({"a": ("paper claim", True), "b": ("sanity check", False), "c": ("construction", None)})
     html = _html(f)
     css = html.split("</style>")[0]
-    assert "#fde8e8" in css and all(f"row1_col{j}" in css for j in range(3))  # row b, every cell
-    assert "row0_col" not in css and "row2_col" not in css  # holds (✓) and not judged (–) unmarked
+    rule = next(block for block in css.split("}") if "#fde8e8" in block)
+    assert all(f"row1_col{j}" in rule for j in range(3))  # row b, every cell
+    assert "row0_col" not in rule and "row2_col" not in rule  # holds (✓) and not judged (–) unmarked
     assert "✓" in html and "✗" in html and "–" in html
     assert "a sanity check tests our own tool" in html
 
@@ -39,3 +40,9 @@ def test_transpose_for_wide_tables():
     st = report.style(wide, transpose=True)
     assert st.data.shape == (12, 3) and list(st.data.columns) == ["model", "a", "b"]
     assert "0.500" in st.to_html()
+
+
+def test_text_columns_are_left_aligned():
+    css = _html(pd.DataFrame({"finding": ["a"], "x": [1.5]})).split("</style>")[0]
+    rule = next(block for block in css.split("}") if "text-align: left" in block and "row0" in block)
+    assert "row0_col0" in rule and "row0_col1" not in rule
