@@ -28,7 +28,7 @@ def test_failed_rows_are_marked_and_kinds_explained():
     f = report.claims_table({"a": ("paper claim", True), "b": ("sanity check", False), "c": ("construction", None)})
     html = _html(f)
     css = html.split("</style>")[0]
-    rule = next(block for block in css.split("}") if "#fde8e8" in block)
+    rule = " ".join(block for block in css.split("}") if "#fde8e8" in block)
     assert all(f"row1_col{j}" in rule for j in range(3))  # row b, every cell
     assert "row0_col" not in rule and "row2_col" not in rule  # holds (✓) and not judged (–) unmarked
     assert "✓" in html and "✗" in html and "–" in html
