@@ -256,29 +256,89 @@ def findings_summary(*tables: pd.DataFrame) -> Markdown:
     return Markdown("\n".join(lines))
 
 
-def style(df: pd.DataFrame, precision: int = 3):
-    """A ``Styler`` for the book: the index as a first column, numbers rounded, ``holds`` as ✓ / ✗ / –."""
-    def mark(v: Any) -> str:
-        if v is pd.NA or v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        return "✓" if bool(v) else "✗"
+_TABLE_STYLES = [
+    {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em;"},
+    {"selector": "th, td", "props": "padding: 0.3em 0.7em; border: 1px solid #d0d7de;"},
+    {"selector": "th", "props": "background: #f6f8fa; font-weight: 600; text-align: center;"},
+    {"selector": "td", "props": "text-align: right; font-variant-numeric: tabular-nums;"},
+    {"selector": "caption", "props": "caption-side: top; text-align: left; padding: 0.3em 0; color: #57606a;"},
+]
+_FAILED_ROW = "background-color: #fde8e8;"  # a row whose finding does not hold (✗)
+_KIND_CAPTION = ("kind: a paper claim tests what the paper reports; a sanity check tests our own tool; "
+                 "a construction holds because the synthetic world was built so (a demonstration, "
+                 "not a reproduced finding). holds: ✓ / ✗ computed by this run, – not judged.")
 
-    def number(v: Any) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        if isinstance(v, (bool, np.bool_)):
-            return str(v)
-        if isinstance(v, (int, np.integer)):
-            return str(v)
-        if isinstance(v, (float, np.floating)):
-            return f"{v:.{precision}f}"
-        return str(v)
 
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def _decimals(values: pd.Series, precision: int) -> int | None:
+    """Decimals for a column's floats: 0 when every value is a whole number, fewer for large
+    magnitudes (a float32 30.299999 prints as 30.30); ``None`` when the column holds no floats."""
+    floats = [float(v) for v in values if isinstance(v, (float, np.floating)) and not _missing(v)]
+    if not floats:
+        return None
+    if all(abs(v - round(v)) < 1e-9 for v in floats):  # integers stored as floats (counts, sizes)
+        return 0
+    big = max(abs(v) for v in floats)
+    return min(precision, 1 if big >= 100 else 2 if big >= 10 else precision)
+
+
+def style(df: pd.DataFrame, precision: int = 3, transpose: bool = False, caption: str | None = None):
+    """A ``Styler`` for the book: padding and borders, the index as a first column, numbers
+    formatted per column (whole numbers as integers, floats rounded by magnitude), "–" for a
+    missing value (e.g. the std of a single seed), ``holds`` as ✓ / ✗ / – with ✗ rows marked, and
+    a caption that explains ``kind`` in a findings table.
+
+    ``transpose=True`` shows the table with rows and columns swapped (a wide table of few rows
+    fits the page's column that way). The look comes from inline table styles (Jupyter, Colab)
+    and from ``book/_static/cvtutor.css`` (class ``cvtutor-table``, the built book).
+    """
     shown = df.reset_index() if (df.index.name is not None or not isinstance(df.index, pd.RangeIndex)) else df
-    fmt = {c: (mark if c == "holds" else number) for c in shown.columns}
-    styler = shown.style.format(fmt).hide(axis="index")
-    if "ref" in df.attrs:
-        styler = styler.set_caption(f"{df.attrs['ref']}: {df.attrs.get('metric', '')}")
+    failed = []
+    if "holds" in shown.columns:
+        failed = [i for i, v in enumerate(shown["holds"]) if not _missing(v) and not bool(v)]
+    if transpose:
+        first = shown.columns[0]
+        shown = shown.set_index(first).T
+        shown.index.name, shown.columns.name = first, None
+        shown = shown.reset_index()
+    decimals = {c: _decimals(shown[c], precision) for c in shown.columns}
+
+    def cell(column: str):
+        marks = column == "holds"
+
+        def fmt(v: Any) -> str:
+            if _missing(v):
+                return "–"
+            if isinstance(v, (bool, np.bool_)):
+                return ("✓" if v else "✗") if marks or transpose else str(bool(v))
+            if marks:
+                return "✓" if bool(v) else "✗"
+            if isinstance(v, (int, np.integer)):
+                return str(int(v))
+            if isinstance(v, (float, np.floating)):
+                d = decimals[column] if decimals[column] is not None else precision
+                return f"{float(v):,.{d}f}" if abs(v) >= 10_000 else f"{float(v):.{d}f}"
+            return str(v)
+        return fmt
+
+    styler = shown.style.format({c: cell(c) for c in shown.columns}).hide(axis="index")
+    styler = styler.set_table_styles(_TABLE_STYLES).set_table_attributes('class="cvtutor-table"')
+    text_cols = [c for c in shown.columns if c != "holds" and decimals[c] is None
+                 and not pd.api.types.is_numeric_dtype(shown[c])]
+    if text_cols:  # words read from the left; numbers stay right-aligned
+        styler = styler.set_properties(subset=text_cols, **{"text-align": "left"})
+    if failed and not transpose:
+        styler = styler.apply(lambda row: [_FAILED_ROW if row.name in failed else ""] * len(row), axis=1)
+    text = caption
+    if text is None and "ref" in df.attrs:
+        text = f"{df.attrs['ref']}: {df.attrs.get('metric', '')}"
+    if "kind" in df.columns and "holds" in df.columns:
+        text = f"{text} · {_KIND_CAPTION}" if text else _KIND_CAPTION
+    if text:
+        styler = styler.set_caption(text)
     return styler
 
 

@@ -6,26 +6,74 @@
 #   3. the book built from those executed notebooks (no second execution);
 #   4. the built book opened in headless Chromium with the network off.
 # It stops at the first failing stage. CVTUTOR_TEST_JOBS sets the parallel workers (default 2).
+# Stage 2 ends with a table of each notebook's execution time (also in _book/notebook_times.tsv,
+# which tests/test_notebooks.py checks against the 60 s budget).
+#
+#   bash tests/run.sh --smoke   executes every notebook with CVTUTOR_PROFILE=smoke (full's code
+#                               paths at toy size) and stops: no unit tests, no book. Not part of
+#                               the default run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+profile=fast
+if [[ "${1:-}" == "--smoke" ]]; then
+    profile=smoke
+elif [[ -n "${1:-}" ]]; then
+    echo "usage: bash tests/run.sh [--smoke]" >&2
+    exit 2
+fi
 
 jobs=${CVTUTOR_TEST_JOBS:-2}
 timeout=${CVTUTOR_NOTEBOOK_TIMEOUT:-600}
 stage=_book  # not under _build: nbmake skips any path with a _build part
-export CVTUTOR_PROFILE=fast CVTUTOR_PROGRESS=text PYTHONHASHSEED=0
+export CVTUTOR_PROFILE=$profile CVTUTOR_PROGRESS=text PYTHONHASHSEED=0
 # one torch thread per worker: $jobs workers share the cores, and oversubscribed threads make small
 # networks many times slower
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+times_table() {  # junit xml of nbmake -> one line a notebook: seconds, path; sorted, printed and saved
+    python - "$1" "$2" <<'PY'
+import sys, xml.etree.ElementTree as ET
+junit, out = sys.argv[1:]
+def path(case):  # nbmake's classname is the path with dots: notebooks.hands.hand_world.ipynb
+    name = case.get("classname") or case.get("name")
+    stem = name[:-len(".ipynb")] if name.endswith(".ipynb") else name
+    return stem.replace(".", "/") + ".ipynb"
+rows = sorted(((float(c.get("time", 0)), path(c)) for c in ET.parse(junit).iter("testcase")), reverse=True)
+with open(out, "w") as f:
+    f.write("seconds\tnotebook\n")
+    for t, name in rows:
+        f.write(f"{t:.1f}\t{name}\n")
+print(f"{'seconds':>8}  notebook")
+for t, name in rows:
+    print(f"{t:8.1f}  {name}")
+if rows:
+    ts = sorted(t for t, _ in rows)
+    print(f"{'median':>8}  {ts[len(ts) // 2]:.1f} s over {len(ts)} notebooks (table in {out})")
+PY
+}
+
+run_notebooks() {
+    rm -rf "$stage"
+    mkdir -p "$stage"
+    cp -r _config.yml _toc.yml README.md book notebooks "$stage"/
+    local status=0
+    python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
+        --rootdir="$stage" -o addopts="" -q --junitxml="$stage/notebooks.junit.xml" "$stage"/notebooks || status=$?
+    [[ -f "$stage/notebooks.junit.xml" ]] && times_table "$stage/notebooks.junit.xml" "$stage/notebook_times.tsv"
+    return $status
+}
+
+if [[ "$profile" == smoke ]]; then
+    echo "== notebooks (nbmake, smoke profile, ${timeout}s time-out each)"
+    run_notebooks
+    exit 0
+fi
 
 echo "== 1/4 unit tests"
 python -m pytest tests -m "not browser" -n "$jobs" -q
 
 echo "== 2/4 notebooks (nbmake, fast profile, ${timeout}s time-out each)"
-rm -rf "$stage"
-mkdir -p "$stage"
-cp -r _config.yml _toc.yml README.md book notebooks "$stage"/
-python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
-    --rootdir="$stage" -o addopts="" -q "$stage"/notebooks
+run_notebooks
 
 echo "== 3/4 book (from the executed notebooks)"
 python - "$stage/_config.yml" <<'PY'
@@ -38,4 +86,6 @@ PY
 jupyter-book build "$stage" --warningiserror --keep-going
 
 echo "== 4/4 browser test of the built book"
+CVTUTOR_BOOK_HTML="$stage/_build/html" CVTUTOR_NOTEBOOK_TIMES="$stage/notebook_times.tsv" \
+    python -m pytest tests/test_book_html.py tests/test_notebooks.py::test_notebook_time_budget -q
 CVTUTOR_BOOK_HTML="$stage/_build/html" python -m pytest tests -m browser -q

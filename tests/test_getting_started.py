@@ -60,3 +60,19 @@ def test_run_fast_is_deterministic_and_shaped():
     assert list(a["table"].columns) == ["paper", "ours", "diff", "claim", "holds"]
     assert a["table"].loc["svc", "paper"] == 0.97
     assert set(a["history"].columns) >= {"step", "loss", "model", "seed"}
+
+
+def test_smoke_is_full_at_toy_size():
+    full, smoke = gs.Config.full(), gs.Config.smoke()
+    assert gs.Config.for_profile("smoke") == smoke
+    assert len(smoke.seeds) >= 2 and smoke.lr == full.lr and smoke.steps < full.steps
+
+
+def test_findings_have_kinds_and_computed_holds():
+    r = gs.run(gs.Config.smoke())
+    f = r["findings"]
+    assert f.loc["the SVC re-run matches the gallery's 0.97 (within 1 point)", "kind"] == "paper claim"
+    assert set(f["kind"]) <= {"paper claim", "sanity check"}
+    mean = r["accuracy"].groupby("model")["accuracy"].mean()
+    assert bool(f.loc["the MLP beats softmax regression", "holds"]) == (mean["mlp"] > mean["softmax"])
+    assert r["mean_accuracy"] == pytest.approx(mean.to_dict())

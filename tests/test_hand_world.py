@@ -39,3 +39,14 @@ def test_run_tiny_is_json_storable(tmp_path):
 
 def test_paper_claim_holds_on_paper_numbers():
     assert hw.PAPER["table1"].values["Depth"] < hw.PAPER["table1"].values["RGB"]
+
+
+def test_smoke_profile_and_finding_kinds():
+    from cvtutor import report
+    cfg = hw.Config.smoke()
+    assert hw.Config.for_profile("smoke") == cfg and len(cfg.seeds) >= 2
+    r = hw.run(cfg, progress=False)
+    f = r["findings"]
+    assert set(f["kind"]) <= set(report.KINDS)
+    assert f.loc["depth beats RGB (EPE), the premise of cross-modal distillation", "kind"] == "paper claim"
+    assert f.loc["RGB beats the mean pose", "kind"] == "sanity check"

@@ -6,6 +6,7 @@ draws its figures and math with the network off.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def _assets() -> dict[str, Path]:
     for path in (plotly_js, tex_svg):
         if not path.is_file():
             raise RuntimeError(f"expected {path} in the installed package; reinstall the 'book' extra")
-    return {"plotly.min.js": plotly_js, "mathjax/tex-svg.js": tex_svg}
+    css = Path(__file__).resolve().parents[1] / "_static" / "cvtutor.css"  # tables: borders, padding, scrolling
+    return {"plotly.min.js": plotly_js, "mathjax/tex-svg.js": tex_svg, "cvtutor.css": css}
 
 
 def _copy_assets(app: Sphinx, exception: Exception | None) -> None:
@@ -53,9 +55,40 @@ def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict, 
     context["script_files"] = unique
 
 
+_INCLUDE = re.compile(r"```\{include\} \.\./README\.md\n:start-after: <!-- papers:start -->\n"
+                      r":end-before: <!-- papers:end -->\n```")
+
+
+def linked_paper_table(readme: str, notebooks: dict[str, str]) -> str:
+    """The README's paper table with each done chapter's slug linked to its page
+    (``notebooks``: slug -> docname relative to book/, e.g. ``../notebooks/eccv2020/tide``)."""
+    start, end = readme.index("<!-- papers:start -->"), readme.index("<!-- papers:end -->")
+    lines = []
+    for line in readme[start + len("<!-- papers:start -->"):end].strip("\n").splitlines():
+        cells = line.split("|")
+        m = re.fullmatch(r"\s*`([a-z0-9_]+)`\s*", cells[-2]) if len(cells) > 3 else None
+        if m and m[1] in notebooks and any(c.strip() == "done" for c in cells):
+            cells[-2] = f" [`{m[1]}`]({notebooks[m[1]]}.ipynb) "
+            line = "|".join(cells)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _link_intro_table(app: Sphinx, docname: str, source: list[str]) -> None:
+    if docname != "book/intro" or not _INCLUDE.search(source[0]):
+        return
+    root = Path(app.srcdir)
+    notebooks = {p.stem: "../" + p.relative_to(root).with_suffix("").as_posix()
+                 for p in (root / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    table = linked_paper_table((root / "README.md").read_text(), notebooks)
+    source[0] = _INCLUDE.sub(lambda _: table, source[0])
+
+
 def setup(app: Sphinx) -> dict:
     _assets()  # fail early, with a clear message, if a package is missing
     app.add_js_file("plotly.min.js", priority=200)
+    app.add_css_file("cvtutor.css")
     app.connect("html-page-context", _page_context)
+    app.connect("source-read", _link_intro_table)
     app.connect("build-finished", _copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -12,12 +12,12 @@ mask pixels and mirror left hands to right ones (x → -x in 3D, u → W - u, im
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cvtutor.data import safe_pickle
 from cvtutor.data.hands.camera import normalize_pose
 from cvtutor.data.hands.skeleton import RHD2CANON
 
@@ -41,12 +41,11 @@ def depth_float_to_two_uint8(depth_m: np.ndarray) -> np.ndarray:
 
 
 def _load_annotations(path: Path) -> dict:
-    with open(path, "rb") as f:
-        try:
-            return pickle.load(f)
-        except UnicodeDecodeError:  # written by Python 2
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
+    """RHD's annotation pickle, read with the restricted unpickler (builtins and numpy arrays only)."""
+    anno = safe_pickle.load(path)
+    if not isinstance(anno, dict):
+        raise ValueError(f"{path}: expected a dict {{sample id: annotation}}, got {type(anno).__name__}")
+    return anno
 
 
 def load_rhd(root: str | Path, split: str = "train", limit: int | None = None) -> dict[str, torch.Tensor]:

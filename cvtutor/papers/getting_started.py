@@ -102,6 +102,11 @@ class Config(ProfileConfig):
     def full(cls) -> "Config":
         return cls(hidden=256, steps=3000, lr=0.05, seeds=(0, 1, 2))
 
+    @classmethod
+    def smoke(cls) -> "Config":
+        """``full``'s code paths (several seeds, the wide MLP's schedule) at toy size."""
+        return cls.full().replace(hidden=16, steps=20, seeds=(0, 1))
+
 
 def half_split() -> dict[str, torch.Tensor]:
     """The gallery's protocol: first half of the digits for training, second half for testing."""
@@ -162,9 +167,15 @@ def run(config: Config) -> dict:
     svc = svc_accuracy(data)
     mean = acc.groupby("model")["accuracy"].mean()
     table = report.compare(PAPER["digits"], ours={"svc": svc}, claims=["svc ~ 0.97"], tol=0.01)
+    tol = 0.01  # one point of accuracy: about nine of the 899 test images
     findings = report.claims_table({
-        "the MLP beats softmax regression": (None, bool(mean["mlp"] > mean["softmax"])),
-        "the MLP matches the SVC reference (within 1 point)": (None, bool(mean["mlp"] >= svc - 0.01)),
+        "the SVC re-run matches the gallery's 0.97 (within 1 point)":
+            ("paper claim", bool(abs(svc - PAPER["digits"].values["svc"]) <= tol), f"{svc:.3f}"),
+        "the MLP beats softmax regression":
+            ("sanity check", bool(mean["mlp"] > mean["softmax"]), f"{mean['mlp']:.3f} vs {mean['softmax']:.3f}"),
+        "the MLP matches the SVC reference (within 1 point)":
+            ("sanity check", bool(mean["mlp"] >= svc - tol), f"{mean['mlp']:.3f} vs {svc:.3f}"),
     })
-    return {"accuracy": acc, "svc_accuracy": svc, "table": table, "findings": findings,
+    return {"accuracy": acc, "svc_accuracy": svc, "mean_accuracy": mean.to_dict(), "table": table,
+            "findings": findings,
             "history": pd.concat(histories, ignore_index=True)}

@@ -65,6 +65,14 @@ class Config(ProfileConfig):
         return cls(image_size=64, n_train=20000, n_test=2000, width=16, epochs=20, batch_size=128, lr=1e-3,
                    seeds=(0, 1, 2))
 
+    @classmethod
+    def smoke(cls) -> "Config":
+        """``full``'s code paths (several seeds, full's schedule) at toy size. At 32 px: training at
+        64 px on a CPU currently aborts with heap corruption inside the backward pass (reported;
+        ResNetMini alone at 64 px trains fine), so smoke cannot yet cover full's resolution."""
+        return cls.full().replace(image_size=32, n_train=64, n_test=32, width=8, epochs=1, batch_size=32,
+                                  seeds=(0, 1))
+
 
 def make_data(config: Config, seed: int = 0, device=None) -> dict[str, dict[str, torch.Tensor]]:
     """Training hands (characters 0-15) and test hands (unseen characters 16-19) of the ``rhd`` domain."""
@@ -150,12 +158,12 @@ def run(config: Config, progress: bool = False) -> dict:
                                                   "Depth": mean.loc["Depth", "epe_mean"]},
                            claims=["Depth < RGB", "lower is better"])
     findings = report.claims_table({
-        "depth beats RGB (EPE), the premise of cross-modal distillation": (True, bool(mean.loc["Depth", "epe_mean"] < mean.loc["RGB", "epe_mean"])),
-        "depth beats RGB (AUC 20-50 mm)": (None, bool(mean.loc["Depth", "auc"] > mean.loc["RGB", "auc"])),
-        "depth beats RGB for every seed": (None, bool(all(
+        "depth beats RGB (EPE), the premise of cross-modal distillation": ("paper claim", bool(mean.loc["Depth", "epe_mean"] < mean.loc["RGB", "epe_mean"])),
+        "depth beats RGB (AUC 20-50 mm)": ("paper claim", bool(mean.loc["Depth", "auc"] > mean.loc["RGB", "auc"])),
+        "depth beats RGB for every seed": ("paper claim", bool(all(
             metrics[(metrics.seed == s) & (metrics.model == "Depth")].epe_mean.item()
             < metrics[(metrics.seed == s) & (metrics.model == "RGB")].epe_mean.item() for s in config.seeds))),
-        "RGB beats the mean pose": (None, bool(mean.loc["RGB", "epe_mean"] < mean.loc["Mean pose", "epe_mean"])),
+        "RGB beats the mean pose": ("sanity check", bool(mean.loc["RGB", "epe_mean"] < mean.loc["Mean pose", "epe_mean"])),
     })
     return {"metrics": metrics, "summary": mean.reset_index(), "pck": pd.concat(curves, ignore_index=True),
             "table": table, "findings": findings, "history": pd.concat(histories, ignore_index=True),

@@ -2,13 +2,12 @@
 
 Figures are plotly figures. :func:`use_book_renderer` (called by ``cvtutor.setup``) makes
 ``fig.show()`` emit both plotly's own JSON (drawn natively by JupyterLab and VS Code) and a
-self-contained HTML snippet. The built book loads ``plotly.min.js`` from its own ``_static``
-folder, so the HTML draws offline; a classic notebook without plotly.js on the page loads it
-once from plotly's CDN.
+HTML snippet. The built book loads ``plotly.min.js`` from its own ``_static`` folder, so the
+HTML draws offline; the snippet never loads anything from outside (no CDN): where the page has
+no plotly.js (a classic notebook), the JSON output draws the figure instead.
 """
 from __future__ import annotations
 
-import html
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,8 +18,47 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 
-TEMPLATE = "plotly_white"
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+# Discrete colours for categorical classes (a legend, never a continuous colour bar): 20 distinct ones.
+CATEGORICAL = COLORS + ("#bcbd22", "#7f7f7f", "#aec7e8", "#ff9896", "#98df8a", "#ffbb78", "#c5b0d5", "#c49c94",
+                        "#f7b6d2", "#9edae5", "#dbdb8d", "#393b79")
+MIN_TILE = 100  # px: the smallest image tile image_grid draws
+SUBPLOT_TITLE_SIZE = 11  # px: subplot titles smaller than the figure's title, so neighbours do not collide
+TOP_MARGIN = 60  # px above the plot area: the title clears plotly's toolbar (which is vertical, at the right)
+
+
+def _book_template() -> go.layout.Template:
+    t = go.layout.Template(pio.templates["plotly_white"])
+    t.layout.modebar = dict(orientation="v")  # the toolbar runs down the right edge, not over the title
+    t.layout.margin = dict(t=TOP_MARGIN)
+    t.layout.colorway = COLORS
+    return t
+
+
+pio.templates["cvtutor"] = _book_template()
+TEMPLATE = "cvtutor"
+
+
+def spacing(n: int, gap_px: float, total_px: float, most: float = 0.3) -> float:
+    """make_subplots spacing (a fraction of the figure) that leaves ``gap_px`` pixels between ``n``
+    rows (or columns) of a figure ``total_px`` high (or wide); 0 for a single row."""
+    if n <= 1:
+        return 0.0
+    return float(min(gap_px / max(total_px, 1.0), most, 0.9 / (n - 1)))
+
+
+def subplots(rows: int, cols: int, titles: Sequence[str] | None = None, height: int = 400, width: int = 752,
+             **kwargs) -> go.Figure:
+    """``make_subplots`` with the book's spacing: room for a subplot title between rows (from the
+    number of rows and the height), small titles, and the height set."""
+    from plotly.subplots import make_subplots
+
+    kwargs.setdefault("vertical_spacing", spacing(rows, 36 if titles else 12, height))
+    kwargs.setdefault("horizontal_spacing", spacing(cols, 24, width))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles) if titles else None, **kwargs)
+    fig.update_annotations(font_size=SUBPLOT_TITLE_SIZE)
+    fig.update_layout(height=height)
+    return fig
 
 
 class BookRenderer(MimetypeRenderer):
@@ -31,17 +69,13 @@ class BookRenderer(MimetypeRenderer):
         safe_json = fig_json.replace("</", "<\\/")  # no '</script>' inside the script
         div_id = f"cvtutor-{uuid.uuid4().hex[:12]}"
         height = (fig_dict.get("layout") or {}).get("height") or 450
-        import plotly
-
-        cdn = f"https://cdn.plot.ly/plotly-{plotly.__version__}.min.js"  # only when the page has no plotly.js
         snippet = (
             f'<div id="{div_id}" class="cvtutor-plotly" style="width:100%;height:{int(height)}px;"></div>\n'
             "<script type=\"text/javascript\">(function(){"
             f"var fig={safe_json};"
-            f"function draw(){{window.Plotly.newPlot(\"{div_id}\",fig.data,fig.layout||{{}},"
-            "{responsive:true,displaylogo:false});}"
-            "if(window.Plotly){draw();}else{var s=document.createElement('script');"
-            f"s.src=\"{html.escape(cdn)}\";s.onload=draw;document.head.appendChild(s);}}"
+            "if(!window.Plotly){return;}"  # no plotly.js on this page: nothing is fetched from outside
+            f"window.Plotly.newPlot(\"{div_id}\",fig.data,fig.layout||{{}},"
+            "{responsive:true,displaylogo:false});"
             "})();</script>"
         )
         return {"application/vnd.plotly.v1+json": json.loads(fig_json), "text/html": snippet}
@@ -74,9 +108,12 @@ def _check_images(images) -> np.ndarray:
 
 
 def image_grid(images, ncols: int = 8, titles: Sequence[str] | None = None, title: str | None = None,
-               colorscale: str = "gray", cell: int = 90, vmin: float | None = None, vmax: float | None = None) -> go.Figure:
-    """A grid of images: grey-scale (N,H,W) or colour (N,H,W,3) / (N,3,H,W), values in [0, 1]."""
-    from plotly.subplots import make_subplots
+               colorscale: str = "gray", cell: int = 110, vmin: float | None = None, vmax: float | None = None) -> go.Figure:
+    """A grid of images: grey-scale (N,H,W) or colour (N,H,W,3) / (N,3,H,W), values in [0, 1].
+
+    Each tile is ``cell`` pixels high, at least :data:`MIN_TILE` (smaller requests are raised to it,
+    so a 32 px image stays legible)."""
+    cell = max(int(cell), MIN_TILE)
 
     arr = _check_images(images)
     n = len(arr)
@@ -86,8 +123,11 @@ def image_grid(images, ncols: int = 8, titles: Sequence[str] | None = None, titl
         raise ValueError(f"got {len(titles)} titles for {n} images")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=list(titles) if titles else None,
-                        horizontal_spacing=0.01, vertical_spacing=0.06 if titles else 0.01)
+    title_px = 22 if titles else 4
+    top = TOP_MARGIN if title else (title_px + 10)
+    height = nrows * (cell + title_px) + top + 10
+    fig = subplots(nrows, ncols, titles, height=height, vertical_spacing=spacing(nrows, title_px, height - top - 10),
+                   horizontal_spacing=spacing(ncols, 6, 752))
     lo = float(np.nanmin(arr)) if vmin is None else vmin
     hi = float(np.nanmax(arr)) if vmax is None else vmax
     for i, img in enumerate(arr):
@@ -100,8 +140,32 @@ def image_grid(images, ncols: int = 8, titles: Sequence[str] | None = None, titl
         fig.add_trace(trace, row=r + 1, col=c + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor=None)
-    fig.update_layout(height=max(160, nrows * cell + (40 if title else 10)), width=None, title=title,
-                      margin=dict(l=5, r=5, t=40 if (title or titles) else 5, b=5))
+    fig.update_layout(height=height, width=None, title=title, margin=dict(l=5, r=30, t=top, b=5))
+    return fig
+
+
+def scatter(x, y, labels=None, names: Sequence[str] | None = None, title: str | None = None,
+            xaxis_title: str | None = None, yaxis_title: str | None = None, size: float = 5) -> go.Figure:
+    """A 2-D scatter; with ``labels`` (class ids or names) every class is its own trace with a
+    discrete colour and a legend entry (categorical classes never go on a continuous colour bar).
+    ``names`` maps integer ids to class names."""
+    xs, ys = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if xs.shape != ys.shape:
+        raise ValueError(f"x and y must have the same length, got {xs.shape} and {ys.shape}")
+    fig = go.Figure()
+    if labels is None:
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(size=size, color=COLORS[0]), showlegend=False))
+    else:
+        lab = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels).ravel()
+        if lab.shape != xs.shape:
+            raise ValueError(f"labels must have one entry per point ({xs.shape[0]}), got {lab.shape}")
+        for i, cls in enumerate(pd.unique(lab)):
+            name = names[int(cls)] if names is not None else str(cls)
+            m = lab == cls
+            fig.add_trace(go.Scatter(x=xs[m], y=ys[m], mode="markers", name=name,
+                                     marker=dict(size=size, color=CATEGORICAL[i % len(CATEGORICAL)])))
+    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=420,
+                      legend=dict(itemsizing="constant"), margin=dict(l=50, r=40, t=TOP_MARGIN if title else 20, b=40))
     return fig
 
 
@@ -129,7 +193,7 @@ def curves(df: pd.DataFrame, x: str, y: str | Sequence[str], run: str | None = N
                                      showlegend=False))
         fig.add_trace(go.Scatter(x=mean.index, y=mean, mode="lines", name=label, line=dict(color=color)))
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=ys[0] if len(ys) == 1 else None, height=380,
-                      margin=dict(l=50, r=20, t=50 if title else 20, b=40))
+                      margin=dict(l=50, r=40, t=TOP_MARGIN if title else 20, b=40))
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -151,7 +215,7 @@ def loss_curves(history: pd.DataFrame | Mapping[str, pd.DataFrame], terms: Seque
                                      line=dict(color=COLORS[i % len(COLORS)])))
             i += 1
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=380,
-                      margin=dict(l=50, r=20, t=50, b=40))
+                      margin=dict(l=50, r=40, t=TOP_MARGIN, b=40))
     if log_y:
         fig.update_yaxes(type="log")
     return fig
@@ -167,5 +231,5 @@ def bars(df: pd.DataFrame, x: str, y: str, color: str | None = None, error: str 
                              marker_color=COLORS[i % len(COLORS)],
                              error_y=dict(type="data", array=g[error]) if error else None))
     fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=y, height=380,
-                      margin=dict(l=50, r=20, t=50 if title else 20, b=40))
+                      margin=dict(l=50, r=40, t=TOP_MARGIN if title else 20, b=40))
     return fig

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cvtutor.data.hands.skeleton import BONES, FINGERS
+from cvtutor.viz import CATEGORICAL, SUBPLOT_TITLE_SIZE, TOP_MARGIN, spacing
 
 FINGER_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd")  # thumb .. pinky
 PALM_COLOR = "#7f7f7f"
@@ -36,7 +37,7 @@ def skeleton_3d(xyz, pred=None, title: str | None = None, unit_scale: float = 10
                                        line=dict(color=_bone_color(c), width=6, dash=dash), marker=dict(size=3),
                                        name=f"{name}: {FINGERS[(c - 1) // 4]}", legendgroup=name,
                                        showlegend=(k % 4 == 0)))
-    fig.update_layout(title=title, height=450, margin=dict(l=0, r=0, t=40 if title else 0, b=0),
+    fig.update_layout(title=title, height=450, margin=dict(l=0, r=30, t=TOP_MARGIN if title else 10, b=0),
                       scene=dict(aspectmode="data", xaxis_title="x (mm)", yaxis_title="y (mm)", zaxis_title="z (mm)",
                                  camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0, y=0, z=-2))))
     return fig
@@ -62,7 +63,7 @@ def keypoints_2d(image, uv, vis=None, title: str | None = None) -> go.Figure:
     h, w = img.shape[-2:]
     fig.update_xaxes(range=[0, w], visible=False)
     fig.update_yaxes(range=[h, 0], visible=False, scaleanchor="x")
-    fig.update_layout(title=title, height=320, width=340, margin=dict(l=5, r=5, t=40 if title else 5, b=5))
+    fig.update_layout(title=title, height=320, width=340, margin=dict(l=5, r=30, t=TOP_MARGIN if title else 5, b=5))
     return fig
 
 
@@ -70,7 +71,11 @@ def modality_grid(sample: Mapping, n: int = 6, heatmap_joint: int = 9, title: st
     """Rows RGB / depth / part mask / heatmap of one joint, for the first ``n`` samples of a ``HandWorld`` batch."""
     rows = ["rgb", "depth", "mask", f"heatmap {heatmap_joint}"]
     n = min(n, len(sample["rgb"]))
-    fig = make_subplots(rows=4, cols=n, row_titles=rows, horizontal_spacing=0.01, vertical_spacing=0.02)
+    cell, top = 110, (TOP_MARGIN if title else 10)
+    height = 4 * cell + 3 * 6 + top + 5
+    fig = make_subplots(rows=4, cols=n, row_titles=rows, horizontal_spacing=spacing(n, 4, 752),
+                        vertical_spacing=spacing(4, 6, height - top - 5))
+    fig.update_annotations(font_size=SUBPLOT_TITLE_SIZE)
     for i in range(n):
         rgb = np.clip(_np(sample["rgb"][i]).transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
         fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=1, col=i + 1)
@@ -85,22 +90,41 @@ def modality_grid(sample: Mapping, n: int = 6, heatmap_joint: int = 9, title: st
                                  showscale=False, hoverinfo="skip"), row=4, col=i + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(title=title, height=90 * 4 + 60, margin=dict(l=30, r=5, t=40 if title else 5, b=5))
+    fig.update_layout(title=title, height=height, margin=dict(l=5, r=40, t=top, b=5))
     return fig
 
 
-def point_cloud(cloud, joints=None, title: str | None = None) -> go.Figure:
-    """A point cloud ``(N, 3)`` (with an optional skeleton ``(21, 3)`` in the same frame)."""
+def point_cloud(cloud, joints=None, title: str | None = None, labels=None, names=None,
+                axis_titles: tuple[str, str, str] = ("x", "y", "z")) -> go.Figure:
+    """A point cloud ``(N, 3)`` (with an optional skeleton ``(21, 3)`` in the same frame), coloured by
+    depth; with ``labels (N,)`` (e.g. part ids; ``names`` maps ids to names) each class is its own
+    trace with a discrete colour and a legend entry instead."""
     c = _np(cloud)
-    fig = go.Figure(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], mode="markers", name="cloud",
-                                 marker=dict(size=2.5, color=c[:, 2], colorscale="Viridis")))
+    if c.ndim != 2 or c.shape[1] != 3:
+        raise ValueError(f"point_cloud expects (N, 3) points, got {c.shape}")
+    fig = go.Figure()
+    if labels is None:
+        fig.add_trace(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], mode="markers", name="cloud",
+                                   showlegend=False,
+                                   marker=dict(size=2.5, color=c[:, 2], colorscale="Viridis",
+                                               colorbar=dict(title=axis_titles[2], thickness=12))))
+    else:
+        lab = _np(labels).astype(int).ravel()
+        if lab.shape[0] != c.shape[0]:
+            raise ValueError(f"labels must have one entry per point ({c.shape[0]}), got {lab.shape[0]}")
+        for i, cls in enumerate(np.unique(lab)):
+            m = lab == cls
+            fig.add_trace(go.Scatter3d(x=c[m, 0], y=c[m, 1], z=c[m, 2], mode="markers",
+                                       name=str(names[cls]) if names is not None else str(cls),
+                                       marker=dict(size=2.5, color=CATEGORICAL[i % len(CATEGORICAL)])))
     if joints is not None:
         j = _np(joints)
         for p, ch in BONES:
             fig.add_trace(go.Scatter3d(x=j[[p, ch], 0], y=j[[p, ch], 1], z=j[[p, ch], 2], mode="lines",
                                        line=dict(color=_bone_color(ch), width=5), showlegend=False))
-    fig.update_layout(title=title, height=420, margin=dict(l=0, r=0, t=40 if title else 0, b=0),
-                      scene=dict(aspectmode="data", camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0, y=0, z=-2))))
+    fig.update_layout(title=title, height=420, margin=dict(l=0, r=30, t=TOP_MARGIN if title else 10, b=0),
+                      scene=dict(aspectmode="data", xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+                                 zaxis_title=axis_titles[2], camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0, y=0, z=-2))))
     return fig
 
 
@@ -116,5 +140,5 @@ def pck_curves(df: pd.DataFrame, x: str = "threshold_mm", y: str = "pck", by: st
         fig.add_trace(go.Scatter(x=m.index, y=m.values, mode="lines", name=str(name),
                                  line=dict(color=FINGER_COLORS[i % len(FINGER_COLORS)])))
     fig.update_layout(title=title, xaxis_title="threshold (mm)", yaxis_title="PCK", yaxis_range=[0, 1], height=380,
-                      margin=dict(l=50, r=20, t=50, b=40))
+                      margin=dict(l=50, r=40, t=TOP_MARGIN, b=40))
     return fig
