@@ -15,9 +15,6 @@ NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_c
 _CFG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = _CFG["repository"]["url"].rstrip("/")
 BRANCH = _CFG["repository"].get("branch", "main")
-# Chapters whose owners have adopted the Colab install snippet; the others are skipped while the
-# snippet is absent (to be made strict for every notebook once all chapters carry it).
-COLAB_SNIPPET_STRICT = {"notebooks/00_getting_started.ipynb", "notebooks/hands/hand_world.ipynb"}
 SKELETON = ["parameters", "problem", "derivation", "data", "method", "training", "reproduction", "exercises",
             "summary"]
 
@@ -83,8 +80,6 @@ def test_colab_install_snippet(nb):
     p = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
     first = next(c for c in cells[p + 1:] if c.cell_type == "code")
     problem = colab_install_problem(first.source)
-    if problem and rel not in COLAB_SNIPPET_STRICT and "google.colab" not in first.source:
-        pytest.skip(f"{rel}: no Colab install snippet yet (strict once every chapter has copied it)")
     assert problem is None, f"{rel}: the setup cell lacks {problem}"
 
 
