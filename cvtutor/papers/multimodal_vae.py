@@ -479,7 +479,16 @@ class MultimodalVAE(nn.Module):
     def predict_pose(self, batch: dict[str, torch.Tensor], source: str = "R") -> torch.Tensor:
         """Normalised pose ``(B, 21, 3)`` decoded from the posterior *mean* of ``source``: a modality
         letter (``"R"``: RGB only, the test-time path), ``"joint"`` (every input), or ``"mix:R"`` (the
-        mixer applied to the present subset ``R``, e.g. PoE of the RGB expert and the prior)."""
+        mixer applied to the present subset ``R``, e.g. PoE of the RGB expert and the prior). Runs in eval
+        mode (batch-norm running statistics; ResNet-18 cannot normalise one sample in train mode)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self._predict_pose(batch, source)
+        finally:
+            self.train(was_training)
+
+    def _predict_pose(self, batch: dict[str, torch.Tensor], source: str) -> torch.Tensor:
         if source == "joint":
             mu, _ = self.joint(self.encode(batch))
         elif source.startswith("mix:"):
