@@ -381,3 +381,14 @@ def test_smoke_runs_every_full_code_path():
             "cross_correlation"} <= set(res)
     assert set(res["metrics"]["seed"]) == set(smoke.seeds)
     assert len(res["metrics"]) == len(smoke.seeds) * (len(full.table6_1) + 2 * len(full.table6_2) + len(full.table6_5))
+
+
+def test_predict_pose_on_one_sample_restores_train_mode():
+    """ResNet-18's batch norm cannot normalise one sample in train mode: predict_pose runs in eval mode
+    (the smoke profile found this) and hands the model back in the mode it was in."""
+    torch.manual_seed(0)
+    model = mv.MultimodalVAE("R2P", None, mv.ModelSpec(latent_dim=8, backbone="resnet18", pose_hidden=16)).train()
+    one = {k: v[:1] for k, v in _batch(S=16).items()}
+    assert model.predict_pose(one, "R").shape == (1, 21, 3)
+    assert model.training
+    assert not model.eval().predict_pose(one, "R").requires_grad and not model.training
