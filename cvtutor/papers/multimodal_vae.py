@@ -603,9 +603,11 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        # sized to <= 10 min on one H100: about 9 min estimated from CPU steps (one thread: R2P 1.5 s,
-        # RC2CHP 4.9 s a step at these sizes; ~80 CPU-s per step of all 18 models of a seed) at a
-        # conservative 100x speed-up; the thesis-like 6000 steps x 3 seeds would take ~3 h
+        # sized to <= 10 min on one H100: about 9 min, estimated from CPU steps on one thread at these
+        # sizes (measured: R2P 1.5 s, RC2CHP 4.9 s a step; R2HP, C2P and RCS2CHPS taken as ~2, ~1.5
+        # and ~5.5 s), ~80 CPU-s per step of all 18 models of a seed, 300 steps x 2 seeds, at a
+        # conservative 100x H100 speed-up (+ ~30 s data and evaluation); the earlier 6000 steps x 3
+        # seeds would have taken ~4 h by the same estimate
         return cls(image_size=64, n_train=10000, n_test=1000, n_points=256, cloud_pool=2, heatmap_size=32,
                    latent_dim=64, width=16, backbone="resnet18", cloud_width=128, pose_hidden=512, dcgan_width=32,
                    fold_grid=(16, 16), fold_hidden=128, batch_size=128, steps=300, lr=1e-3, emd=True,
