@@ -621,9 +621,9 @@ class Config(ProfileConfig):
     deep: bool = False
     hidden: int = 32
     gesture_pool: int = 2
-    pretrain_steps: int = 120
+    pretrain_steps: int = 150
     pretrain_batch: int = 64
-    steps: int = 110
+    steps: int = 120
     batch_size: int = 24
     lr: float = 6e-3
     lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)
