@@ -305,8 +305,9 @@ def test_paired_noise_and_label_mask():
         M.paired_noise(np.ones(3), np.ones(4))
     m = M.label_mask(100, 0.15, 0)
     assert m.sum() == 15 and torch.equal(m, M.label_mask(100, 0.15, 0))
+    assert not M.label_mask(10, 0.0, 0).any()  # ratio 0: the task's labels withheld (Fig. 4's same-net runs)
     with pytest.raises(ValueError, match="ratio"):
-        M.label_mask(10, 0.0, 0)
+        M.label_mask(10, 1.5, 0)
 
 
 def test_paper_claims_hold_on_paper_numbers():
@@ -341,3 +342,161 @@ def test_experiment_variants_by_profile():
     assert {"+ multi-scale", "+ multi-scale + multi-order", "zero-order 2-itr", "zero-order 3-itr",
             "+ first & second fast", "gesture-only"} <= names_full
     assert set(fast.classes) < set(M.SEQUENCE_CLASSES) and full.classes == M.SEQUENCE_CLASSES
+
+
+# ---- the cached hierarchy index (issue 14) equals the old per-call loops -------------------------
+def _membership_loop(groups, n):
+    m = torch.zeros(len(groups), n)
+    for g, members in enumerate(groups):
+        m[g, list(members)] = 1.0 / len(members)
+    return m
+
+
+def _upsample_loop(y, groups, dim=1):
+    parent = torch.empty(sum(len(g) for g in groups), dtype=torch.long)
+    for g, members in enumerate(groups):
+        parent[list(members)] = g
+    return y.index_select(dim, parent)
+
+
+@pytest.mark.parametrize("groups", [M.LEVEL2_GROUPS, ((2, 0), (1,), (3, 5, 4))])
+def test_vectorised_membership_and_upsample_equal_the_loops(groups):
+    n = sum(len(g) for g in groups)
+    assert torch.equal(M._membership(groups, n), _membership_loop(groups, n))
+    y = torch.randn(2, 3, len(groups), 4)
+    assert torch.equal(M.node_upsample(y, groups, dim=2), _upsample_loop(y, groups, dim=2))
+    # the index lives in a cache: a second call reuses the same tensor (no host-to-device copy)
+    assert M._group_index(groups, y.device)[0] is M._group_index(groups, y.device)[0]
+    with pytest.raises(ValueError, match="partition"):
+        M._membership(((0, 1), (1, 2)), 4)
+
+
+def test_pose_output_reads_j():
+    """P = 1x1(concat(J, H, D)) (Sect. 3.1): P changes with the J passed, even for the same input x."""
+    torch.manual_seed(0)
+    net = M.PoseSubNetwork(42).eval()
+    x, j = torch.randn(2, 42, 4, 4), torch.randn(2, 42, 4, 4)
+    h1, d1, p1 = net(x, j)
+    h2, d2, p2 = net(x, 2 * j)
+    assert torch.equal(h1, h2) and torch.equal(d1, d2) and not torch.allclose(p1, p2)
+    assert net.to_p.in_channels == 42 + 2 * 21
+    assert torch.equal(net(x)[2], net(x, x)[2])
+
+
+# ---- the verdict machinery on fake runs of known numbers ------------------------------------------
+def _fake_per_clip(keys, n=10):
+    """Per-clip scores where the model named first in each key list is right on more clips."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for i, k in enumerate(keys):
+        correct = np.zeros(n)
+        correct[:i + 1] = 1.0
+        out[k] = {"correct": correct, "clip_pck30": rng.uniform(size=n)}
+    return out
+
+
+def test_noise_table_gain_and_se_by_hand():
+    cfg = M.Config.fast()
+    a = {"correct": np.array([1, 1, 1, 0, 1.0]), "clip_pck30": np.array([0.5, 0.6, 0.7, 0.8, 0.9])}
+    b = {"correct": np.array([1, 0, 0, 0, 1.0]), "clip_pck30": np.array([0.5, 0.7, 0.7, 0.6, 0.9])}
+    t = M.noise_table({("full", 1.0, 1.0): a, ("baseline", 1.0, 1.0): b, ("pose-only", 1.0, 1.0): b}, cfg)
+    row = t[(t.table == "Table 1") & (t["worse (paper)"] == "baseline")].iloc[0]
+    d = np.array([0, 1, 1, 0, 0.0])  # gain 0.4, SE = std(d, ddof=1)/sqrt(5) = sqrt(0.3)/sqrt(5)
+    assert math.isclose(row.gain, 40.0) and math.isclose(row.se, 100 * math.sqrt(0.3 / 5))
+    assert bool(row.holds) and bool(row["inside noise"])  # 0.4 < 2 * 0.245
+    row = t[t.table == "Table 2"].iloc[0]
+    assert math.isclose(row.gain, 100 * 0.02, abs_tol=1e-9) and row.metric == "pck30"
+    assert set(t.table) == {"Table 1", "Table 2"}  # comparisons without both runs are left out
+
+
+def test_paper_tables_verdicts_from_known_numbers():
+    cfg = M.Config.full()
+    acc = {"baseline": 50.0, "+ multi-scale": 60.0, "+ multi-scale + multi-order": 55.0, "full": 70.0,
+           "zero-order 2-itr": 65.0, "zero-order 3-itr": 66.0, "+ first-order slow-fast": 64.0,
+           "+ second-order slow-fast": 67.0, "+ first & second slow": 68.0, "+ first & second fast": 71.0}
+    rows = [{"variant": v, "pose_ratio": 1.0, "gesture_ratio": 1.0, "seed": s, "accuracy": a + s,
+             "pck20": 10.0, "pck25": 20.0, "pck30": a / 2, "epe": 5.0} for v, a in acc.items() for s in (0, 1)]
+    rows += [{"variant": "pose-only", "pose_ratio": 1.0, "gesture_ratio": 1.0, "seed": 0, "pck30": 1.0}]
+    for r in cfg.weak_ratios:  # weak > same net > single-task on pose; weak < same net on gestures
+        rows += [{"variant": "full", "pose_ratio": r, "gesture_ratio": 1.0, "seed": 0, "pck30": 30.0},
+                 {"variant": "full", "pose_ratio": r, "gesture_ratio": 0.0, "seed": 0, "pck30": 20.0},
+                 {"variant": "pose-only", "pose_ratio": r, "gesture_ratio": 1.0, "seed": 0, "pck30": 10.0},
+                 {"variant": "full", "pose_ratio": 1.0, "gesture_ratio": r, "seed": 0, "accuracy": 40.0},
+                 {"variant": "full", "pose_ratio": 0.0, "gesture_ratio": r, "seed": 0, "accuracy": 45.0},
+                 {"variant": "gesture-only", "pose_ratio": 1.0, "gesture_ratio": r, "seed": 0, "accuracy": 35.0}]
+    t = M.paper_tables(__import__("pandas").DataFrame(rows), cfg)
+    t1 = t["table1"]
+    assert math.isclose(t1.loc["baseline", "ours"], 50.5)  # mean over the two seeds
+    assert not t1["holds"].all()  # + multi-order (55) < + multi-scale (60): the ranking breaks
+    t3 = t["table3_acc"]
+    assert math.isclose(t3.loc["2-itr", "ours"], 65.5) and math.isclose(t3.loc["1-itr", "ours"], 60.5)
+    t4 = t["table4"]
+    assert math.isclose(t4.loc["+ first & second slow-fast", "ours"], 70.5)
+    assert math.isclose(t["table2_pose_only"].loc["pose-only", "PCK@30"], 1.0)
+    f4 = t["fig4"]
+    pose, gest = f4[f4.panel.str.startswith("pose")], f4[f4.panel.str.startswith("gesture")]
+    assert len(pose) == len(gest) == len(cfg.weak_ratios)
+    assert pose["holds (same net)"].all() and pose["holds (single-task)"].all()
+    assert not gest["holds (same net)"].any() and gest["holds (single-task)"].all()
+    assert "confound" in f4.attrs["ref"].lower() and "stills" in f4.attrs["ref"]
+
+
+def test_run_seed_wires_scores_to_rows_and_noise(monkeypatch):
+    """run_seed with the training replaced by fakes of known scores: every run of
+    experiment_variants becomes one row with its own numbers, and the noise table follows them."""
+    cfg = M.Config.smoke().replace(seeds=(0,))
+    runs = M.experiment_variants(cfg)
+    known = {k: 10.0 * i for i, k in enumerate(runs)}
+    fake_data = {"label": torch.zeros(4, dtype=torch.long)}
+    monkeypatch.setattr(M, "make_data", lambda c, s, d, p: (fake_data, fake_data, None,
+                                                             __import__("pandas").DataFrame({"step": [0]})))
+    monkeypatch.setattr(M, "train_variant", lambda v, tr, c, s, pr, gr, p: (
+        (v, pr, gr), __import__("pandas").DataFrame({"step": [0], "loss": [1.0]})))
+    monkeypatch.setattr(M, "predict", lambda model, data: {"key": model})
+
+    def fake_scores(pred, data):
+        a = known[pred["key"]]
+        return {"correct": np.r_[np.ones(int(a // 10)), np.zeros(len(runs))][:len(runs)],
+                "clip_pck30": np.full(len(runs), a / 100), "accuracy": a, "pck30": a, "pck20": a, "pck25": a,
+                "epe": a, "curve": np.full(len(M.PCK_THRESHOLDS), a)}
+
+    monkeypatch.setattr(M, "scores", fake_scores)
+    out = M.run_seed(cfg, 0)
+    assert len(out["runs"]) == len(runs) == len(set(runs))
+    for _, r in out["runs"].iterrows():
+        assert r.accuracy == known[(r.variant, r.pose_ratio, r.gesture_ratio)]
+    assert len(out["curves"]) == len(runs) * len(M.PCK_THRESHOLDS)
+    nz = out["noise"]
+    row = nz[(nz.table == "Table 1") & (nz["worse (paper)"] == "baseline") & (nz["better (paper)"] == "full")].iloc[0]
+    ia, ib = runs.index(("full", 1.0, 1.0)), runs.index(("baseline", 1.0, 1.0))
+    assert math.isclose(row.gain, 100 * (min(ia, len(runs)) - min(ib, len(runs))) / len(runs))
+    assert bool(row.holds) == (ia > ib)
+    assert nz.table.str.contains("same net").any()  # Fig. 4's unconfounded rows are there
+
+
+def test_smoke_runs_every_table_of_full():
+    import time
+    t0 = time.process_time()
+    out = M.run(M.Config.smoke())
+    cpu = time.process_time() - t0
+    keys_full = {"runs", "curves", "history", "noise", "table1", "table3_acc", "table3_pck", "table4", "table2",
+                 "table2_pose_only", "fig4"}
+    assert keys_full <= set(out)
+    assert set(out["runs"].seed) == {0, 1}
+    assert len(out["runs"]) == 2 * len(M.experiment_variants(M.Config.smoke()))
+    assert out["fig4"]["same net"].notna().all()
+    assert cpu < 60, f"smoke run took {cpu:.0f} s CPU"
+
+
+def test_findings_verdicts():
+    import pandas as pd
+    noise = pd.DataFrame([
+        {"table": "T", "better (paper)": "a", "worse (paper)": "b", "metric": "accuracy", "gain": 5.0, "se": 1.0},
+        {"table": "T", "better (paper)": "a", "worse (paper)": "b", "metric": "accuracy", "gain": 3.0, "se": 1.0},
+        {"table": "T", "better (paper)": "c", "worse (paper)": "b", "metric": "pck30", "gain": -5.0, "se": 1.0},
+        {"table": "T", "better (paper)": "d", "worse (paper)": "b", "metric": "accuracy", "gain": 1.0, "se": 1.0},
+        {"table": "T", "better (paper)": "e", "worse (paper)": "b", "metric": "accuracy", "gain": 0.0, "se": 0.0}])
+    f = M.findings(noise)
+    assert list(f["holds"].astype(object).where(f["holds"].notna(), None)) == [True, False, None, None]
+    assert f["detail"].iloc[0] == "+4.0 points, SE 1.0" and (f["kind"] == "paper claim").all()
+    assert "PCK@30" in f.index[1]
