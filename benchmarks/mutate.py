@@ -77,10 +77,14 @@ def main(argv=None) -> int:
     ap.add_argument("testfile")
     ap.add_argument("--list", action="store_true", help="only list the mutants")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--lines", help="only mutants on these lines of FILE, e.g. 47,379 (to re-check survivors)")
     args = ap.parse_args(argv)
     path = Path(args.file)
     original = path.read_text()
     muts = list(mutants(original))
+    if args.lines:
+        keep = {f"line {n.strip()}:" for n in args.lines.split(",")}
+        muts = [(d, src) for d, src in muts if d.split(" ", 2)[0] + " " + d.split(" ", 2)[1] in keep]
     if args.list:
         for d, _ in muts:
             print(d)

@@ -349,3 +349,17 @@ def test_stopwatch():
 def test_rank_claim_with_nan_in_ours_fails_that_row():
     df = report.compare(TABLE, ours={"RGB": 9.0, "Depth": NAN, "KD": 5.0}, claims=["lower is better"])
     assert bool(df.loc["Depth", "holds"]) is False
+
+
+def test_paper_table_is_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TABLE.ref = "Table 9"
+
+
+@pytest.mark.parametrize("content", ['{"metadata": {}}', '{"results": {}}', '"text"'])
+def test_results_file_needs_both_keys(tmp_path, content):
+    (tmp_path / "r.json").write_text(content)
+    with pytest.raises(ValueError, match="not a cvtutor results file"):
+        report.load_results(tmp_path / "r.json")
