@@ -1,4 +1,5 @@
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -342,8 +343,8 @@ def test_encode_values(tmp_path):
 
 def test_stopwatch():
     with report.Stopwatch() as sw:
-        sum(range(1000))
-    assert sw.seconds > 0
+        time.sleep(0.01)
+    assert 0.01 <= sw.seconds < 5
 
 
 def test_rank_claim_with_nan_in_ours_fails_that_row():
