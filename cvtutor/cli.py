@@ -61,6 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default="results", help="folder for the results JSON (default ./results)")
     args = parser.parse_args(argv)
     try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        # the reader closed the pipe (``python -m cvtutor list | head -1``): stop quietly. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (e.g. captured in a test)
+            pass
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    try:
         if args.command == "list":
             return _list()
         if args.command == "table":

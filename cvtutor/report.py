@@ -83,8 +83,11 @@ def check_claim(claim: str, values: Mapping[str, float], tol: float = 0.05) -> b
 
 
 def _ranks(values: Mapping[str, float], better: str) -> dict[str, int]:
-    order = sorted(values, key=lambda k: values[k], reverse=(better == "higher"))
-    return {k: i + 1 for i, k in enumerate(order)}
+    """1-based competition ranks: tied values share the best rank of the tie ("1, 1, 3"), so a tie
+    in our run does not count as reproducing a strict order of the paper (before, the tie was
+    broken by the order of the settings, which could make such a claim hold by accident)."""
+    sign = -1.0 if better == "higher" else 1.0
+    return {k: 1 + sum(sign * values[j] < sign * values[k] for j in values) for k in values}
 
 
 def compare(paper: PaperTable | Mapping[str, float], ours: Mapping[str, float], claims: Iterable[str] = (),
@@ -130,7 +133,7 @@ def compare(paper: PaperTable | Mapping[str, float], ours: Mapping[str, float], 
             verdicts.append(_only_ours(c, ours) and check_claim(c, ours, tol))
         if rank_claim is not None and setting in ours:
             texts.append(f"rank {paper_ranks[setting]} ({rank_claim} is better)")
-            verdicts.append(ours_ranks[setting] == paper_ranks[setting])
+            verdicts.append(not math.isnan(float(ov)) and ours_ranks[setting] == paper_ranks[setting])
         rows.append({
             "setting": setting,
             "paper": float(pv),

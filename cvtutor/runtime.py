@@ -166,6 +166,33 @@ class ProfileConfig:
                              "fast(), full() and smoke()")
         return make()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # IPython looks for _repr_pretty_ in each class's own __dict__ before that class's __repr__
+        # (which @dataclass writes), so each Config class gets it in its own __dict__
+        cls._repr_pretty_ = ProfileConfig._repr_pretty_
+
+    def _display_rows(self) -> list[tuple[str, str]]:
+        return [(f.name, repr(getattr(self, f.name))) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        """One field a line (``print(cfg)``); ``repr(cfg)`` stays the dataclass's one-liner."""
+        rows = self._display_rows()
+        width = max((len(k) for k, _ in rows), default=0)
+        return "\n".join([f"{type(self).__name__}:"] + [f"  {k:<{width}} = {v}" for k, v in rows])
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's text/plain: the same one-field-a-line form
+        p.text(str(self) if not cycle else f"{type(self).__name__}(...)")
+
+    def _repr_html_(self) -> str:
+        """A small two-column table (field, value) for a notebook cell whose last line is ``cfg``."""
+        import html
+
+        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(v)}</code></td></tr>"
+                       for k, v in self._display_rows())
+        return (f"<table><caption>{html.escape(type(self).__name__)}</caption>"
+                f"<thead><tr><th>field</th><th>value</th></tr></thead><tbody>{body}</tbody></table>")
+
     def replace(self: C, **changes) -> C:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
         if unknown:

@@ -18,6 +18,7 @@ import random
 import re
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,44 +182,135 @@ def save_checkpoint(directory: str | os.PathLike, step: int, models: Mapping[str
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------
-def _progress(total: int, initial: int, desc: str | None, enabled: bool):
-    mode = progress_mode()
-    if not enabled or mode == "off":
-        return None
-    if mode == "text":
-        # plain text (e.g. for the built book): a line at the start, one every 30 s, one at the end
-        from tqdm import tqdm
+class _Progress:
+    """Live progress of one :func:`fit` call that leaves at most one line in saved output.
 
-        return tqdm(total=total, initial=initial, desc=desc, ncols=100, mininterval=30.0)
-    from tqdm.auto import tqdm
+    ``widget`` mode (``tqdm.auto``): a live bar with the running losses. ``text`` mode (CI, the built
+    book): nothing per step, then one summary line ``desc: N/N steps in T s, loss ...`` at the end.
+    """
 
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=0.5)
+    def __init__(self, total: int, initial: int, desc: str | None, enabled: bool):
+        self.mode = progress_mode() if enabled else "off"
+        self.total, self.initial, self.desc = total, initial, desc or "fit"
+        self.done = initial
+        self.last: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if self.mode not in ("off", "text"):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=0.5)
+
+    def update(self, n: int, logged: Mapping[str, float] | None) -> None:
+        self.done += n
+        if logged:
+            self.last = dict(logged)
+        if self.bar is not None:
+            self.bar.update(n)
+            if logged:
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(logged.items())[:4]}, refresh=False)
+
+    def summary(self) -> str:
+        ran = self.done - self.initial
+        line = f"{self.desc}: {self.done}/{self.total} steps"
+        if self.initial:
+            line += f" (resumed at {self.initial})"
+        line += f" in {time.perf_counter() - self.t0:.1f} s"
+        if ran and self.last:
+            line += ", " + ", ".join(f"{k} {v:.4g}" for k, v in list(self.last.items())[:4])
+        return line
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.mode == "text":
+            import sys
+
+            print(self.summary(), file=sys.stderr, flush=True)
 
 
-def _to_float(v: Any) -> float:
-    return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
+@contextmanager
+def outside_autocast(device: torch.device | str | None = None):
+    """Leave :func:`fit`'s bf16 autocast for a backward pass (and optimizer step).
+
+    ``fit`` runs ``loss_fn`` under autocast on CUDA; a ``manual=True`` loss function does its
+    forward passes there, and its backward passes must run outside it (the autocast docs advise
+    against backward under autocast; a gradient penalty's double backward would run in bf16).
+    :func:`backward_and_step` does this itself; a loss function that calls ``loss.backward()``
+    directly wraps it: ``with outside_autocast(loss.device): loss.backward()``.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with torch.autocast(device_type=dev.type, enabled=False):
+        yield
 
 
 def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.Tensor] | None = None,
                       grad_clip: float | None = None) -> None:
-    """``zero_grad``, ``backward``, optional clipping of ``parameters``' gradient norm, ``step``.
+    """``zero_grad``, ``backward``, optional clipping of ``parameters``' gradient norm, ``step``,
+    all outside autocast (:func:`outside_autocast`) even when called from inside ``fit``'s loss.
 
     For loss functions that step their own optimizers (``fit(..., manual=True)``, e.g. GANs).
     """
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip is not None:
-        params = list(parameters) if parameters is not None else [
-            p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    optimizer.step()
+    with outside_autocast(loss.device):
+        optimizer.zero_grad(set_to_none=True)
+        loss.float().backward()
+        if grad_clip is not None:
+            params = list(parameters) if parameters is not None else [
+                p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+
+
+# --------------------------------------------------------------------------------------------
+# measuring (benchmarks/full_profile.py)
+# --------------------------------------------------------------------------------------------
+_MEASURE: dict[str, Any] | None = None
+
+
+@contextmanager
+def measure_phases(steps: int = 5, warmup: int = 2):
+    """Under this context every :func:`fit` call runs only ``warmup + steps`` of its steps (fewer
+    if it plans fewer), times them (device synchronised) and returns early with their history.
+
+    Yields a list that receives one record per fit call: ``desc``, ``planned_steps`` (the steps the
+    call would have run), ``measured_steps``, ``s_per_step`` (mean over the steps after warm-up;
+    over all run steps when the call plans no more than ``warmup``), ``peak_mem_mb`` (CUDA; else
+    None), ``gpu_wait_share`` (CUDA: 1 - kernel time / wall time of the timed steps, from the
+    profiler; None elsewhere), ``device`` and ``fit_wall_s``.
+    """
+    global _MEASURE
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"measure_phases needs steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    if _MEASURE is not None:
+        raise RuntimeError("measure_phases is already active")
+    records: list[dict[str, Any]] = []
+    _MEASURE = {"steps": steps, "warmup": warmup, "records": records}
+    try:
+        yield records
+    finally:
+        _MEASURE = None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _kernel_seconds(prof: Any) -> float:
+    total = 0.0
+    for evt in prof.key_averages():
+        t = getattr(evt, "self_device_time_total", None)
+        if t is None:
+            t = getattr(evt, "self_cuda_time_total", 0.0)
+        total += float(t)
+    return total / 1e6
 
 
 def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
         batches: Callable[[int], Any] | Iterable[Any], loss_fn: LossFn, *, steps: int,
         device: torch.device | str | None = None, schedulers: Any = None, grad_clip: float | None = None,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-        manual: bool = False, log_every: int = 1, progress: bool = True, desc: str | None = None,
+        manual: bool = False, log_every: int = 1, sync_every: int | None = None, progress: bool = True, desc: str | None = None,
         callback: Callable[[int, dict[str, float]], None] | None = None) -> pd.DataFrame:
     """Train for ``steps`` optimizer steps and return the loss history (one row per logged step).
 
@@ -243,8 +335,21 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
     checkpoint_dir, checkpoint_every:
         Write a checkpoint every ``checkpoint_every`` steps (and at the end) into
         ``checkpoint_dir``; if it already holds checkpoints, resume from the latest.
+    log_every:
+        Keep a history row every ``log_every`` steps (``(step + 1) % log_every == 0``) and at the
+        last step; every step's terms are still checked for NaN/inf.
+    sync_every:
+        Read the logged terms from the device every ``sync_every`` steps, in one transfer (no
+        host sync per step); the history is the same whatever its value. Default: 1 on CPU
+        (reading is free there, and a NaN stops the run at its step), 32 on other devices. A
+        non-finite term is reported with its step when it is read. A checkpoint step or a
+        ``callback`` reads the terms at that step.
     callback:
-        Called as ``callback(step, logged_terms)`` after every step (e.g. to evaluate).
+        Called as ``callback(step, logged_terms)`` after every step (e.g. to evaluate); it
+        receives floats, so a callback costs one host sync per step.
+
+    Progress: a live bar in widget mode; with ``CVTUTOR_PROGRESS=text`` nothing per step and one
+    summary line at the end. Under :func:`measure_phases` only a few steps run (see there).
     """
     models_d = _as_dict(models, "model")
     optims_d = _as_dict(optimizers, "optimizer")
@@ -304,10 +409,60 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
 
     for m in models_d.values():
         m.train()
-    bar = _progress(steps, start, desc, progress)
+    end = steps
+    measure = _MEASURE
+    if measure is not None:
+        end = min(steps, start + measure["warmup"] + measure["steps"])
+        timed_from = start + measure["warmup"] if end - start > measure["warmup"] else start
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t_timed = None
+        prof = None
+    if sync_every is None:
+        sync_every = 1 if device.type == "cpu" else 32
+    if log_every < 1 or sync_every < 1:
+        raise ValueError(f"log_every and sync_every must be >= 1, got {log_every}, {sync_every}")
+    bar = _Progress(steps, start, desc, progress)
+    pending: list[tuple[int, dict[str, torch.Tensor | float]]] = []  # terms not yet read from the device
+
+    def flush() -> dict[str, float] | None:
+        """Read the pending terms from the device in one transfer; check them; log them."""
+        if not pending:
+            return None
+        vals = [float(v) if not torch.is_tensor(v) else v.detach().float().reshape(()) for _, t in pending
+                for v in t.values()]
+        if all(torch.is_tensor(v) for v in vals) and len({v.device for v in vals}) == 1:
+            flat = torch.stack(vals).tolist()  # one host sync for all pending steps
+        else:
+            flat = [v.item() if torch.is_tensor(v) else v for v in vals]
+        i = 0
+        last = None
+        for st, terms_ in pending:
+            logged_ = {}
+            for k in terms_:
+                logged_[k] = float(flat[i])
+                i += 1
+            if not all(np.isfinite(v) for v in logged_.values()):
+                raise FloatingPointError(f"non-finite loss at step {st}: {logged_}")
+            if (st + 1) % log_every == 0 or st + 1 == steps:
+                history.append({"step": st + 1, **logged_})
+            last = logged_
+        n = len(pending)
+        pending.clear()
+        bar.update(n, last)
+        return last
+
     t0 = time.perf_counter()
     try:
-        for step in range(start, steps):
+        for step in range(start, end):
+            if measure is not None and step == timed_from:
+                _sync(device)
+                if device.type == "cuda":
+                    from torch.profiler import ProfilerActivity, profile
+
+                    prof = profile(activities=[ProfilerActivity.CUDA])
+                    prof.__enter__()
+                t_timed = time.perf_counter()
             batch = get_batch(step)
             with autocast(device):
                 terms = loss_fn(models_d, batch, step)
@@ -331,23 +486,31 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
                     terms = {**terms, "loss": total}
             for s in scheds_d.values():
                 s.step()
-            logged = {k: _to_float(v) for k, v in terms.items()}
-            if not all(np.isfinite(v) for v in logged.values()):
-                raise FloatingPointError(f"non-finite loss at step {step}: {logged}")
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                history.append({"step": step + 1, **logged})
-            if callback is not None:
-                callback(step + 1, logged)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(logged.items())[:4]}, refresh=False)
-            if checkpoint_dir is not None and (
-                (checkpoint_every is not None and (step + 1) % checkpoint_every == 0) or step + 1 == steps
-            ):
+            pending.append((step, {k: (v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}))
+            checkpoint_now = checkpoint_dir is not None and (
+                (checkpoint_every is not None and (step + 1) % checkpoint_every == 0) or step + 1 == end)
+            if callback is not None or checkpoint_now or (step + 1 - start) % sync_every == 0 or step + 1 == end:
+                logged = flush()
+                if callback is not None:
+                    callback(step + 1, logged)
+            if checkpoint_now:
                 save_checkpoint(checkpoint_dir, step + 1, models_d, optims_d, scheds_d, history)
+        if measure is not None:
+            _sync(device)
+            t_end = time.perf_counter()
+            if prof is not None:
+                prof.__exit__(None, None, None)
+            timed = end - timed_from
+            wall = t_end - (t_timed if t_timed is not None else t0)
+            measure["records"].append({
+                "desc": desc, "device": str(device), "planned_steps": steps - start, "measured_steps": end - start,
+                "s_per_step": wall / timed if timed > 0 else None,
+                "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+                "gpu_wait_share": (max(0.0, 1.0 - _kernel_seconds(prof) / wall) if prof is not None and wall > 0 else None),
+                "fit_wall_s": t_end - t0,
+            })
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     df = pd.DataFrame(history)
     df.attrs["wall_time_s"] = time.perf_counter() - t0
     df.attrs["resumed_from"] = start

@@ -56,3 +56,78 @@ def test_table_write(tmp_path, capsys):
     (tmp_path / "plain.md").write_text("no markers")
     assert cli.main(["table", "--write", str(tmp_path / "plain.md")]) == 2
     assert "markers" in capsys.readouterr().err
+
+
+def test_closed_pipe_exits_quietly():
+    proc = subprocess.run(f"{sys.executable} -m cvtutor list | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120, executable="/bin/bash")
+    assert proc.returncode == 0
+    assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1
+
+
+def test_broken_pipe_in_process(monkeypatch, capsys):
+    import os
+
+    def boom():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_list", boom)
+    saved = os.dup(1)
+    try:
+        assert cli.main(["list"]) == 0
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def test_run_smoke_profile_with_a_fake_paper(tmp_path, monkeypatch, capsys):
+    """``run SLUG --profile smoke`` builds Config.smoke() and writes SLUG-smoke-seed0.json."""
+    import types
+    from dataclasses import dataclass
+
+    from cvtutor import papers, runtime
+
+    @dataclass
+    class Config(runtime.ProfileConfig):
+        size: int = 100
+
+        @classmethod
+        def fast(cls):
+            return cls(10)
+
+        @classmethod
+        def full(cls):
+            return cls(1000)
+
+        @classmethod
+        def smoke(cls):
+            return cls(2)
+
+    seen = []
+    fake = types.SimpleNamespace(Config=Config, run=lambda c: seen.append(c) or {"size": c.size})
+    monkeypatch.setattr(papers, "load", lambda slug: fake)
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    try:
+        assert cli.main(["run", "fake_paper", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    finally:
+        runtime.set_deterministic(False)
+    assert seen == [Config(2)]
+    results, meta = report.load_results(tmp_path / "fake_paper-smoke-seed0.json")
+    assert results == {"size": 2} and meta["profile"] == "smoke" and meta["slug"] == "fake_paper"
+    assert "fake_paper-smoke-seed0.json" in capsys.readouterr().out
+
+
+def test_run_smoke_getting_started(tmp_path, monkeypatch):
+    from cvtutor.papers import getting_started
+
+    if not hasattr(getting_started.Config, "smoke"):
+        pytest.skip("no Config.smoke() yet")
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    proc = subprocess.run([sys.executable, "-m", "cvtutor", "run", "getting_started", "--profile", "smoke",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    _, meta = report.load_results(tmp_path / "getting_started-smoke-seed0.json")
+    assert meta["profile"] == "smoke"

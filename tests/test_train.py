@@ -238,8 +238,234 @@ def test_rng_state_round_trip():
     assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
 
 
-def test_text_progress_bar(monkeypatch, capsys):
+def test_text_progress_is_one_summary_line(monkeypatch, capsys):
     monkeypatch.setenv("CVTUTOR_PROGRESS", "text")
-    run(5, progress=True)
-    err = capsys.readouterr().err
-    assert "5/5" in err
+    run(50, progress=True)
+    out = capsys.readouterr()
+    lines = [ln for ln in (out.err + out.out).replace("\r", "\n").splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("fit: 50/50 steps in ") and ", loss " in lines[0]
+
+
+def test_text_progress_after_resume_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("CVTUTOR_PROGRESS", "text")
+    run(10, ckpt=tmp_path, every=5)
+    capsys.readouterr()
+    run(10, ckpt=tmp_path, every=5, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "10/10 steps (resumed at 10)" in lines[0]
+
+
+def test_progress_off_prints_nothing(monkeypatch, capsys):
+    monkeypatch.setenv("CVTUTOR_PROGRESS", "text")
+    run(5, progress=False)
+    out = capsys.readouterr()
+    assert out.err == "" and out.out == ""
+
+
+def reference_history(steps, log_every=1):
+    """The loop written out by hand: what fit's history must equal."""
+    seed_everything(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    x, y = make_problem()
+    batches = train.minibatches(x, y, batch_size=16, seed=3)
+    rows = []
+    model.train()
+    for step in range(steps):
+        terms = mse({"model": model}, batches(step), step)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            rows.append({"step": step + 1, "loss": terms["loss"].item(), "mae": terms["mae"].item()})
+    return model, pd.DataFrame(rows)
+
+
+def fit_plain(steps, **kw):
+    seed_everything(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    x, y = make_problem()
+    hist = train.fit(model, opt, train.minibatches(x, y, batch_size=16, seed=3), mse, steps=steps,
+                     schedulers=sched, progress=False, **kw)
+    return model, hist
+
+
+@pytest.mark.parametrize("sync_every", [None, 1, 4, 7, 100])
+@pytest.mark.parametrize("log_every", [1, 3, 23])
+def test_history_equals_reference_loop_at_every_cadence(sync_every, log_every):
+    ref_model, ref = reference_history(23, log_every)
+    model, hist = fit_plain(23, log_every=log_every, sync_every=sync_every)
+    pd.testing.assert_frame_equal(hist, ref)
+    for a, b in zip(ref_model.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_log_every_rows_exactly():
+    _, hist = fit_plain(10, log_every=3)
+    assert hist["step"].tolist() == [3, 6, 9, 10]
+    _, hist = fit_plain(9, log_every=3)
+    assert hist["step"].tolist() == [3, 6, 9]
+    _, hist = fit_plain(2, log_every=3)
+    assert hist["step"].tolist() == [2]
+
+
+def test_terms_are_read_once_per_sync_not_per_step(monkeypatch):
+    reads = []
+    real = torch.Tensor.tolist
+
+    def spy(self):
+        reads.append(self.numel())
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", spy)
+    fit_plain(10, sync_every=4)
+    assert reads == [8, 8, 4]  # steps 1-4, 5-8, 9-10; two terms a step
+
+
+def test_nan_is_reported_at_its_step_when_read():
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x, y = make_problem()
+
+    def loss_fn(m, b, step):
+        out = m["model"](b[0]).pow(2).mean()
+        return {"loss": out * float("nan") if step == 5 else out}
+
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 5"):
+        train.fit(model, opt, train.minibatches(x, y, batch_size=8), loss_fn, steps=20, sync_every=8,
+                  progress=False)
+
+
+def test_checkpoint_schedule_and_callback_timing(tmp_path, monkeypatch):
+    saved, calls = [], []
+    real = train.save_checkpoint
+
+    def spy(directory, step, *a, **k):
+        saved.append((step, len(a[3])))
+        return real(directory, step, *a, **k)
+
+    monkeypatch.setattr(train, "save_checkpoint", spy)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = make_problem()
+    hist = train.fit(model, opt, train.minibatches(x, y, batch_size=8), mse, steps=11, checkpoint_dir=tmp_path,
+                     checkpoint_every=4, sync_every=3, progress=False,
+                     callback=lambda step, logged: calls.append((step, sorted(logged))))
+    assert [s for s, _ in saved] == [4, 8, 11]
+    assert [n for _, n in saved] == [4, 8, 11]  # the history is complete in every checkpoint
+    assert calls == [(s, ["loss", "mae"]) for s in range(1, 12)]
+    assert len(hist) == 11
+
+
+def test_checkpoint_every_one_and_no_schedule(tmp_path, monkeypatch):
+    saved = []
+    real = train.save_checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", lambda d, step, *a, **k: (saved.append(step), real(d, step, *a, **k))[1])
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = make_problem()
+    train.fit(model, opt, train.minibatches(x, y, batch_size=8), mse, steps=3, checkpoint_dir=tmp_path / "a",
+              checkpoint_every=1, progress=False)
+    assert saved == [1, 2, 3]
+    saved.clear()
+    train.fit(model, opt, train.minibatches(x, y, batch_size=8), mse, steps=3, checkpoint_dir=tmp_path / "b",
+              progress=False)
+    assert saved == [3]
+
+
+def test_resume_with_deferred_reads(tmp_path):
+    _, ref = reference_history(30)
+    with pytest.raises(KeyboardInterrupt):
+        run(30, ckpt=tmp_path, every=6, fail_at=20)
+    assert train.latest_checkpoint(tmp_path)["step"] == 18
+    seed_everything(0)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
+    x, y = make_problem()
+    hist = train.fit(model, opt, train.minibatches(x, y, batch_size=16, seed=3), mse, steps=30, schedulers=sched,
+                     checkpoint_dir=tmp_path, checkpoint_every=6, sync_every=5, progress=False)
+    assert hist.attrs["resumed_from"] == 18
+    assert hist["step"].tolist() == list(range(1, 31))
+
+
+def test_bad_cadences_are_clear():
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = make_problem()
+    b = train.minibatches(x, y, batch_size=8)
+    for kw in ({"log_every": 0}, {"sync_every": 0}):
+        with pytest.raises(ValueError, match="log_every and sync_every"):
+            train.fit(model, opt, b, mse, steps=2, progress=False, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every must be"):
+        train.fit(model, opt, b, mse, steps=2, checkpoint_dir="/tmp/x", checkpoint_every=0, progress=False)
+    with pytest.raises(ValueError, match="at least one model"):
+        train.fit({}, opt, b, mse, steps=2, progress=False)
+    with pytest.raises(ValueError, match="at least one optimizer"):
+        train.fit(model, {}, b, mse, steps=2, progress=False)
+    with pytest.raises(ValueError, match="batch iterable is empty"):
+        train.fit(model, opt, [], mse, steps=2, progress=False)
+
+
+def test_iterable_batches_are_cycled():
+    seen = []
+    model = nn.Linear(5, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    data = [torch.full((2, 5), float(i)) for i in range(3)]
+
+    def loss_fn(m, b, step):
+        seen.append(float(b[0, 0]))
+        return {"loss": m["model"](b).sum()}
+
+    train.fit(model, opt, data, loss_fn, steps=7, progress=False)
+    assert seen == [0, 1, 2, 0, 1, 2, 0]
+
+
+class _AutocastProbe(torch.autograd.Function):
+    seen: list = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        _AutocastProbe.seen.append(torch.is_autocast_enabled("cpu"))
+        return g
+
+
+def test_manual_backward_runs_outside_autocast():
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    _AutocastProbe.seen.clear()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+        loss = _AutocastProbe.apply(model(torch.ones(2, 3))).float().mean()
+        train.backward_and_step(loss, opt)
+        with train.outside_autocast("cpu"):
+            assert not torch.is_autocast_enabled("cpu")
+        assert torch.is_autocast_enabled("cpu")
+    assert _AutocastProbe.seen == [False]
+
+
+def test_measure_phases_runs_a_few_steps_and_records():
+    with train.measure_phases(steps=3, warmup=2) as rec:
+        _, hist = fit_plain(40, desc="phase A")
+        _, hist2 = fit_plain(4, desc="phase B")
+    assert hist["step"].tolist() == [1, 2, 3, 4, 5]
+    assert hist2["step"].tolist() == [1, 2, 3, 4]
+    assert [r["desc"] for r in rec] == ["phase A", "phase B"]
+    assert [r["planned_steps"] for r in rec] == [40, 4]
+    assert [r["measured_steps"] for r in rec] == [5, 4]
+    assert all(r["s_per_step"] > 0 for r in rec)
+    assert rec[0]["peak_mem_mb"] is None and rec[0]["gpu_wait_share"] is None  # CPU: n/a
+    _, full = fit_plain(7)
+    assert len(full) == 7  # outside the context fit runs everything
+    with pytest.raises(ValueError, match="steps >= 1"):
+        with train.measure_phases(steps=0):
+            pass
