@@ -15,8 +15,6 @@ def test_smoke_run(tutorial, tmp_path, monkeypatch):
     monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
     monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
     module = importlib.import_module(tutorial.module_name)
-    if not hasattr(module.Config, "smoke"):  # the lead removes this skip once every chapter has one
-        pytest.skip("no Config.smoke() yet")
     try:
         rt = runtime.setup("smoke", seed=0, device="cpu", verbose=False)
         config = module.Config.for_profile("smoke")
