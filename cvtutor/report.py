@@ -252,7 +252,8 @@ def findings_summary(*tables: pd.DataFrame) -> Markdown:
             holds = row["holds"]
             mark = "–" if pd.isna(holds) else _MARKS[bool(holds)]
             verdict = {"✓": "holds", "✗": "does not hold", "–": "not judged"}[mark]
-            detail = f" ({row['detail']})" if "detail" in df and row.get("detail") else ""
+            d = row.get("detail") if "detail" in df else None
+            detail = f" ({d})" if isinstance(d, str) and d else ""  # NaN where concatenated tables lack it
             lines.append(f"- {mark} *{row['kind']}*: {text}{detail}: **{verdict}**.")
     if not lines:
         raise ValueError("findings_summary: no findings given")

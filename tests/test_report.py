@@ -364,3 +364,10 @@ def test_results_file_needs_both_keys(tmp_path, content):
     (tmp_path / "r.json").write_text(content)
     with pytest.raises(ValueError, match="not a cvtutor results file"):
         report.load_results(tmp_path / "r.json")
+
+
+def test_findings_summary_of_concatenated_tables_shows_no_nan_detail():
+    a = report.claims_table({"x": ("sanity check", True)})
+    b = report.claims_table({"y": ("paper claim", False, "+1.0")})
+    text = report.findings_summary(pd.concat([a, b]))
+    assert "nan" not in text and "(+1.0)" in text
