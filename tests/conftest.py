@@ -10,3 +10,10 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_profile_override(monkeypatch):
+    """``tests/run.sh`` exports ``CVTUTOR_PROFILE=fast`` for the notebooks; a unit test that asks for
+    ``Config.for_profile("full")`` must get ``full`` (tests of the override set it themselves)."""
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)

@@ -88,4 +88,4 @@ jupyter-book build "$stage" --warningiserror --keep-going
 echo "== 4/4 browser test of the built book"
 CVTUTOR_BOOK_HTML="$stage/_build/html" CVTUTOR_NOTEBOOK_TIMES="$stage/notebook_times.tsv" \
     python -m pytest tests/test_book_html.py tests/test_notebooks.py::test_notebook_time_budget -q
-CVTUTOR_BOOK_HTML="$stage/_build/html" python -m pytest tests -m browser -q
+CVTUTOR_BOOK_HTML="$stage/_build/html" python -m pytest tests/test_browser.py -m browser -q

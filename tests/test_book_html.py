@@ -188,6 +188,7 @@ def _need_book():
         pytest.skip(f"no built book at {HTML}: run tests/run.sh (it builds the book)")
 
 
+@pytest.mark.browser  # needs the built book: run in tests/run.sh's last stage, after the build
 @pytest.mark.parametrize("page", PAGES or ["<no book built>"])
 def test_built_page(page):
     _need_book()
@@ -196,6 +197,7 @@ def test_built_page(page):
     assert not problems, f"{page}: {problems}"
 
 
+@pytest.mark.browser
 def test_built_references_page_lists_the_papers():
     _need_book()
     text = (HTML / "book" / "references.html").read_text(encoding="utf-8")
