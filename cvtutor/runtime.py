@@ -188,7 +188,8 @@ class ProfileConfig:
         """A small two-column table (field, value) for a notebook cell whose last line is ``cfg``."""
         import html
 
-        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(v)}</code></td></tr>"
+        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td>"
+                       f"<td><code>{html.escape('–' if v == 'None' else v)}</code></td></tr>"  # None: not set
                        for k, v in self._display_rows())
         return (f"<table><caption>{html.escape(type(self).__name__)}</caption>"
                 f"<thead><tr><th>field</th><th>value</th></tr></thead><tbody>{body}</tbody></table>")
