@@ -269,7 +269,7 @@ def test_meta_training_changes_phi_and_keeps_it_finite_and_meta_test_runs():
 def test_run_tiny_is_json_storable(tmp_path):
     cfg = tiny_config().replace(controls=(), l2_sigmas=(1e-5,), table3_targets=("frei_A", "stb"))
     res = kap.run(cfg)
-    assert set(res["table2"]["setting"]) == {"None", "l2, sigma=1e-5", "R, l2"}
+    assert set(res["table2"]["setting"]) == {"no prior", "l2, sigma=1e-5", "R, l2"}
     assert set(res["table3_gains"]["target"]) == {"frei_A", "stb"}
     assert "holds" in res["compare_table1_act_att"].columns
     report.save_results(res, tmp_path / "r.json", report.run_metadata("knowledge_as_priors", "fast", "cpu", 0))
@@ -290,20 +290,20 @@ def test_paper_numbers_and_claims():
         v = p[key].values
         assert v["RGB"] - v["KD"] == pytest.approx(kd, abs=1e-6)
     t2 = p["table2_epe"].values
-    assert t2["None"] - t2["R, l2"] == pytest.approx(7.49, abs=1e-6)
+    assert t2["no prior"] - t2["R, l2"] == pytest.approx(7.49, abs=1e-6)
     e3, g3 = p["table3_epe"].values, p["table3"].values
     for dom in ("frei_G", "frei_H", "frei_S", "frei_A", "stb"):
         assert e3[f"{dom}, none"] - e3[f"{dom}, l2"] == pytest.approx(g3[f"{dom}, l2"], abs=1e-6)
         assert e3[f"{dom}, none"] - e3[f"{dom}, R"] == pytest.approx(g3[f"{dom}, R"], abs=1e-6)
     report.compare(p["table1_act_att"], {"KD": 1.0}, claims=["Depth < KD", "KD < RGB"])
-    report.compare(p["table2_epe"], {"R, l2": 1.0}, claims=["R, l2 < None", "R, l2 < l2, sigma=1e-3"])
+    report.compare(p["table2_epe"], {"R, l2": 1.0}, claims=["R, l2 < no prior", "R, l2 < l2, sigma=1e-3"])
 
 
 def test_table3_default_l2_is_table2_sigma_1e5_row():
     """Table 3's STB "default ℓ2" entry (12.02) is Table 2's σ = 1e-5 row: our column must be that row too."""
     full = kap.Config.full()
     none, l2, r = kap.table3_rows(full)
-    assert (none, l2, r) == ("None", "l2, sigma=1e-5", "R, l2")
+    assert (none, l2, r) == ("no prior", "l2, sigma=1e-5", "R, l2")
     assert l2 in kap.table2_rows(full)
     assert kap.PAPER["table2_epe"].values[l2] == kap.PAPER["table3_epe"].values["stb, l2"]
     with pytest.raises(ValueError, match="table3_l2_sigma"):

@@ -476,8 +476,8 @@ def scene_figure(run: TideRun, image_id: int, width: int = 640, height: int = 48
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(height=int(height * scale) + 60, width=int(width * scale) + 40,
-                      title=dict(text=f"image {image_id}: GT dashed green, detections by TIDE type", font_size=14),
-                      margin=dict(l=10, r=10, t=70, b=10))
+                      title=dict(text=f"image {image_id}<br><sub>GT dashed green, detections by TIDE type</sub>",
+                                 font_size=14), margin=dict(l=10, r=50, t=80, b=10))
     return fig
 
 
