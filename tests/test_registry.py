@@ -89,3 +89,26 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"```bash\n(.+?)\n```", section, re.S).group(1).strip()
     ci = (ROOT / ".ci" / "run").read_text()
     assert command in ci.splitlines(), f".ci/run must run the README's test command: {command}"
+
+
+def test_every_eccv_entry_has_a_theme_and_the_toc_groups_by_it():
+    eccv = [t for t in papers.TUTORIALS if t.part == "eccv2020"]
+    assert all(t.theme in papers.THEMES for t in eccv), [t.id for t in eccv if t.theme not in papers.THEMES]
+    assert all(t.theme is None for t in papers.TUTORIALS if t.part != "eccv2020")
+    by_notebook = {t.notebook.removesuffix(".ipynb"): t for t in papers.TUTORIALS}
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    seen = []
+    for part in toc["parts"]:
+        caption = part.get("caption", "")
+        if not caption.startswith("ECCV 2020 · "):
+            continue
+        theme = caption.removeprefix("ECCV 2020 · ")
+        assert theme in papers.THEMES, f"_toc.yml caption {caption!r} is not a theme of papers.THEMES"
+        seen.append(theme)
+        files = [e["file"] for e in part["chapters"]]
+        for f in files:
+            assert by_notebook[f].theme == theme, f"{f} sits under {theme!r}, the registry says {by_notebook[f].theme!r}"
+        worlds = [f for f in files if not by_notebook[f].paper]
+        if worlds:
+            assert files[0] == worlds[0], f"the world chapter {worlds[0]} opens its section {theme!r}"
+    assert seen == [t for t in papers.THEMES if t in seen], "_toc.yml's ECCV sections follow papers.THEMES' order"

@@ -19,6 +19,26 @@ PARTS = {
     "hands": "Hand pose",
     "eccv2020": "ECCV 2020, Part III",
 }
+#: The ECCV part's sections (DESIGN.md, "The book's sections"), in the book's order. Each opens
+#: with the chapter of its shared world; ``_toc.yml`` captions read ``"ECCV 2020 · <theme>"``.
+THEMES = (
+    "Recognition, robustness and efficiency",
+    "Scenes, objects and language",
+    "Image synthesis and translation",
+    "3-D shapes",
+    "People, cameras and geometry",
+    "Video and time",
+    "Learning, planning and layout",
+)
+_THEME_OF = {
+    **dict.fromkeys(("WI", "E04", "E07", "E14", "E17", "E30", "E35", "E36", "E40", "E41"), THEMES[0]),
+    **dict.fromkeys(("WS", "E12", "E21", "E24", "E25", "E33", "E43", "E44"), THEMES[1]),
+    **dict.fromkeys(("WT", "E03", "E06", "E08", "E10", "E13", "E23"), THEMES[2]),
+    **dict.fromkeys(("W3", "E01", "E02", "E05", "E16", "E20", "E22", "E31", "E34"), THEMES[3]),
+    **dict.fromkeys(("WP", "E15", "E18", "E27", "E32", "E37", "E38", "E42"), THEMES[4]),
+    **dict.fromkeys(("WV", "E09", "E19", "E26", "E39"), THEMES[5]),
+    **dict.fromkeys(("E11", "E28", "E29"), THEMES[6]),
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,11 @@ class Tutorial:
             raise ValueError(f"{self.id}: status {self.status!r} is not one of {STATUSES}")
         if self.part not in PARTS:
             raise ValueError(f"{self.id}: part {self.part!r} is not one of {tuple(PARTS)}")
+
+    @property
+    def theme(self) -> str | None:
+        """The ECCV section this entry belongs to (None outside the ECCV part's themes)."""
+        return _THEME_OF.get(self.id)
 
     @property
     def notebook(self) -> str:
@@ -117,6 +142,19 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E42', 'part_aware_3d_pose_nas', 'Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture Search Approach (ECCV 2020)', 'eccv2020'),
     Tutorial('E43', 'revise', 'REVISE: A Tool for Measuring and Mitigating Bias in Visual Datasets (ECCV 2020)', 'eccv2020'),
     Tutorial('E44', 'info_ground', 'Contrastive Learning for Weakly Supervised Phrase Grounding (ECCV 2020)', 'eccv2020'),
+    # The shared worlds: each opens its theme section of the ECCV part (like the hand world).
+    Tutorial("WI", "world_images", "The image-classification world: procedural image sets, corruptions, "
+             "open-set and incremental splits", "eccv2020", paper=False),
+    Tutorial("WS", "world_scenes2d", "The 2-D scene world: a batched rasteriser, attributed scenes with parts "
+             "and language, critters, pedestrians", "eccv2020", paper=False),
+    Tutorial("WT", "world_translation", "The image-translation world: one scene, many domains; GAN building "
+             "blocks; metrics without downloaded weights", "eccv2020", paper=False),
+    Tutorial("W3", "world_shapes3d", "The 3-D shape world: procedural shapes, point clouds, partial scans, "
+             "occupancy, meshes and geodesics", "eccv2020", paper=False),
+    Tutorial("WP", "world_people", "People, cameras and geometry: one geometry core, a body world with crowds "
+             "and camera rigs", "eccv2020", paper=False),
+    Tutorial("WV", "world_video", "The video and time world: sprite videos with masks and motion, untrimmed "
+             "feature sequences, audio-visual events", "eccv2020", paper=False),
     Tutorial('E45', 'collab_gesture_handpose', 'Collaborative Learning of Gesture Recognition and 3D Hand Pose Estimation with Multi-order Feature Analysis (ECCV 2020)',
              'hands', 'done'),
 )
