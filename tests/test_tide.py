@@ -122,6 +122,23 @@ def test_ap_matches_pycocotools(seed):
     assert 5 < ours["map"] < 95  # a non-trivial case
 
 
+def test_max_dets_per_image_or_per_class():
+    # image 1: three class-1 boxes and one class-2 box; a cap of 2 per image keeps the two best
+    # across classes (ties keep the earlier row), a cap of 2 per (image, class) keeps three.
+    dets = [(1, 1, 0, 0, 5, 5, 0.5), (1, 2, 0, 0, 5, 5, 0.9), (1, 1, 9, 9, 5, 5, 0.5),
+            (1, 1, 20, 0, 5, 5, 0.7),
+            (2, 1, 0, 0, 5, 5, 0.1)]
+    data = make_set([(1, 1, 0, 0, 5, 5)], dets)
+    np.testing.assert_array_equal(D.top_per_image(data.dets, 2), [1, 3, 4])
+    per_image = D.match_all(data, 0.5, 2, max_dets_per="image")
+    per_class = D.match_all(data, 0.5, 2)
+    assert sorted(per_image[(1, 1)].det_index) == [3] and sorted(per_class[(1, 1)].det_index) == [0, 3]
+    with pytest.raises(ValueError, match="max_dets_per must be"):
+        D.match_all(data, 0.5, 2, max_dets_per="images")
+    with pytest.raises(ValueError, match="max_dets must be >= 1"):
+        D.top_per_image(data.dets, 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # COCO JSON reading and the command line
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +195,28 @@ def test_cli_prints_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     # class a: 1 GT, 1 perfect detection -> AP 100; class b: its GT gets a class-1 box at IoU 1 (Cls error).
     assert "box AP @ 50: 50.00" in out and "Cls" in out and "FP" in out
+
+
+def test_cli_json_and_mode(tmp_path, capsys):
+    gp, rp = coco_files(tmp_path)
+    for mode in ("coco", "tidecv"):
+        assert T.main([str(gp), str(rp), "--mode", mode, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
+        assert set(out) == {"ap", "main", "special", "counts"}
+        assert list(out["main"]) == list(T.ERROR_TYPES)
+        assert list(out["special"]) == list(T.SPECIAL_TYPES)
+        assert out["ap"] == pytest.approx(50.0) and out["main"]["Cls"] == pytest.approx(50.0)
+        assert out["counts"] == {"Cls": 1, "Loc": 0, "Both": 0, "Dupe": 0, "Bkg": 0, "Miss": 0}
+    assert T.main([str(gp), str(rp), "--mode", "tidecv"]) == 0
+    assert "tidecv" in capsys.readouterr().out
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as bad:
+        T.main([str(gp), str(rp), "--mode", "voc"])
+    assert bad.value.code == 2 and "invalid choice: 'voc'" in err.getvalue()
+    with contextlib.redirect_stderr(err):
+        assert T.main([str(gp), str(tmp_path / "missing.json"), "--json"]) == 2
+        assert T.main([str(gp), str(rp), "--pos", "0.05", "--json"]) == 2
+    assert "does not exist" in err.getvalue() and "bg_threshold <= pos_threshold" in err.getvalue()
 
 
 def test_cli_as_module(tmp_path):
@@ -274,8 +313,29 @@ def test_cls_and_loc_errors_on_one_gt_give_one_tp():
     assert list(run.dets["error"]) == ["Cls", "Loc"] or sorted(run.dets["error"]) == ["Cls", "Loc"]
     assert T.apply_oracles(run, ["Cls"]) == pytest.approx(100.0)
     assert T.apply_oracles(run, ["Cls", "Loc"]) == pytest.approx(100.0)
-    cls, scores, tp, n_gt = T._oracle_points(run, ["Cls", "Loc"])
+    cls, scores, tp, _, n_gt = T._oracle_points(run, ["Cls", "Loc"])
     assert tp.sum() == 1 and scores[tp][0] == 0.9 and n_gt[1] == 1
+
+
+def test_global_claim_lets_an_unfixed_loc_error_block_the_cls_oracle():
+    # the Loc error (0.9) outscores the Cls error (0.8) on the same GT: the Cls oracle alone turns
+    # its error into a TP (below the Loc FP) in coco mode; tidecv's winner is the unfixed Loc error.
+    dets = [(1, 1, 125, 100, 50, 50, 0.9), (1, 2, *GT_BOX, 0.8)]
+    data = make_set([(1, 1, *GT_BOX)], dets)
+    coco, tc = T.classify_errors(data), T.classify_errors(data, mode="tidecv")
+    assert list(tc.dets.sort_values("score")["claims"]) == [False, True]
+    assert T.apply_oracles(coco, ["Cls"]) == pytest.approx(50.0)  # precision 1/2 at recall 1
+    assert T.apply_oracles(tc, ["Cls"]) == pytest.approx(0.0)  # class 2 emptied: dropped
+    assert T.apply_oracles(tc, ["Loc"]) == pytest.approx(50.0)  # class 1: 100; 2 (FP, no GT): 0
+    assert coco.classes == (1,) and tc.classes == (1, 2)
+
+
+def test_conventions_and_their_names():
+    assert T.conventions("coco") == T.Conventions() and T.conventions("tidecv").name == "tidecv"
+    assert T.Conventions(clamp=True).name == "custom"
+    assert set(T.DIVERGENCES) == set(T.Conventions.__dataclass_fields__)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        T.classify_errors(make_set([(1, 1, *GT_BOX)], []), mode="voc")
 
 
 def test_crowd_detections_are_ignored():

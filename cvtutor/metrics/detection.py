@@ -8,6 +8,7 @@ Conventions (those of the COCO evaluation, ``pycocotools.cocoeval.COCOeval``):
 * a detection that matches no GT but covers a *crowd* GT (``iscrowd=1``) of its class by at least
   t (crowd IoU = intersection / detection area) is ignored: neither a TP nor an FP;
 * at most ``max_dets`` detections per image and class are kept (the highest-scoring ones);
+  ``tidecv`` keeps the ``max_dets`` best of each image across classes (``max_dets_per="image"``);
 * per class, detections from all images are sorted by score, giving the cumulative precision and
   recall (Eq. 1 of TIDE), the precision is made monotone (running max from the right) and AP is
   the mean of that precision at the 101 recalls 0, 0.01, ..., 1;
@@ -31,6 +32,10 @@ import pandas as pd
 
 COCO_IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2).tolist())
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+TIDECV_RECALL_POINTS = np.arange(101) / 100
+"""The recalls ``x / 100`` at which ``tidecv`` reads precision. They differ from COCO's
+``linspace`` by one ulp at some points (0.07, 0.14, ...), so a recall that lands exactly on such a
+point is read one detection earlier (TIDE chapter, "Our numbers and tidecv's")."""
 GT_COLUMNS = ("id", "image_id", "category_id", "x", "y", "w", "h", "iscrowd")
 DET_COLUMNS = ("id", "image_id", "category_id", "x", "y", "w", "h", "score")
 
@@ -247,12 +252,14 @@ def to_coco_json(data: DetectionSet) -> tuple[dict, list]:
 # ---------------------------------------------------------------------------------------------
 # matching
 # ---------------------------------------------------------------------------------------------
-def match_greedy(iou: np.ndarray, t: float, crowd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def match_greedy(iou: np.ndarray, t: float, crowd: np.ndarray | None = None,
+                 strict_crowd: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """COCO matching of detections (rows, already sorted by descending score) to GT (columns).
 
     Each detection in turn takes the unmatched non-crowd GT with the highest IoU >= t; if none,
-    it is *ignored* when it overlaps a crowd GT by >= t. Returns ``(matched_gt, ignored)``:
-    the column index each detection matched (-1: none) and the ignore flags.
+    it is *ignored* when it overlaps a crowd GT by >= t (by > t if ``strict_crowd``, ``tidecv``'s
+    rule). Returns ``(matched_gt, ignored)``: the column index each detection matched (-1: none)
+    and the ignore flags.
     """
     n_det, n_gt = iou.shape
     crowd = np.zeros(n_gt, bool) if crowd is None else np.asarray(crowd, bool)
@@ -265,8 +272,9 @@ def match_greedy(iou: np.ndarray, t: float, crowd: np.ndarray | None = None) -> 
         if n_gt and cand.max() >= thr:
             g = int(cand.argmax())
             matched[d], taken[g] = g, True
-        elif crowd.any() and np.where(crowd, iou[d], -1.0).max() >= thr:
-            ignored[d] = True
+        elif crowd.any():
+            over = np.where(crowd, iou[d], -1.0).max()
+            ignored[d] = over > t if strict_crowd else over >= thr
     return matched, ignored
 
 
@@ -286,21 +294,44 @@ def _groups(df: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
     return {k: np.asarray(v) for k, v in df.groupby(["image_id", "category_id"], sort=False).indices.items()}
 
 
-def match_all(data: DetectionSet, iou_threshold: float, max_dets: int = 100) -> dict[tuple[int, int], ImageMatch]:
-    """COCO matching of every (image, class) of ``data`` at one IoU threshold."""
-    gt_groups, det_groups = _groups(data.gt), _groups(data.dets)
+def top_per_image(dets: pd.DataFrame, max_dets: int) -> np.ndarray:
+    """Rows of ``dets`` kept when each image keeps its ``max_dets`` highest-scoring detections
+    across all classes (``tidecv``'s cap; ties keep the earlier row), in row order."""
+    if max_dets < 1:
+        raise ValueError(f"max_dets must be >= 1, got {max_dets}")
+    image, score = dets["image_id"].to_numpy(), dets["score"].to_numpy()
+    order = np.lexsort((np.arange(len(dets)), -score, image))
+    first = np.r_[True, image[order][1:] != image[order][:-1]] if len(order) else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    return np.sort(order[np.arange(len(order)) - start < max_dets])
+
+
+def match_all(data: DetectionSet, iou_threshold: float, max_dets: int = 100,
+              max_dets_per: str = "class",
+              strict_crowd: bool = False) -> dict[tuple[int, int], ImageMatch]:
+    """COCO matching of every (image, class) of ``data`` at one IoU threshold.
+
+    ``max_dets_per``: ``"class"`` keeps ``max_dets`` detections per (image, class) (COCO),
+    ``"image"`` per image across classes (``tidecv``, :func:`top_per_image`); ``strict_crowd``: see
+    :func:`match_greedy`.
+    """
+    if max_dets_per not in ("class", "image"):
+        raise ValueError(f"max_dets_per must be 'class' or 'image', got {max_dets_per!r}")
+    dets = data.dets
+    rows = top_per_image(dets, max_dets) if max_dets_per == "image" else np.arange(len(dets))
+    gt_groups, det_groups = _groups(data.gt), _groups(dets.iloc[rows])
     gt_boxes = data.gt[["x", "y", "w", "h"]].to_numpy(np.float64)
-    det_boxes = data.dets[["x", "y", "w", "h"]].to_numpy(np.float64)
+    det_boxes = dets[["x", "y", "w", "h"]].to_numpy(np.float64)
     crowd_all = data.gt["iscrowd"].to_numpy().astype(bool)
-    scores = data.dets["score"].to_numpy()
+    scores = dets["score"].to_numpy()
     out = {}
     for key in set(gt_groups) | set(det_groups):
         g = gt_groups.get(key, np.zeros(0, np.int64))
-        d = det_groups.get(key, np.zeros(0, np.int64))
+        d = rows[det_groups[key]] if key in det_groups else np.zeros(0, np.int64)
         d = d[np.argsort(-scores[d], kind="mergesort")][:max_dets]
         crowd = crowd_all[g]
         iou = _iou(det_boxes[d], gt_boxes[g], crowd)
-        m, ign = match_greedy(iou, iou_threshold, crowd)
+        m, ign = match_greedy(iou, iou_threshold, crowd, strict_crowd)
         matched_rows = np.full(len(d), -1, dtype=np.int64)
         matched_rows[m >= 0] = g[m[m >= 0]]
         out[key] = ImageMatch(d, matched_rows, ign, int((~crowd).sum()))

@@ -14,7 +14,8 @@ Equations
 
 The module is also a command-line tool for a detector's COCO-format files::
 
-    python -m cvtutor.papers.tide GT.json RESULTS.json [--pos 0.5] [--bkg 0.1] [--plot summary.html]
+    python -m cvtutor.papers.tide GT.json RESULTS.json [--pos 0.5] [--bkg 0.1] [--mode coco|tidecv]
+                                  [--json] [--plot summary.html]
 
 Reading of the paper where it leaves a choice (the notebook discusses each):
 
@@ -27,6 +28,10 @@ Reading of the paper where it leaves a choice (the notebook discusses each):
   when an oracle leaves a class with N_GT = 0 (every GT missed and removed), its AP is 100 if no
   false positive of that class is left and 0 otherwise, which makes Eq. (3) exact.
 
+``mode="tidecv"`` instead reproduces the authors' ``tidecv`` 1.0.1 (its box AP, the six main and the
+two special dAP and the error counts), whose conventions differ from COCO's in the eight places that
+:class:`Conventions` lists; ``mode="coco"`` (the default) keeps AP equal to ``pycocotools``.
+
 Besides simulated detectors with known errors, a detector actually trained is analysed: a small
 CenterNet (:mod:`cvtutor.nn.centernet`) trained with :func:`cvtutor.train.fit` on shape scenes
 rendered on the device (:mod:`cvtutor.data.shape_scenes`), see :func:`trained_detector_comparison`.
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +54,10 @@ from cvtutor import report
 from cvtutor.data.detection_sim import ErrorRates, injected_counts, random_scenes, simulate_detector
 from cvtutor.data.shape_scenes import ShapeScenes, shape_scenes
 from cvtutor.metrics.detection import (
+    COCO_IOU_THRESHOLDS,
+    RECALL_POINTS,
     SIZE_BINS,
+    TIDECV_RECALL_POINTS,
     DetectionSet,
     _iou,
     box_iou,
@@ -72,18 +81,81 @@ TYPE_COLORS = {"Cls": "#e6194b", "Loc": "#f58231", "Both": "#8b6d9c", "Dupe": "#
 
 
 # ---------------------------------------------------------------------------------------------
+# conventions: COCO's (pycocotools) or those of the authors' tidecv
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Conventions:
+    """How AP and the oracles are computed where the paper leaves it open. Each field is one
+    divergence of ``tidecv`` 1.0.1 from COCO's rules; all ``False`` is ``mode="coco"`` (AP equal to
+    ``pycocotools``), all ``True`` is ``mode="tidecv"`` (its numbers). :data:`DIVERGENCES` says what
+    each field changes; switching them one at a time measures each one's effect.
+    """
+
+    percent_grid: bool = False
+    image_max_dets: bool = False
+    strict_crowd: bool = False
+    global_claim: bool = False
+    zero_no_gt: bool = False
+    drop_emptied: bool = False
+    reinsert_ties: bool = False
+    clamp: bool = False
+
+    @property
+    def name(self) -> str:
+        """``"coco"``, ``"tidecv"``, or ``"custom"`` for a mixture."""
+        return next((k for k, v in MODES.items() if v == self), "custom")
+
+
+DIVERGENCES = {
+    "percent_grid": "precision is read at the recalls x/100 (COCO: np.linspace(0, 1, 101), one "
+                    "ulp off at some points)",
+    "image_max_dets": "max_dets detections kept per image across classes (COCO: per image and "
+                      "class)",
+    "strict_crowd": "a detection is ignored at crowd IoU > t_f (COCO: >= t_f), and an ignored "
+                    "detection still gets an error type: it can claim a GT (no Miss) and turn TP "
+                    "under Cls/Loc",
+    "global_claim": "one winner per GT among all its Cls and Loc errors (COCO mode: among the "
+                    "errors being fixed)",
+    "zero_no_gt": "a class with detections but no GT counts, with AP 0, also under the FP oracle "
+                  "(COCO: left out)",
+    "drop_emptied": "a class left with no GT and no detection is dropped from the mean (COCO mode: "
+                    "AP 100)",
+    "reinsert_ties": "after any fix, equal scores rank the formerly false detections before the "
+                     "TPs (COCO: by image, then by score)",
+    "clamp": "a negative main dAP is reported as 0",
+}
+"""What each :class:`Conventions` field changes (``tidecv``'s rule, then COCO's in brackets)."""
+
+MODES = {"coco": Conventions(), "tidecv": Conventions(**{k: True for k in DIVERGENCES})}
+"""The two modes of :func:`classify_errors`, :func:`summarize` and the command line."""
+
+
+def conventions(mode: str | Conventions) -> Conventions:
+    """The :class:`Conventions` of ``mode`` (``"coco"``, ``"tidecv"`` or a ``Conventions``)."""
+    if isinstance(mode, Conventions):
+        return mode
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)} or a Conventions, got {mode!r}")
+    return MODES[mode]
+
+
+# ---------------------------------------------------------------------------------------------
 # Sect. 2.1-2.2: matching and error types
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class TideRun:
     """One analysed detector: every kept detection and GT with its TIDE verdict.
 
-    ``dets`` (one row per detection kept after ``max_dets``, ignored crowd detections dropped, in
-    COCO's order): ``row`` (index into ``data.dets``), ``category_id``, ``score``, ``tp``,
-    ``error`` (one of :data:`ERROR_TYPES` or ``""`` for a TP), ``target`` (the GT row a Cls/Loc
-    error points to, else -1), ``target_used`` (that GT is matched by another detection), ``area``.
+    ``dets`` (one row per detection kept after ``max_dets``, in COCO's order; ignored crowd
+    detections dropped, or kept with ``ignored`` under ``strict_crowd``): ``row`` (index into
+    ``data.dets``), ``category_id``, ``score``, ``tp``, ``error`` (one of :data:`ERROR_TYPES` or
+    ``""`` for a TP), ``target`` (the GT row a Cls/Loc error points to, else -1), ``target_used``
+    (that GT is matched by another detection), ``claims`` (the best of all Cls/Loc errors on its
+    free GT: higher score, then earlier ``rank``), ``ignored``, ``rank`` (position by image, then
+    descending score), ``area``.
     ``gt`` (non-crowd GT): ``row``, ``category_id``, ``matched``, ``usable`` (an unmatched GT that a
     Cls/Loc error points to), ``miss`` (an unmatched GT that no such error points to), ``area``.
+    ``classes``: the classes averaged into mAP; ``conventions``: COCO's or ``tidecv``'s.
     """
 
     data: DetectionSet
@@ -92,6 +164,7 @@ class TideRun:
     dets: pd.DataFrame
     gt: pd.DataFrame
     classes: tuple[int, ...]
+    conventions: Conventions = Conventions()
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -107,7 +180,7 @@ class TideRun:
 
 
 def classify_errors(data: DetectionSet, pos_threshold: float = 0.5, bg_threshold: float = 0.1,
-                    max_dets: int = 100) -> TideRun:
+                    max_dets: int = 100, mode: str | Conventions = "coco") -> TideRun:
     """Match detections to GT at t_f = ``pos_threshold`` (Sect. 2.1) and bin every false positive
     and false negative into the six error types of Sect. 2.2 (t_b = ``bg_threshold``).
 
@@ -120,26 +193,33 @@ def classify_errors(data: DetectionSet, pos_threshold: float = 0.5, bg_threshold
     4. Bkg:  IoU <= t_b with every GT (also every FP of an image without GT);
     5. Both: the rest (t_b < IoU_other < t_f, the detection is mislocalised *and* misclassified).
 
-    A GT that no detection matched is a Miss unless a Cls or Loc error points to it.
+    A GT that no detection matched is a Miss unless a Cls or Loc error points to it. ``mode``
+    (``"coco"``, ``"tidecv"`` or a :class:`Conventions`) sets the ``max_dets`` cap, the crowd rule
+    and which classes are averaged; the oracles read the rest from the run.
     """
     if not 0 < bg_threshold <= pos_threshold <= 1:
         raise ValueError(f"need 0 < bg_threshold <= pos_threshold <= 1, got {bg_threshold}, {pos_threshold}")
-    matches = match_all(data, pos_threshold, max_dets)
+    conv = conventions(mode)
+    matches = match_all(data, pos_threshold, max_dets, "image" if conv.image_max_dets else "class",
+                        conv.strict_crowd)
     gt_df, det_df = data.gt, data.dets
     crowd = gt_df["iscrowd"].to_numpy().astype(bool)
     gt_boxes = gt_df[["x", "y", "w", "h"]].to_numpy(np.float64)
     det_boxes = det_df[["x", "y", "w", "h"]].to_numpy(np.float64)
     gt_cls, det_cls = gt_df["category_id"].to_numpy(), det_df["category_id"].to_numpy()
     gt_used = np.zeros(len(gt_df), bool)
-    kept, matched = [], []
+    kept, matched, ignored = [], [], []
     for img in data.images:  # COCO order: images by id, then each (image, class) by score
         for cat in data.categories:
             m = matches.get((img, cat))
             if m is not None:
-                kept.append(m.det_index[~m.ignored])
-                matched.append(m.matched_gt[~m.ignored])
+                keep = np.ones(len(m.ignored), bool) if conv.strict_crowd else ~m.ignored
+                kept.append(m.det_index[keep])
+                matched.append(m.matched_gt[keep])
+                ignored.append(m.ignored[keep])
     kept_rows = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     matched_gt = np.concatenate(matched) if matched else np.zeros(0, np.int64)
+    ignored = np.concatenate(ignored) if ignored else np.zeros(0, bool)
     gt_used[matched_gt[matched_gt >= 0]] = True
 
     error = np.full(len(kept_rows), "", dtype=object)
@@ -175,16 +255,27 @@ def classify_errors(data: DetectionSet, pos_threshold: float = 0.5, bg_threshold
     usable = np.zeros(len(gt_df), bool)
     usable[target[(target >= 0) & ~target_used]] = True
     det_area = (det_df["w"] * det_df["h"]).to_numpy()[kept_rows]
+    score = det_df["score"].to_numpy()[kept_rows]
+    image_pos = pd.Index(data.images).get_indexer(det_image)
+    rank = np.empty(len(kept_rows), np.int64)
+    rank[np.lexsort((kept_rows, -score, image_pos))] = np.arange(len(kept_rows))
+    free = np.flatnonzero((target >= 0) & ~target_used)  # Cls and Loc errors on a GT nobody matched
+    best = free[np.lexsort((rank[free], -score[free], target[free]))]
+    claims = np.zeros(len(kept_rows), bool)
+    claims[best[np.r_[True, target[best][1:] != target[best][:-1]]] if len(best) else best] = True
     dets = pd.DataFrame({"row": kept_rows, "image_id": det_image, "category_id": det_cls[kept_rows],
-                         "score": det_df["score"].to_numpy()[kept_rows], "tp": matched_gt >= 0,
-                         "matched_gt": matched_gt, "error": error, "target": target, "target_used": target_used,
-                         "area": det_area})
+                         "score": score, "tp": matched_gt >= 0, "matched_gt": matched_gt,
+                         "error": error, "target": target, "target_used": target_used,
+                         "claims": claims, "ignored": ignored, "rank": rank, "area": det_area})
     rows = np.flatnonzero(~crowd)
     gt = pd.DataFrame({"row": rows, "image_id": gt_df["image_id"].to_numpy()[rows], "category_id": gt_cls[rows],
                        "matched": gt_used[rows], "usable": usable[rows], "miss": ~gt_used[rows] & ~usable[rows],
                        "area": (gt_df["w"] * gt_df["h"]).to_numpy()[rows]})
-    classes = tuple(int(c) for c in data.categories if (gt["category_id"] == c).any())
-    return TideRun(data, pos_threshold, bg_threshold, dets, gt, classes)
+    present = set(gt["category_id"])
+    if conv.zero_no_gt:  # tidecv also averages a class that only has (non-ignored) detections
+        present |= set(dets.loc[~dets["ignored"], "category_id"])
+    classes = tuple(int(c) for c in data.categories if c in present)
+    return TideRun(data, pos_threshold, bg_threshold, dets, gt, classes, conv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,15 +285,20 @@ Qualifier = Callable[[pd.DataFrame], np.ndarray]
 
 
 def _oracle_points(run: TideRun, oracles: Iterable[str], qualifier: Qualifier | None = None):
-    """The AP data after applying ``oracles``: per-detection (class, score, tp) kept, and N_GT per class.
+    """The AP data after applying ``oracles``: per kept detection its class, score, tp flag and
+    tie-break key (equal scores rank by it), and N_GT per class.
 
     * Cls / Loc oracle: the error becomes a TP of its GT's class (same score) if the GT is
-      unmatched and it is the highest-scoring fixed error pointing to that GT; otherwise it is
-      suppressed (a duplicate would have been made).
+      unmatched and it is the highest-scoring fixed error pointing to that GT (under
+      ``global_claim``: the best of *all* Cls and Loc errors on that GT, fixed or not); otherwise it
+      is suppressed (a duplicate would have been made).
     * Both, Dupe, Bkg oracles: suppress the detection.
     * Miss oracle: N_GT of the class drops by the number of missed GT.
-    * FP oracle: suppress every false positive left; FN oracle: N_GT = number of TPs.
+    * FP oracle: suppress every false positive left (under ``zero_no_gt``: score TPs 1 and false
+      positives 0, as ``tidecv`` does, so a class without GT keeps its detections);
+      FN oracle: N_GT = number of TPs.
 
+    Ignored (crowd) detections have no point unless a Cls/Loc oracle turns them into TPs.
     ``qualifier(frame) -> bool mask`` restricts the fix to errors whose GT (Cls, Loc, Miss) or,
     for the others, whose detection qualifies (fine analysis, Sect. 3.2).
     """
@@ -210,10 +306,10 @@ def _oracle_points(run: TideRun, oracles: Iterable[str], qualifier: Qualifier | 
     unknown = oracles - set(ERROR_TYPES) - set(SPECIAL_TYPES)
     if unknown:
         raise ValueError(f"unknown oracle(s) {sorted(unknown)}; expected some of {ERROR_TYPES + SPECIAL_TYPES}")
-    d, g = run.dets, run.gt
+    d, g, conv = run.dets, run.gt, run.conventions
     cls = d["category_id"].to_numpy().copy()
     tp = d["tp"].to_numpy().copy()
-    keep = np.ones(len(d), bool)
+    keep = ~d["ignored"].to_numpy()
     err = d["error"].to_numpy()
     fix = np.isin(err, list(oracles - set(SPECIAL_TYPES)))
     if qualifier is not None and fix.any():
@@ -225,6 +321,8 @@ def _oracle_points(run: TideRun, oracles: Iterable[str], qualifier: Qualifier | 
         fix &= np.where(has_gt, q_gt, q_det)
     convertible = fix & np.isin(err, ["Cls", "Loc"]) & ~d["target_used"].to_numpy()
     keep[fix] = False
+    if conv.global_claim:
+        convertible &= d["claims"].to_numpy()
     if convertible.any():
         idx = np.flatnonzero(convertible)
         tgt = d["target"].to_numpy()[idx]
@@ -234,8 +332,14 @@ def _oracle_points(run: TideRun, oracles: Iterable[str], qualifier: Qualifier | 
         winners = idx[order][first]
         keep[winners], tp[winners] = True, True
         cls[winners] = run.data.gt["category_id"].to_numpy()[d["target"].to_numpy()[winners]]
-    if "FP" in oracles:
+    score = d["score"].to_numpy()
+    if "FP" in oracles and conv.zero_no_gt:
+        score = np.where(tp, 1.0, 0.0)
+    elif "FP" in oracles:
         keep &= tp
+    tiebreak = d["rank"].to_numpy()
+    if conv.reinsert_ties and oracles:  # tidecv re-inserts the fixed errors first, the TPs after
+        tiebreak = tiebreak + len(d) * d["tp"].to_numpy()
     miss_fixed = g["miss"].to_numpy().copy()
     if "Miss" not in oracles:
         miss_fixed[:] = False
@@ -244,35 +348,47 @@ def _oracle_points(run: TideRun, oracles: Iterable[str], qualifier: Qualifier | 
     n_gt = {c: int(((g["category_id"] == c).to_numpy() & ~miss_fixed).sum()) for c in run.classes}
     if "FN" in oracles:
         n_gt = {c: int((tp & keep & (cls == c)).sum()) for c in run.classes}
-    return cls[keep], d["score"].to_numpy()[keep], tp[keep], n_gt
+    return cls[keep], score[keep], tp[keep], tiebreak[keep], n_gt
 
 
-def _class_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> np.ndarray:
-    """The 101-point interpolated precision of one class (the Eq. 1 curve), with N_GT = 0 read
-    as "nothing left to find": precision 1 if there is no detection left, else 0."""
+def _class_curve(scores: np.ndarray, tp: np.ndarray, tiebreak: np.ndarray, n_gt: int,
+                 conv: Conventions = Conventions()) -> np.ndarray | None:
+    """The 101-point interpolated precision of one class (the Eq. 1 curve; equal scores ranked by
+    ``tiebreak``), with N_GT = 0 read as "nothing left to find": precision 1 if there is no
+    detection left (``None``, the class is dropped, under ``drop_emptied``), else 0."""
     if n_gt == 0:
+        if len(scores) == 0 and conv.drop_emptied:
+            return None
         return np.full(101, 1.0 if len(scores) == 0 else 0.0)
-    order = np.argsort(-scores, kind="mergesort")
+    order = np.lexsort((tiebreak, -scores))
     p, r = precision_recall(tp[order], n_gt)
-    return precision_at_recalls(p, r)
+    return precision_at_recalls(p, r, TIDECV_RECALL_POINTS if conv.percent_grid else RECALL_POINTS)
+
+
+def _curves(run: TideRun, oracles: Iterable[str],
+            qualifier: Qualifier | None) -> dict[int, np.ndarray]:
+    """The interpolated precision of each class still averaged after ``oracles``."""
+    cls, scores, tp, tiebreak, n_gt = _oracle_points(run, oracles, qualifier)
+    curves = {c: _class_curve(scores[cls == c], tp[cls == c], tiebreak[cls == c], n_gt[c],
+                              run.conventions) for c in run.classes}
+    return {c: v for c, v in curves.items() if v is not None}
 
 
 def pr_curves(run: TideRun, oracles: Iterable[str] = (), qualifier: Qualifier | None = None) -> pd.DataFrame:
     """Per class, the interpolated precision at the 101 recall points after ``oracles``
     (rows: recall; columns: classes; ``mean`` is the class average whose mean is the mAP)."""
-    cls, scores, tp, n_gt = _oracle_points(run, oracles, qualifier)
-    curves = {c: _class_curve(scores[cls == c], tp[cls == c], n_gt[c]) for c in run.classes}
-    df = pd.DataFrame(curves, index=pd.Index(np.linspace(0, 1, 101).round(2), name="recall"))
+    df = pd.DataFrame(_curves(run, oracles, qualifier),
+                      index=pd.Index(RECALL_POINTS.round(2), name="recall"))
     df["mean"] = df.mean(axis=1)
     return df
 
 
 def apply_oracles(run: TideRun, oracles: Iterable[str] = (), qualifier: Qualifier | None = None) -> float:
-    """mAP (in %) after applying a set of oracles: AP_{o_1..o_k} of Eqs. (2)-(4)."""
+    """mAP (in %) after applying a set of oracles: AP_{o_1..o_k} of Eqs. (2)-(4) (``nan`` when no
+    class is left to average, where ``tidecv`` divides by zero)."""
     key = (frozenset(oracles), qualifier)
     if key not in run._cache:
-        cls, scores, tp, n_gt = _oracle_points(run, key[0], qualifier)
-        aps = [_class_curve(scores[cls == c], tp[cls == c], n_gt[c]).mean() for c in run.classes]
+        aps = [v.mean() for v in _curves(run, key[0], qualifier).values()]
         run._cache[key] = 100.0 * float(np.mean(aps)) if aps else float("nan")
     return run._cache[key]
 
@@ -283,9 +399,15 @@ def delta_ap(run: TideRun, oracle: str | Iterable[str], qualifier: Qualifier | N
     return apply_oracles(run, oracles, qualifier) - apply_oracles(run, (), qualifier)
 
 
+def _reported(run: TideRun, dap: float) -> float:
+    """A main error's dAP as reported: clamped at 0 under the ``clamp`` convention."""
+    return max(dap, 0.0) if run.conventions.clamp else dap
+
+
 def main_errors(run: TideRun, qualifier: Qualifier | None = None) -> pd.Series:
     """dAP (Eq. 2) of each of the six main error types, each from the original AP."""
-    return pd.Series({t: delta_ap(run, t, qualifier) for t in ERROR_TYPES}, name="dAP")
+    return pd.Series({t: _reported(run, delta_ap(run, t, qualifier)) for t in ERROR_TYPES},
+                     name="dAP")
 
 
 def special_errors(run: TideRun) -> pd.Series:
@@ -327,7 +449,7 @@ def fine_errors(run: TideRun, bins: Mapping[str, tuple[float, float]] = SIZE_BIN
     table = {}
     for name in bins:
         q = area_qualifier(name, bins)
-        table[name] = {t: apply_oracles(run, (t,), q) - run.ap for t in error_types}
+        table[name] = {t: _reported(run, apply_oracles(run, (t,), q) - run.ap) for t in error_types}
     df = pd.DataFrame(table).T
     df.index.name = "size"
     return df
@@ -337,20 +459,50 @@ def fine_errors(run: TideRun, bins: Mapping[str, tuple[float, float]] = SIZE_BIN
 # the summary: as data, as text, as a figure
 # ---------------------------------------------------------------------------------------------
 def summarize(data: DetectionSet | TideRun, pos_threshold: float = 0.5, bg_threshold: float = 0.1,
-              name: str = "detector", coco_map: bool = False) -> dict:
-    """TIDE's summary of a detector: ``{"name", "ap", "main": {type: dAP}, "special": {FP, FN},
-    "counts": {type: n}}`` (in AP points), with ``"map_coco"`` (mAP@[.5:.95]) if ``coco_map``."""
-    run = data if isinstance(data, TideRun) else classify_errors(data, pos_threshold, bg_threshold)
+              name: str = "detector", coco_map: bool = False,
+              mode: str | Conventions = "coco") -> dict:
+    """TIDE's summary of a detector: ``{"name", "mode", "ap", "main": {type: dAP}, "special":
+    {FP, FN}, "counts": {type: n}}`` (in AP points), with ``"map_coco"`` (mAP@[.5:.95]) if
+    ``coco_map``.
+
+    ``mode`` is that of :func:`classify_errors` (a given ``TideRun`` keeps its own). Under
+    ``"tidecv"``, ``map_coco`` is the mean of the run's AP at t_f = 0.50:0.05:0.95, as ``tidecv``'s
+    ``evaluate_range`` prints it; under ``"coco"`` it is ``pycocotools``' AP.
+    """
+    if isinstance(data, TideRun):
+        run = data
+    else:
+        run = classify_errors(data, pos_threshold, bg_threshold, mode=mode)
+    if not coco_map:
+        map_coco = float("nan")
+    elif run.conventions == MODES["coco"]:
+        map_coco = mean_average_precision(run.data)["map"]
+    else:
+        map_coco = float(np.mean([classify_errors(run.data, t, min(run.bg_threshold, t),
+                                                  mode=run.conventions).ap for t in COCO_IOU_THRESHOLDS]))
     return {
         "name": name,
+        "mode": run.conventions.name,
         "pos_threshold": run.pos_threshold,
         "bg_threshold": run.bg_threshold,
         "ap": run.ap,
-        "map_coco": mean_average_precision(run.data)["map"] if coco_map else float("nan"),
+        "map_coco": map_coco,
         "main": main_errors(run).to_dict(),
         "special": special_errors(run).to_dict(),
         "counts": {k: int(v) for k, v in run.counts().items()},
     }
+
+
+def summary_json(summary: dict) -> str:
+    """The summary as one JSON object ``{"ap", "main", "special", "counts"}`` (AP points; an
+    undefined AP, when no class can be averaged, is ``null``), as ``--json`` prints it."""
+    def num(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return json.dumps({"ap": num(summary["ap"]),
+                       "main": {k: num(summary["main"][k]) for k in ERROR_TYPES},
+                       "special": {k: num(summary["special"][k]) for k in SPECIAL_TYPES},
+                       "counts": {k: int(summary["counts"][k]) for k in ERROR_TYPES}})
 
 
 def summary_table(summaries: Sequence[dict]) -> pd.DataFrame:
@@ -368,7 +520,9 @@ def format_summary(summary: dict) -> str:
     """The summary as a text table, as the command line prints it."""
     t = int(round(100 * summary["pos_threshold"]))
     coco = summary.get("map_coco", float("nan"))
-    lines = [f"-- {summary['name']} --", f"box AP @ {t}: {summary['ap']:.2f}"
+    mode = summary.get("mode", "coco")
+    lines = [f"-- {summary['name']} --" + ("" if mode == "coco" else f"  ({mode} conventions)"),
+             f"box AP @ {t}: {summary['ap']:.2f}"
              + ("" if np.isnan(coco) else f"    box AP @ [50-95]: {coco:.2f}"), ""]
     width = 7
     for title, keys, values in (("Main errors", ERROR_TYPES, summary["main"]),
@@ -921,25 +1075,37 @@ def run(config: Config) -> dict:
 # command line
 # ---------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cvtutor.papers.tide GT.json RESULTS.json``: print TIDE's summary."""
+    """``python -m cvtutor.papers.tide GT.json RESULTS.json``: print TIDE's summary (exit status 2
+    and a message on stderr for bad input)."""
     parser = argparse.ArgumentParser(prog="python -m cvtutor.papers.tide",
                                      description="TIDE error analysis of COCO-format box detections.")
     parser.add_argument("gt", help="COCO ground-truth JSON (images, annotations, categories)")
     parser.add_argument("results", help="COCO results JSON: [{image_id, category_id, bbox, score}, ...]")
     parser.add_argument("--pos", type=float, default=0.5, help="foreground IoU threshold t_f (default 0.5)")
     parser.add_argument("--bkg", type=float, default=0.1, help="background IoU threshold t_b (default 0.1)")
+    parser.add_argument("--mode", choices=list(MODES), default="coco",
+                        help="coco: AP as pycocotools computes it (default); tidecv: the numbers "
+                             "of the authors' tidecv 1.0.1, to compare with published TIDE numbers")
     parser.add_argument("--name", default=None, help="name of the detector in the summary")
+    parser.add_argument("--json", action="store_true",
+                        help='print the summary as one JSON object '
+                             '{"ap", "main", "special", "counts"}')
     parser.add_argument("--plot", default=None, help="also write the summary figure to this .html file")
     args = parser.parse_args(argv)
     try:
         data = load_coco_json(args.gt, args.results)
-        summary = summarize(data, args.pos, args.bkg, name=args.name or args.results, coco_map=True)
-    except (ValueError, FileNotFoundError) as err:
+        summary = summarize(data, args.pos, args.bkg, name=args.name or args.results,
+                            coco_map=not args.json, mode=args.mode)
+        if args.plot:  # self-contained (plotly.js inside): opens offline
+            summary_figure(summary).write_html(args.plot, include_plotlyjs=True)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.json:
+        print(summary_json(summary))
+        return 0
     print(format_summary(summary))
     if args.plot:
-        summary_figure(summary).write_html(args.plot, include_plotlyjs=True)  # self-contained: opens offline
         print(f"figure written to {args.plot}")
     return 0
 
