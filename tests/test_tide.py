@@ -126,13 +126,13 @@ def test_max_dets_per_image_or_per_class():
     # image 1: three class-1 boxes and one class-2 box; a cap of 2 per image keeps the two best
     # across classes (ties keep the earlier row), a cap of 2 per (image, class) keeps three.
     dets = [(1, 1, 0, 0, 5, 5, 0.5), (1, 2, 0, 0, 5, 5, 0.9), (1, 1, 9, 9, 5, 5, 0.5),
-            (1, 1, 20, 0, 5, 5, 0.7),
-            (2, 1, 0, 0, 5, 5, 0.1)]
+            (1, 1, 20, 0, 5, 5, 0.7), (2, 1, 0, 0, 5, 5, 0.1)]
     data = make_set([(1, 1, 0, 0, 5, 5)], dets)
     np.testing.assert_array_equal(D.top_per_image(data.dets, 2), [1, 3, 4])
     per_image = D.match_all(data, 0.5, 2, max_dets_per="image")
     per_class = D.match_all(data, 0.5, 2)
-    assert sorted(per_image[(1, 1)].det_index) == [3] and sorted(per_class[(1, 1)].det_index) == [0, 3]
+    assert sorted(per_image[(1, 1)].det_index) == [3]
+    assert sorted(per_class[(1, 1)].det_index) == [0, 3]
     with pytest.raises(ValueError, match="max_dets_per must be"):
         D.match_all(data, 0.5, 2, max_dets_per="images")
     with pytest.raises(ValueError, match="max_dets must be >= 1"):
@@ -334,8 +334,27 @@ def test_conventions_and_their_names():
     assert T.conventions("coco") == T.Conventions() and T.conventions("tidecv").name == "tidecv"
     assert T.Conventions(clamp=True).name == "custom"
     assert set(T.DIVERGENCES) == set(T.Conventions.__dataclass_fields__)
+    data = make_set([(1, 1, *GT_BOX)], [(1, 1, *GT_BOX, 0.9)])
     with pytest.raises(ValueError, match="mode must be one of"):
-        T.classify_errors(make_set([(1, 1, *GT_BOX)], []), mode="voc")
+        T.classify_errors(data, mode="voc")
+    run = T.classify_errors(data)
+    assert T.with_conventions(run, T.Conventions(clamp=True)).ap == pytest.approx(100.0)
+    with pytest.raises(ValueError, match=r"differ in \['strict_crowd'\].*classify again"):
+        T.with_conventions(run, T.Conventions(strict_crowd=True))
+
+
+def test_coco_like_variant_and_divergence_table():
+    data, _ = T.simulated_set(S.random_scenes(30, 5, seed=0), T.BASE_RATES, 30, 5, seed=1)
+    files = T.coco_like_variant(data, seed=2)
+    assert 5 not in set(files.gt["category_id"]) and 4 not in set(files.dets["category_id"])
+    assert files.gt["iscrowd"].any() and (files.dets["score"] == files.dets["score"].round(2)).all()
+    effects = T.divergence_effects(T.convention_summaries(files))
+    assert list(effects.index) == [*T.DIVERGENCES, "all (tidecv)"]
+    assert effects.loc["zero_no_gt", "AP"] < 0  # class 5 (detections, no GT) now counts with AP 0
+    table = T.divergence_table({"files": effects})
+    assert table.loc["zero_no_gt", "files: on"] == "AP"
+    with pytest.raises(ValueError, match="crowd_fraction"):
+        T.coco_like_variant(data, crowd_fraction=1.0)
 
 
 def test_crowd_detections_are_ignored():

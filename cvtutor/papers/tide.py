@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -128,6 +129,11 @@ DIVERGENCES = {
 
 MODES = {"coco": Conventions(), "tidecv": Conventions(**{k: True for k in DIVERGENCES})}
 """The two modes of :func:`classify_errors`, :func:`summarize` and the command line."""
+
+
+CLASSIFY_FIELDS = ("image_max_dets", "strict_crowd", "zero_no_gt")
+"""The :class:`Conventions` fields that :func:`classify_errors` reads (the cap, the crowd rule and
+which classes are averaged); the others only change the oracles and AP."""
 
 
 def conventions(mode: str | Conventions) -> Conventions:
@@ -276,6 +282,16 @@ def classify_errors(data: DetectionSet, pos_threshold: float = 0.5, bg_threshold
         present |= set(dets.loc[~dets["ignored"], "category_id"])
     classes = tuple(int(c) for c in data.categories if c in present)
     return TideRun(data, pos_threshold, bg_threshold, dets, gt, classes, conv)
+
+
+def with_conventions(run: TideRun, mode: str | Conventions) -> TideRun:
+    """``run`` read under other conventions that agree with its own on :data:`CLASSIFY_FIELDS`
+    (the matching and the error types are reused, the cached APs are not)."""
+    conv = conventions(mode)
+    differ = [f for f in CLASSIFY_FIELDS if getattr(conv, f) != getattr(run.conventions, f)]
+    if differ:
+        raise ValueError(f"the conventions differ in {differ}, which classify_errors reads: classify again")
+    return dataclasses.replace(run, conventions=conv, _cache={})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -856,6 +872,97 @@ def size_comparison(config: Config, seed: int = 0) -> pd.DataFrame:
         fine = fine_errors(classify_errors(data), error_types=("Cls", "Loc"))
         frames.append(fine.reset_index().assign(detector=name))
     return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# our numbers and tidecv's: the two modes, and what each divergence changes
+# ---------------------------------------------------------------------------------------------
+def coco_like_variant(data: DetectionSet, seed: int = 0, crowd_fraction: float = 0.1,
+                      decimals: int = 2) -> DetectionSet:
+    """The simulated detector's files as real ones often are: a ``crowd_fraction`` of the GT marked
+    as crowd regions (``iscrowd=1``), the annotations of the last class removed (a class the detector
+    outputs but the data set does not annotate), the detections of the last-but-one class removed
+    (a class the detector never outputs), and scores rounded to ``decimals`` (ties, as in many results
+    files)."""
+    if not 0 <= crowd_fraction < 1:
+        raise ValueError(f"crowd_fraction must be in [0, 1), got {crowd_fraction}")
+    cats = sorted(data.categories)
+    if len(cats) < 3:
+        raise ValueError(f"need at least 3 classes (two are emptied), got {len(cats)}")
+    rng = np.random.default_rng(seed)
+    gt = data.gt[data.gt["category_id"] != cats[-1]].reset_index(drop=True)
+    gt["iscrowd"] = (rng.random(len(gt)) < crowd_fraction).astype(np.int64)
+    dets = data.dets[data.dets["category_id"] != cats[-2]].reset_index(drop=True)
+    dets["score"] = dets["score"].round(decimals)
+    return DetectionSet(gt, dets, data.images, data.categories)
+
+
+def summary_figures(summary: dict) -> pd.Series:
+    """AP, the eight dAP (``E_type``, AP points) and the six counts (``n_type``) of a summary."""
+    row = summary_table([summary]).iloc[0]
+    return pd.concat([row, pd.Series({f"n_{k}": float(v) for k, v in summary["counts"].items()})])
+
+
+def convention_summaries(data: DetectionSet, max_dets: int = 100) -> dict[str, dict]:
+    """Summaries of ``data`` in the coco mode (``"coco"``), with each divergence switched on alone
+    (keyed by its :data:`DIVERGENCES` name) and in the tidecv mode (``"tidecv"``). The matching is
+    done once per distinct :data:`CLASSIFY_FIELDS`; the other fields only change the oracles."""
+    convs = {"coco": MODES["coco"]} | {k: Conventions(**{k: True}) for k in DIVERGENCES}
+    convs["tidecv"] = MODES["tidecv"]
+    runs: dict[tuple, TideRun] = {}
+    out = {}
+    for name, conv in convs.items():
+        key = tuple(getattr(conv, f) for f in CLASSIFY_FIELDS)
+        if key not in runs:
+            runs[key] = classify_errors(data, max_dets=max_dets, mode=conv)
+        out[name] = summarize(with_conventions(runs[key], conv), name=name)
+    return out
+
+
+def divergence_effects(summaries: Mapping[str, dict]) -> pd.DataFrame:
+    """What each divergence of ``tidecv`` changes, from :func:`convention_summaries`: every figure
+    of the summary with that one field switched on, minus the coco mode's, and the same for all of
+    them together. Rows: :data:`DIVERGENCES` and ``"all (tidecv)"``."""
+    base = summary_figures(summaries["coco"])
+    rows = {name: summary_figures(summaries[name]) - base for name in DIVERGENCES}
+    rows["all (tidecv)"] = summary_figures(summaries["tidecv"]) - base
+    return pd.DataFrame(rows).T
+
+
+def divergence_table(effects: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`divergence_effects` of several sets, one row per divergence: its rule, and for each
+    set the largest change over AP and the eight dAP (AP points), the figure where it occurs, and
+    the summed change of the six error counts."""
+    table = pd.DataFrame({"tidecv's rule (COCO's)": pd.Series(DIVERGENCES)})
+    table.loc["all (tidecv)"] = "all of the above"
+    for name, eff in effects.items():
+        counts = [c for c in eff.columns if c.startswith("n_")]
+        big = eff.drop(columns=counts).abs()
+        table[f"{name}: largest change"] = big.max(axis=1)
+        table[f"{name}: on"] = np.where(big.max(axis=1) > 0, big.idxmax(axis=1), "–")
+        table[f"{name}: counts changed"] = eff[counts].abs().sum(axis=1)
+    table.index.name = "divergence"
+    return table
+
+
+def mode_comparison(config: Config, seed: int = 0, max_dets: int = 5) -> dict:
+    """The two modes on the simulated base detector, as it is and as COCO-like files
+    (:func:`coco_like_variant`, read with a per-image cap of ``max_dets`` that binds in busy images).
+
+    Returns ``sets`` ({name: (DetectionSet, max_dets)}), ``summaries`` ({(set, mode): summary}) and
+    ``effects`` ({set: :func:`divergence_effects`}).
+    """
+    gt = random_scenes(config.n_images, config.n_classes, seed=seed)
+    data, _ = simulated_set(gt, BASE_RATES, config.n_images, config.n_classes, seed + 1)
+    sets = {"simulated detector": (data, 100),
+            "COCO-like files": (coco_like_variant(data, seed + 4), max_dets)}
+    summaries, effects = {}, {}
+    for name, (d, k) in sets.items():
+        by_convention = convention_summaries(d, k)
+        for mode in MODES:
+            summaries[(name, mode)] = {**by_convention[mode], "name": f"{name}, {mode}"}
+        effects[name] = divergence_effects(by_convention)
+    return {"sets": sets, "summaries": summaries, "effects": effects}
 
 
 # ---------------------------------------------------------------------------------------------
