@@ -265,7 +265,7 @@ def classify_errors(data: DetectionSet, pos_threshold: float = 0.5, bg_threshold
     image_pos = pd.Index(data.images).get_indexer(det_image)
     rank = np.empty(len(kept_rows), np.int64)
     rank[np.lexsort((kept_rows, -score, image_pos))] = np.arange(len(kept_rows))
-    free = np.flatnonzero((target >= 0) & ~target_used)  # Cls and Loc errors on a GT nobody matched
+    free = np.flatnonzero((target >= 0) & ~target_used)  # Cls/Loc errors on a GT nobody matched
     best = free[np.lexsort((rank[free], -score[free], target[free]))]
     claims = np.zeros(len(kept_rows), bool)
     claims[best[np.r_[True, target[best][1:] != target[best][:-1]]] if len(best) else best] = True
@@ -290,7 +290,8 @@ def with_conventions(run: TideRun, mode: str | Conventions) -> TideRun:
     conv = conventions(mode)
     differ = [f for f in CLASSIFY_FIELDS if getattr(conv, f) != getattr(run.conventions, f)]
     if differ:
-        raise ValueError(f"the conventions differ in {differ}, which classify_errors reads: classify again")
+        raise ValueError(f"the conventions differ in {differ}, which classify_errors reads: "
+                         "classify again")
     return dataclasses.replace(run, conventions=conv, _cache={})
 
 
@@ -433,7 +434,9 @@ def special_errors(run: TideRun) -> pd.Series:
 
 def progressive_errors(run: TideRun, order: Sequence[str] = ERROR_TYPES) -> pd.DataFrame:
     """Progressive weights, Eq. (4): error ``order[i]`` gets dAP_{o_i | o_1..o_{i-1}}, the gain of
-    its oracle once all earlier ones are applied (what COCO's ``analyze`` reports)."""
+    its oracle once all earlier ones are applied (what COCO's ``analyze`` reports). Under the
+    tidecv conventions the sets of oracles are scored as ``tidecv`` scores one; its own progressive
+    option (which chains its re-inserted data) is not reproduced."""
     rows, fixed = [], []
     for name in order:
         before = apply_oracles(run, fixed)
@@ -461,11 +464,13 @@ def area_qualifier(bin_name: str, bins: Mapping[str, tuple[float, float]] = SIZE
 def fine_errors(run: TideRun, bins: Mapping[str, tuple[float, float]] = SIZE_BINS,
                 error_types: Sequence[str] = ERROR_TYPES) -> pd.DataFrame:
     """Fine analysis by object size (Sect. 3.2): dAP of each error type when only the errors of
-    objects in one size bin are fixed. Rows: bins; columns: error types."""
+    objects in one size bin are fixed. Rows: bins; columns: error types. (``tidecv`` 1.0.1 has
+    no fine analysis to compare with: its ``add_qualifiers`` raises ``NotImplementedError``.)"""
     table = {}
     for name in bins:
         q = area_qualifier(name, bins)
-        table[name] = {t: _reported(run, apply_oracles(run, (t,), q) - run.ap) for t in error_types}
+        table[name] = {t: _reported(run, apply_oracles(run, (t,), q) - run.ap)
+                       for t in error_types}
     df = pd.DataFrame(table).T
     df.index.name = "size"
     return df
@@ -494,8 +499,9 @@ def summarize(data: DetectionSet | TideRun, pos_threshold: float = 0.5, bg_thres
     elif run.conventions == MODES["coco"]:
         map_coco = mean_average_precision(run.data)["map"]
     else:
-        map_coco = float(np.mean([classify_errors(run.data, t, min(run.bg_threshold, t),
-                                                  mode=run.conventions).ap for t in COCO_IOU_THRESHOLDS]))
+        map_coco = float(np.mean([
+            classify_errors(run.data, t, min(run.bg_threshold, t), mode=run.conventions).ap
+            for t in COCO_IOU_THRESHOLDS]))
     return {
         "name": name,
         "mode": run.conventions.name,
@@ -879,11 +885,11 @@ def size_comparison(config: Config, seed: int = 0) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 def coco_like_variant(data: DetectionSet, seed: int = 0, crowd_fraction: float = 0.1,
                       decimals: int = 2) -> DetectionSet:
-    """The simulated detector's files as real ones often are: a ``crowd_fraction`` of the GT marked
-    as crowd regions (``iscrowd=1``), the annotations of the last class removed (a class the detector
-    outputs but the data set does not annotate), the detections of the last-but-one class removed
-    (a class the detector never outputs), and scores rounded to ``decimals`` (ties, as in many results
-    files)."""
+    """The simulated detector's files as real ones often are: a ``crowd_fraction`` of the GT
+    marked as crowd regions (``iscrowd=1``), the annotations of the last class removed (a class the
+    detector outputs but the data set does not annotate), the detections of the last-but-one class
+    removed (a class the detector never outputs), and scores rounded to ``decimals`` (ties, as in
+    many results files)."""
     if not 0 <= crowd_fraction < 1:
         raise ValueError(f"crowd_fraction must be in [0, 1), got {crowd_fraction}")
     cats = sorted(data.categories)
@@ -947,7 +953,8 @@ def divergence_table(effects: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def mode_comparison(config: Config, seed: int = 0, max_dets: int = 5) -> dict:
     """The two modes on the simulated base detector, as it is and as COCO-like files
-    (:func:`coco_like_variant`, read with a per-image cap of ``max_dets`` that binds in busy images).
+    (:func:`coco_like_variant`, read with a per-image cap of ``max_dets`` that binds in busy
+    images).
 
     Returns ``sets`` ({name: (DetectionSet, max_dets)}), ``summaries`` ({(set, mode): summary}) and
     ``effects`` ({set: :func:`divergence_effects`}).
