@@ -201,3 +201,21 @@ def test_command_line_json_agrees_with_tidecv(cases, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"ap", "main", "special", "counts"}
     assert_agrees(out, ref)
+
+
+def test_where_tidecv_divides_by_zero(tmp_path):
+    """No detection at all: the Miss and FN oracles leave no class to average. tidecv raises
+    ZeroDivisionError (dbolya/tide#9); the tidecv mode reports nan (``null`` in ``--json``)."""
+    from tidecv import TIDE, datasets
+
+    gt = pd.DataFrame({"id": [1], "image_id": [1], "category_id": [1], "x": [0.0], "y": [0.0],
+                       "w": [9.0], "h": [9.0], "iscrowd": [0]})
+    data = D.make_detection_set(gt, pd.DataFrame(columns=list(D.DET_COLUMNS)), images=[1, 2])
+    paths = write_coco(data, tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(ZeroDivisionError):
+        tide = TIDE()
+        tide.evaluate(datasets.COCO(paths[0]), datasets.COCOResult(paths[1]), mode=TIDE.BOX, name="run")
+        tide.get_main_errors()
+    ours = T.summarize(data, mode="tidecv")
+    assert ours["ap"] == 0.0 and np.isnan(ours["main"]["Miss"]) and np.isnan(ours["special"]["FN"])
+    assert ours["counts"]["Miss"] == 1

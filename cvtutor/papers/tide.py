@@ -90,6 +90,11 @@ class Conventions:
     divergence of ``tidecv`` 1.0.1 from COCO's rules; all ``False`` is ``mode="coco"`` (AP equal to
     ``pycocotools``), all ``True`` is ``mode="tidecv"`` (its numbers). :data:`DIVERGENCES` says what
     each field changes; switching them one at a time measures each one's effect.
+
+    Two input-level differences remain: equal scores in different images rank by image id here,
+    by the order of the GT file's image list in ``tidecv`` (the same when the file lists its images
+    by id); and a result of a category the GT file does not define is refused here (``tidecv`` adds
+    the class, with AP 0).
     """
 
     percent_grid: bool = False
