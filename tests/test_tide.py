@@ -508,6 +508,7 @@ def test_smoke_profile_runs_every_full_path():
     res = T.run(smoke)
     assert set(res["recovery"]["seed"]) == set(smoke.seeds)
     for key in ("summary", "completeness", "recovery", "sweep", "progressive", "table2", "table2_compare", "size",
-                "density", "detector_history", "detector_summary", "detector_table2", "findings"):
+                "density", "detector_history", "detector_summary", "detector_table2", "findings",
+                "modes"):
         assert key in res, key
     assert set(res["findings"]["kind"]) <= set(report.KINDS)

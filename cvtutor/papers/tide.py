@@ -1158,7 +1158,8 @@ def findings(res: Mapping[str, Any]) -> pd.DataFrame:
 
 def run(config: Config) -> dict:
     """The whole miniature (see the notebook): recovery, sweep, Fig. 2, Table 2, Fig. 5, Fig. 6 analogues,
-    and the trained CenterNet analysed by TIDE (early and final checkpoints, Table 2 style)."""
+    the trained CenterNet analysed by TIDE (early and final checkpoints, Table 2 style), and the
+    coco and tidecv modes compared (``modes``, :func:`mode_comparison`)."""
     seed = config.seeds[0]
     gt = random_scenes(config.n_images, config.n_classes, seed=seed)
     data, injected = simulated_set(gt, BASE_RATES, config.n_images, config.n_classes, seed + 1)
@@ -1185,6 +1186,7 @@ def run(config: Config) -> dict:
         "detector_early_summary": trained["early"],
         "detector_table2": trained["table"],
         "detector_completeness": completeness(classify_errors(trained["data"])),
+        "modes": mode_comparison(config, seed=seed),
     }
     res["findings"] = findings(res)
     return res
