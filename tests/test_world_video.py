@@ -24,6 +24,5 @@ def test_smoke_profile_and_finding_kinds(tmp_path):
     f = r["findings"]
     assert set(f["kind"]) <= set(report.KINDS) and "paper claim" not in set(f["kind"])
     assert f["holds"].all(), f[~f["holds"]]
-    assert r["sample"]["video"].shape[1:] == (16, 3, 64, 64)
-    out = {k: v for k, v in r.items() if k != "sample"}
-    report.save_results(out, tmp_path / "r.json", report.run_metadata("world_video", "smoke", "cpu", 0))
+    assert r["checks"]["pixels"] > 0
+    report.save_results(r, tmp_path / "r.json", report.run_metadata("world_video", "smoke", "cpu", 0))
