@@ -13,8 +13,8 @@ def test_untrimmed_annotations_agree_with_the_timeline():
     # rasterising the annotations gives the snippet labels
     raster = torch.full((50, 48), -1)
     for r in seg.itertuples():
-        assert (raster[r.video_id, r.start:r.end] == -1).all()  # no overlap
-        raster[r.video_id, r.start:r.end] = r.label
+        assert (raster[r.video_id, r.start : r.end] == -1).all()  # no overlap
+        raster[r.video_id, r.start : r.end] = r.label
     assert torch.equal(raster, b["snippet_labels"])
     assert np.allclose(seg.t_start, seg.start * 0.5) and np.allclose(seg.e_norm, seg.end / 48)
     assert (seg.end - seg.start).between(4, 12).all() and (seg.end <= 48).all()
@@ -28,19 +28,22 @@ def test_untrimmed_features_are_the_stated_sum():
     expect = torch.zeros(10, 48, 6)
     near = torch.zeros(10, 48, dtype=torch.bool)
     for r in b["segments"].itertuples():
-        near[r.video_id, max(r.start - 2, 0):r.end + 2] = True
+        near[r.video_id, max(r.start - 2, 0) : r.end + 2] = True
     for r in b["segments"].itertuples():
         expect[r.video_id][near[r.video_id]] = 0.5 * P["context"][r.label]
     for r in b["segments"].itertuples():
         d = r.end - r.start
         tau = (torch.arange(d) + 0.5) / d
-        expect[r.video_id, r.start:r.end] = (1 - tau)[:, None] * P["start"][r.label] \
-            + tau[:, None] * P["end"][r.label]
+        expect[r.video_id, r.start : r.end] = (1 - tau)[:, None] * P["start"][r.label] + tau[
+            :, None
+        ] * P["end"][r.label]
     assert torch.allclose(b["features"], expect, atol=1e-5)
     m = w.trimmed_moments(5, length=4)
     lab = m["label"]
     tau = (torch.arange(4) + 0.5) / 4
-    exp = (1 - tau)[None, :, None] * P["start"][lab][:, None] + tau[None, :, None] * P["end"][lab][:, None]
+    exp = (1 - tau)[None, :, None] * P["start"][lab][:, None] + tau[None, :, None] * P["end"][lab][
+        :, None
+    ]
     assert torch.allclose(m["features"], exp)
     with pytest.raises(ValueError, match="do not fit"):
         UntrimmedFeatures(length=20, max_instances=3, max_duration=10)
@@ -52,7 +55,9 @@ def test_av_events_labels_and_features():
     pat, pres = b["pattern"], b["present"]
     a, v = b["audio_labels"], b["visual_labels"]
     assert torch.equal(b["weak"], pres)
-    assert not a[pat == PATTERNS.index("visual")].any() and not v[pat == PATTERNS.index("audio")].any()
+    assert (
+        not a[pat == PATTERNS.index("visual")].any() and not v[pat == PATTERNS.index("audio")].any()
+    )
     avp = pat == PATTERNS.index("av")
     assert torch.equal(a[avp], v[avp]) and torch.equal(b["av_labels"], a & v)
     asy = pat == PATTERNS.index("async")

@@ -7,6 +7,7 @@ ActivityNet; AVVP ``utils/eval_metrics.py`` (``segment_level``, ``event_level``,
 ``event_wise_metric``), github.com/YapengTian/AVVP-ECCV20; DAVIS ``f_measure`` / ``seg2bmap`` and
 ``db_statistics`` (davis-2017 toolkit), with scikit-image's dilation.
 """
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,8 +50,10 @@ def ref_compute_average_precision_detection(ground_truth, prediction, tiou_thres
             fp[:, idx] = 1
             continue
         this_gt = ground_truth_videoid.reset_index()
-        tiou_arr = ref_segment_iou(this_pred[["t-start", "t-end"]].values.astype(float),
-                                   this_gt[["t-start", "t-end"]].values.astype(float))
+        tiou_arr = ref_segment_iou(
+            this_pred[["t-start", "t-end"]].values.astype(float),
+            this_gt[["t-start", "t-end"]].values.astype(float),
+        )
         tiou_sorted_idx = tiou_arr.argsort()[::-1]
         for tidx, tiou_thr in enumerate(tiou_thresholds):
             for jdx in tiou_sorted_idx:
@@ -77,8 +80,14 @@ def ref_compute_average_precision_detection(ground_truth, prediction, tiou_thres
 def _fixture(rng, n_videos=6, n_gt=12, n_pred=40, n_classes=1):
     vid = rng.integers(0, n_videos, n_gt)
     s = rng.uniform(0, 80, n_gt)
-    gt = pd.DataFrame({"video_id": vid, "label": rng.integers(0, n_classes, n_gt), "t_start": s,
-                       "t_end": s + rng.uniform(2, 20, n_gt)})
+    gt = pd.DataFrame(
+        {
+            "video_id": vid,
+            "label": rng.integers(0, n_classes, n_gt),
+            "t_start": s,
+            "t_end": s + rng.uniform(2, 20, n_gt),
+        }
+    )
     # predictions: jittered GT copies (some) and random segments (others), random videos
     k = rng.integers(0, n_gt, n_pred)
     jitter = rng.normal(0, 3, (n_pred, 2))
@@ -88,8 +97,9 @@ def _fixture(rng, n_videos=6, n_gt=12, n_pred=40, n_classes=1):
     pe = np.maximum(pe, ps + 0.1)
     pv = np.where(near, gt["video_id"].to_numpy()[k], rng.integers(0, n_videos + 2, n_pred))
     pl = np.where(near, gt["label"].to_numpy()[k], rng.integers(0, n_classes, n_pred))
-    pred = pd.DataFrame({"video_id": pv, "label": pl, "t_start": ps, "t_end": pe,
-                         "score": rng.random(n_pred)})
+    pred = pd.DataFrame(
+        {"video_id": pv, "label": pl, "t_start": ps, "t_end": pe, "score": rng.random(n_pred)}
+    )
     return gt, pred
 
 
@@ -138,7 +148,7 @@ def test_tiou_and_nms_by_hand():
     expect = np.array([[1.0, 0.0, 0.2], [5 / 15, 5 / 15, 0.0]])
     assert np.allclose(tm.tiou(a, b), expect)
     for i in range(2):
-        assert np.allclose(tm.tiou(a[i:i + 1], b)[0], ref_segment_iou(a[i], b))
+        assert np.allclose(tm.tiou(a[i : i + 1], b)[0], ref_segment_iou(a[i], b))
     # segments by score: A [0,10] .9, B [1,11] .8 (tIoU(A,B)=9/11), C [9,20] .7 (tIoU(A,C)=1/20),
     # D [12,19] .6 (tIoU(C,D)=7/11): at 0.5, A suppresses B; C survives; C suppresses D
     seg = np.array([[0.0, 10], [1, 11], [9, 20], [12, 19]])
@@ -153,8 +163,14 @@ def test_tiou_and_nms_by_hand():
 
 def test_average_recall_at_an():
     gt = pd.DataFrame({"video_id": [0, 0, 1], "t_start": [0.0, 20, 5], "t_end": [10.0, 30, 15]})
-    props = pd.DataFrame({"video_id": [0, 0, 0, 1], "t_start": [20.0, 0, 50, 6],
-                          "t_end": [30.0, 10, 60, 15], "score": [0.9, 0.5, 0.8, 0.3]})
+    props = pd.DataFrame(
+        {
+            "video_id": [0, 0, 0, 1],
+            "t_start": [20.0, 0, 50, 6],
+            "t_end": [30.0, 10, 60, 15],
+            "score": [0.9, 0.5, 0.8, 0.3],
+        }
+    )
     ar = tm.average_recall_at_an(gt, props, [1, 2, 3])
     # top-1 per video: [20,30] (GT 2, tIoU 1) and [6,15] (GT 3, tIoU 0.9) -> recall 2/3 at
     # t <= 0.9, 1/3 above; top-3 adds [0,10] for GT 1
@@ -219,8 +235,11 @@ def ref_event_wise_metric(event_p, event_gt):
 
 
 def ref_f(TP, FP, FN):
-    F = [2 * TP[i] / (2 * TP[i] + FN[i] + FP[i]) for i in range(len(TP))
-         if (TP + FP)[i] != 0 or (TP + FN)[i] != 0]
+    F = [
+        2 * TP[i] / (2 * TP[i] + FN[i] + FP[i])
+        for i in range(len(TP))
+        if (TP + FP)[i] != 0 or (TP + FN)[i] != 0
+    ]
     return 1.0 if len(F) == 0 else sum(F) / len(F)
 
 
@@ -247,7 +266,7 @@ def test_avvp_f_matches_the_reference():
     gt[:, 3:] = 0  # many true negatives
     gt[0] = 0
     pred = np.where(rng.random(gt.shape) < 0.15, 1 - gt, gt)
-    pred[0] = 0    # an all-negative video: F = 1 by AVVP's convention
+    pred[0] = 0  # an all-negative video: F = 1 by AVVP's convention
     seg = tm.f_score(*tm.segment_counts(pred, gt))
     ev = tm.f_score(*tm.event_counts(pred, gt))
     assert np.allclose(seg, [ref_segment_level(p, g) for p, g in zip(pred, gt)])
@@ -257,9 +276,16 @@ def test_avvp_f_matches_the_reference():
     pred_v = np.where(rng.random(gt.shape) < 0.2, 1 - gt, gt)
     ca, cv = tm.segment_counts(pred, gt), tm.segment_counts(pred_v, gt)
     pooled = tm.f_score(*(a + v for a, v in zip(ca, cv)))
-    ref = [ref_f(*(np.sum(p * g, 1) + np.sum(q * g, 1), np.sum(p * (1 - g), 1) + np.sum(q * (1 - g), 1),
-                   np.sum((1 - p) * g, 1) + np.sum((1 - q) * g, 1)))
-           for p, q, g in zip(pred, pred_v, gt)]
+    ref = [
+        ref_f(
+            *(
+                np.sum(p * g, 1) + np.sum(q * g, 1),
+                np.sum(p * (1 - g), 1) + np.sum(q * (1 - g), 1),
+                np.sum((1 - p) * g, 1) + np.sum((1 - q) * g, 1),
+            )
+        )
+        for p, q, g in zip(pred, pred_v, gt)
+    ]
     assert np.allclose(pooled, ref)
 
 
@@ -295,7 +321,10 @@ def ref_seg2bmap(seg):
 
 
 def ref_f_measure(fg, gt, bound_th=0.008):
-    from skimage.morphology import dilation as binary_dilation, disk  # binary_dilation is deprecated
+    from skimage.morphology import (
+        dilation as binary_dilation,
+        disk,
+    )  # binary_dilation is deprecated
 
     bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(fg.shape))
     fb, gb = ref_seg2bmap(fg), ref_seg2bmap(gt)
@@ -319,7 +348,7 @@ def test_j_and_f_against_reference_and_perfect_masks():
     gt = np.zeros((6, 60, 80), bool)
     for i in range(6):
         y, x = rng.integers(5, 30), rng.integers(5, 40)
-        gt[i, y:y + 20, x:x + 25] = True
+        gt[i, y : y + 20, x : x + 25] = True
     pred = np.roll(gt, shift=(2, 3), axis=(1, 2))
     pred[3] = False
     pred[4] |= rng.random((60, 80)) < 0.02
@@ -331,7 +360,10 @@ def test_j_and_f_against_reference_and_perfect_masks():
     j = tm.region_similarity(pred, gt).numpy()
     assert np.allclose(j, (pred & gt).sum((1, 2)) / (pred | gt).sum((1, 2)))
     empty = np.zeros((1, 8, 8), bool)
-    assert tm.region_similarity(empty, empty).item() == 1.0 and tm.boundary_f(empty, empty).item() == 1.0
+    assert (
+        tm.region_similarity(empty, empty).item() == 1.0
+        and tm.boundary_f(empty, empty).item() == 1.0
+    )
     with pytest.raises(ValueError, match="same shape"):
         tm.region_similarity(gt, gt[:2])
 
@@ -341,7 +373,7 @@ def test_recall_and_decay_as_davis():
         M = np.nanmean(per_frame)
         O = np.nanmean(per_frame > 0.5)
         ids = (np.round(np.linspace(1, len(per_frame), 5) + 1e-10) - 1).astype(np.uint8)
-        D_bins = [per_frame[ids[i]:ids[i + 1] + 1] for i in range(4)]
+        D_bins = [per_frame[ids[i] : ids[i + 1] + 1] for i in range(4)]
         return M, O, np.nanmean(D_bins[0]) - np.nanmean(D_bins[3])
 
     x = np.linspace(1.0, 0.2, 21)

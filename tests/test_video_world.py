@@ -30,14 +30,22 @@ def test_masks_agree_with_frames():
     b = w.sample(16, seed=1)
     p = V.pixel_grid(32)
     waves = w._params(16, torch.Generator().manual_seed(1), torch.device("cpu"))
-    bg = V.background(p, b["pan"], {"base": waves["wave_base"], "k": waves["wave_k"],
-                                    "phase": waves["wave_phase"], "amp": waves["wave_amp"]})
+    bg = V.background(
+        p,
+        b["pan"],
+        {
+            "base": waves["wave_base"],
+            "k": waves["wave_k"],
+            "phase": waves["wave_phase"],
+            "amp": waves["wave_amp"],
+        },
+    )
     m = b["masks"]
     bgm = (m == 0)[:, :, None].expand_as(bg)
     assert torch.equal(b["video"][bgm], bg[bgm])
     for k in range(3):
         sel = m == k + 1
-        pix = b["video"].permute(0, 1, 3, 4, 2)[sel]                       # P 3
+        pix = b["video"].permute(0, 1, 3, 4, 2)[sel]  # P 3
         col = b["colour"][:, :, k][:, :, None, None].expand(*m.shape, 3)[sel]
         ratio = pix / col
         assert len(pix) > 0
@@ -50,8 +58,13 @@ def test_masks_agree_with_frames():
 def test_flow_agrees_with_motion():
     """Warping frame t by ``flow_back[:, t]`` reproduces frame t+1 on sprite interiors that are
     visible in both frames; the forward flow maps sprite points by the known similarity."""
-    w = _world(n_sprites=2, colour_drift=0.0, motions=("drift", "bounce", "circle_cw", "zoom"),
-               scale_drift=0.05, rotation_drift=0.1)
+    w = _world(
+        n_sprites=2,
+        colour_drift=0.0,
+        motions=("drift", "bounce", "circle_cw", "zoom"),
+        scale_drift=0.05,
+        rotation_drift=0.1,
+    )
     b = w.sample(24, seed=2)
     n, T = 24, 8
     prev = b["video"][:, :-1].reshape(-1, 3, 32, 32)
@@ -74,13 +87,13 @@ def test_flow_agrees_with_motion():
     bg[:, :2], bg[:, -2:], bg[:, :, :2], bg[:, :, -2:] = False, False, False, False
     assert ((warped - nxt).abs().amax(1)[bg]).mean() < 0.01
     # forward flow of the main sprite's centre pixel is its centre displacement
-    c = b["centre"][:, :-1, 0]                                              # n T-1 2
+    c = b["centre"][:, :-1, 0]  # n T-1 2
     i = c[..., 1].floor().long().clamp(0, 31)
     j = c[..., 0].floor().long().clamp(0, 31)
     p = torch.stack([j + 0.5, i + 0.5], -1)
     ar = torch.arange(n)[:, None]
     tt = torch.arange(T - 1)[None]
-    f = b["flow"][ar, tt, :, i, j]                                          # n T-1 2
+    f = b["flow"][ar, tt, :, i, j]  # n T-1 2
     s0, s1 = b["scale"][:, :-1, 0], b["scale"][:, 1:, 0]
     a0, a1 = b["angle"][:, :-1, 0], b["angle"][:, 1:, 0]
     u = V._rot(-a0) @ ((p - c) / (s0[..., None] / 2))[..., None]
@@ -91,8 +104,15 @@ def test_flow_agrees_with_motion():
 
 def test_branch_points_follow_the_stated_distribution():
     probs = (0.5, 0.3, 0.2, 0.0)
-    w = _world(frames=10, branch_frame=5, branch_probs=probs, motions=("drift",), n_sprites=1,
-               scale_drift=0.0, rotation_drift=0.0)
+    w = _world(
+        frames=10,
+        branch_frame=5,
+        branch_probs=probs,
+        motions=("drift",),
+        n_sprites=1,
+        scale_drift=0.0,
+        rotation_drift=0.0,
+    )
     assert w.branch_distribution() == dict(zip(V.BRANCHES, probs))
     b = w.sample(2000, seed=3, shared_past=True)
     # identical pasts (frames up to the branch frame), different futures
@@ -105,8 +125,13 @@ def test_branch_points_follow_the_stated_distribution():
     c = b["centre"][:, :, 0]
     before = c[:, 5] - c[:, 4]
     after = c[:, 6] - c[:, 5]
-    ang = torch.atan2(before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0],
-                      (before * after).sum(-1)) * 180 / math.pi
+    ang = (
+        torch.atan2(
+            before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0], (before * after).sum(-1)
+        )
+        * 180
+        / math.pi
+    )
     want = torch.tensor(list(V.BRANCHES.values()))[b["branch"]]
     diff = torch.remainder(ang - want + 180, 360) - 180
     assert diff.abs().max() < 1e-2
@@ -135,9 +160,12 @@ def test_motion_laws_by_hand():
     t = torch.arange(6.0)
     start = torch.tensor([[16.0, 16.0]] * 4)
     vel = torch.tensor([[1.0, 0.0], [3.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    motion = torch.tensor([V.MOTIONS.index(m) for m in ("drift", "bounce", "circle_cw", "circle_ccw")])
-    c, logs, vis = V.motion_path(motion, t, start, vel, torch.full((4,), 5.0), torch.full((4,), 0.5),
-                                 torch.zeros(4), 32, 8.0)
+    motion = torch.tensor(
+        [V.MOTIONS.index(m) for m in ("drift", "bounce", "circle_cw", "circle_ccw")]
+    )
+    c, logs, vis = V.motion_path(
+        motion, t, start, vel, torch.full((4,), 5.0), torch.full((4,), 0.5), torch.zeros(4), 32, 8.0
+    )
     assert torch.allclose(c[0, :, 0], 16 + t)
     assert torch.allclose(c[1, :, 0], torch.tensor([16.0, 19, 22, 23, 20, 17]))  # wall at 24
     assert torch.allclose(c[2, 1], torch.tensor([16 + 5 * math.cos(0.5), 16 + 5 * math.sin(0.5)]))
@@ -151,7 +179,9 @@ def test_pseudo_video_and_blocks():
     masks = img[:, 0].long()
     pv = V.pseudo_video(img, frames=6, seed=1, masks=masks)
     assert pv["video"].shape == (3, 6, 1, 32, 32) and pv["masks"].shape == (3, 6, 32, 32)
-    assert torch.allclose(pv["video"][:, 0], img, atol=1e-6) and torch.equal(pv["masks"][:, 0], masks)
+    assert torch.allclose(pv["video"][:, 0], img, atol=1e-6) and torch.equal(
+        pv["masks"][:, 0], masks
+    )
     agree = ((pv["video"][:, :, 0] > 0.5).long() == pv["masks"]).float().mean()
     assert agree > 0.97 and not torch.equal(pv["masks"][:, -1], masks)
     assert torch.equal(V.pseudo_video(img, seed=1)["video"], V.pseudo_video(img, seed=1)["video"])

@@ -25,4 +25,6 @@ def test_smoke_profile_and_finding_kinds(tmp_path):
     assert set(f["kind"]) <= set(report.KINDS) and "paper claim" not in set(f["kind"])
     assert f["holds"].all(), f[~f["holds"]]
     assert r["checks"]["pixels"] > 0
-    report.save_results(r, tmp_path / "r.json", report.run_metadata("world_video", "smoke", "cpu", 0))
+    report.save_results(
+        r, tmp_path / "r.json", report.run_metadata("world_video", "smoke", "cpu", 0)
+    )

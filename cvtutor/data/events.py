@@ -22,6 +22,7 @@ that modality, ``z^m`` a per-video scene vector and white noise. The weak label 
 What it cannot stand for: sound mixing (audio of two classes overlapping is a plain sum here),
 visual occlusion, events that repeat within a video, label noise of real annotators.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,15 +60,24 @@ class AudioVisualEvents:
     device: str | torch.device | None = None
 
     def __post_init__(self):
-        if len(self.pattern_probs) != len(PATTERNS) or min(self.pattern_probs) < 0 \
-                or abs(sum(self.pattern_probs) - 1) > 1e-6:
-            raise ValueError(f"pattern_probs must be {len(PATTERNS)} probabilities summing to 1 (one per "
-                             f"{PATTERNS}), got {self.pattern_probs}")
+        if (
+            len(self.pattern_probs) != len(PATTERNS)
+            or min(self.pattern_probs) < 0
+            or abs(sum(self.pattern_probs) - 1) > 1e-6
+        ):
+            raise ValueError(
+                f"pattern_probs must be {len(PATTERNS)} probabilities summing to 1 (one per "
+                f"{PATTERNS}), got {self.pattern_probs}"
+            )
         if not 1 <= self.max_classes <= self.n_classes:
-            raise ValueError(f"need 1 <= max_classes <= n_classes, got {self.max_classes}, {self.n_classes}")
+            raise ValueError(
+                f"need 1 <= max_classes <= n_classes, got {self.max_classes}, {self.n_classes}"
+            )
         if not 1 <= self.min_duration <= self.max_duration <= self.snippets:
-            raise ValueError(f"need 1 <= min_duration <= max_duration <= snippets, got "
-                             f"{self.min_duration}, {self.max_duration}, {self.snippets}")
+            raise ValueError(
+                f"need 1 <= min_duration <= max_duration <= snippets, got "
+                f"{self.min_duration}, {self.max_duration}, {self.snippets}"
+            )
 
     @property
     def _dev(self) -> torch.device:
@@ -78,7 +88,10 @@ class AudioVisualEvents:
         g = torch.Generator(device=self._dev).manual_seed(int(self.prototype_seed) + 31337)
         pa = torch.randn(self.n_classes, self.audio_dim, generator=g, device=self._dev)
         pv = torch.randn(self.n_classes, self.visual_dim, generator=g, device=self._dev)
-        return {"audio": pa / pa.norm(dim=1, keepdim=True), "visual": pv / pv.norm(dim=1, keepdim=True)}
+        return {
+            "audio": pa / pa.norm(dim=1, keepdim=True),
+            "visual": pv / pv.norm(dim=1, keepdim=True),
+        }
 
     def sample(self, n: int, seed: int = 0) -> dict[str, torch.Tensor]:
         """``n`` videos. Keys: ``audio (n, T, Da)``, ``visual (n, T, Dv)`` features; dense labels
@@ -92,18 +105,21 @@ class AudioVisualEvents:
         g = torch.Generator(device=dev).manual_seed(int(seed))
         k = torch.randint(1, self.max_classes + 1, (n,), generator=g, device=dev)
         rank = torch.argsort(torch.rand(n, C, generator=g, device=dev), dim=1).argsort(1)
-        present = rank < k[:, None]                                         # k random classes
-        pattern = torch.multinomial(torch.tensor(self.pattern_probs, device=dev), n * C, replacement=True,
-                                    generator=g).reshape(n, C)
+        present = rank < k[:, None]  # k random classes
+        pattern = torch.multinomial(
+            torch.tensor(self.pattern_probs, device=dev), n * C, replacement=True, generator=g
+        ).reshape(n, C)
         pattern = torch.where(present, pattern, torch.full_like(pattern, -1))
-        duration = torch.randint(self.min_duration, self.max_duration + 1, (n, C), generator=g, device=dev)
+        duration = torch.randint(
+            self.min_duration, self.max_duration + 1, (n, C), generator=g, device=dev
+        )
         onset = (torch.rand(n, C, generator=g, device=dev) * (T - duration + 1)).long()
         sign = torch.where(torch.rand(n, C, generator=g, device=dev) < 0.5, -1, 1)
         shift = sign * torch.randint(1, self.max_shift + 1, (n, C), generator=g, device=dev)
         shift = torch.where(pattern == PATTERNS.index("async"), shift, torch.zeros_like(shift))
-        last = T - duration                                                 # keep it in the clip:
-        fits = lambda s: (onset + s >= 0) & (onset + s <= last)             # noqa: E731
-        shift = torch.where(fits(shift), shift, -shift)                     # flip, then clamp
+        last = T - duration  # keep it in the clip:
+        fits = lambda s: (onset + s >= 0) & (onset + s <= last)  # noqa: E731
+        shift = torch.where(fits(shift), shift, -shift)  # flip, then clamp
         shift = torch.minimum(torch.maximum(onset + shift, torch.zeros_like(onset)), last) - onset
         lo, hi = self.intensity
         inten = lo + (hi - lo) * torch.rand(n, C, generator=g, device=dev)
@@ -117,13 +133,28 @@ class AudioVisualEvents:
         scene_a = self.scene * torch.randn(n, self.audio_dim, generator=g, device=dev)
         scene_v = self.scene * torch.randn(n, self.visual_dim, generator=g, device=dev)
         feats = {}
-        for name, y, proto, z, d in (("audio", audio_labels, P["audio"], scene_a, self.audio_dim),
-                                     ("visual", visual_labels, P["visual"], scene_v, self.visual_dim)):
-            w = y.float() * inten[..., None]                                 # n C T
-            feats[name] = torch.einsum("nct,cd->ntd", w, proto) + z[:, None] \
+        for name, y, proto, z, d in (
+            ("audio", audio_labels, P["audio"], scene_a, self.audio_dim),
+            ("visual", visual_labels, P["visual"], scene_v, self.visual_dim),
+        ):
+            w = y.float() * inten[..., None]  # n C T
+            feats[name] = (
+                torch.einsum("nct,cd->ntd", w, proto)
+                + z[:, None]
                 + self.noise * torch.randn(n, T, d, generator=g, device=dev)
-        return {**feats, "audio_labels": audio_labels, "visual_labels": visual_labels,
-                "av_labels": audio_labels & visual_labels,
-                "weak": (audio_labels | visual_labels).any(-1), "present": present, "pattern": pattern,
-                "onset": onset, "duration": duration, "shift": shift, "intensity": inten,
-                "scene_audio": scene_a, "scene_visual": scene_v}
+            )
+        return {
+            **feats,
+            "audio_labels": audio_labels,
+            "visual_labels": visual_labels,
+            "av_labels": audio_labels & visual_labels,
+            "weak": (audio_labels | visual_labels).any(-1),
+            "present": present,
+            "pattern": pattern,
+            "onset": onset,
+            "duration": duration,
+            "shift": shift,
+            "intensity": inten,
+            "scene_audio": scene_a,
+            "scene_visual": scene_v,
+        }

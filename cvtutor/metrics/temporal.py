@@ -28,6 +28,7 @@ Conventions:
   sequence, the mean, the recall (fraction of frames above 0.5) and the decay (mean of the first
   quarter minus mean of the last, DAVIS's bins).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,17 +53,22 @@ def _as_segments(seg: Any, name: str) -> np.ndarray:
     if arr.ndim == 1 and arr.size == 0:
         arr = arr.reshape(0, 2)
     if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"{name} must be an (N, 2) array of [start, end] segments, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be an (N, 2) array of [start, end] segments, got shape {arr.shape}"
+        )
     if np.any(arr[:, 1] < arr[:, 0]):
-        raise ValueError(f"{name} has segments ending before they start: {arr[arr[:, 1] < arr[:, 0]][:3]}")
+        raise ValueError(
+            f"{name} has segments ending before they start: {arr[arr[:, 1] < arr[:, 0]][:3]}"
+        )
     return arr
 
 
 def tiou(a: Any, b: Any) -> np.ndarray:
-    """The (N, M) temporal IoU ``|a ∩ b| / |a ∪ b|`` of segments ``a (N, 2)`` and ``b (M, 2)``."""
+    """The (N, M) temporal IoU ``|a ∩ b| / |a ∪ b|`` of segments ``a (N, 2)``, ``b (M, 2)``."""
     a, b = _as_segments(a, "a"), _as_segments(b, "b")
-    inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]),
-                    0, None)
+    inter = np.clip(
+        np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
     union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
@@ -81,7 +87,11 @@ def nms_1d(segments: Any, scores: Any, threshold: float) -> np.ndarray:
     if sc.shape != (len(seg),):
         raise ValueError(f"scores must be ({len(seg)},), got shape {sc.shape}")
     boxes = torch.zeros(len(seg), 4, dtype=torch.float64)
-    boxes[:, 0], boxes[:, 2], boxes[:, 3] = torch.from_numpy(seg[:, 0]), torch.from_numpy(seg[:, 1]), 1.0
+    boxes[:, 0], boxes[:, 2], boxes[:, 3] = (
+        torch.from_numpy(seg[:, 0]),
+        torch.from_numpy(seg[:, 1]),
+        1.0,
+    )
     return nms(boxes, torch.from_numpy(sc), float(threshold)).numpy()
 
 
@@ -93,7 +103,9 @@ def all_point_ap(precision: Any, recall: Any) -> float:
     p = np.asarray(precision, dtype=np.float64)
     r = np.asarray(recall, dtype=np.float64)
     if p.shape != r.shape or p.ndim != 1:
-        raise ValueError(f"precision and recall must be 1-D of the same length, got {p.shape}, {r.shape}")
+        raise ValueError(
+            f"precision and recall must be 1-D of the same length, got {p.shape}, {r.shape}"
+        )
     if len(p) == 0:
         return 0.0
     env = interpolated_precision(p)
@@ -106,8 +118,9 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} is missing the column(s) {missing}; expected {list(columns)}")
 
 
-def detection_tp(gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def detection_tp(
+    gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS
+) -> tuple[np.ndarray, np.ndarray]:
     """The TP flags ``(len(thresholds), P)`` of one class's predictions in descending score order
     (and that order): greedy matching per video, as :func:`average_precision_detection`."""
     _check_columns(gt, ("video_id", "t_start", "t_end"), "ground truth")
@@ -115,7 +128,9 @@ def detection_tp(gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence
     order = np.argsort(-pred["score"].to_numpy(np.float64), kind="stable")
     p = pred.iloc[order]
     tp = np.zeros((len(tiou_thresholds), len(p)), dtype=bool)
-    gt_by_video = {v: g[["t_start", "t_end"]].to_numpy() for v, g in gt.groupby("video_id", sort=False)}
+    gt_by_video = {
+        v: g[["t_start", "t_end"]].to_numpy() for v, g in gt.groupby("video_id", sort=False)
+    }
     rows = np.arange(len(p))
     for vid, idx in p.groupby("video_id", sort=False).indices.items():
         g = gt_by_video.get(vid)
@@ -128,8 +143,9 @@ def detection_tp(gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence
     return tp, order
 
 
-def average_precision_detection(gt: pd.DataFrame, pred: pd.DataFrame,
-                                tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS) -> np.ndarray:
+def average_precision_detection(
+    gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS
+) -> np.ndarray:
     """ActivityNet AP of one class at each tIoU threshold.
 
     ``gt``: columns ``video_id, t_start, t_end``; ``pred``: ``video_id, t_start, t_end, score``.
@@ -145,8 +161,9 @@ def average_precision_detection(gt: pd.DataFrame, pred: pd.DataFrame,
     return out
 
 
-def mean_average_precision(gt: pd.DataFrame, pred: pd.DataFrame,
-                           tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS) -> dict[str, Any]:
+def mean_average_precision(
+    gt: pd.DataFrame, pred: pd.DataFrame, tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS
+) -> dict[str, Any]:
     """AP per class (column ``label``) and threshold, mAP per threshold and their average.
 
     The classes are those of the ground truth (as ActivityNet's evaluation); predictions of other
@@ -166,8 +183,12 @@ def mean_average_precision(gt: pd.DataFrame, pred: pd.DataFrame,
 # ---------------------------------------------------------------------------------------------
 # ActivityNet proposals: AR@AN and AUC
 # ---------------------------------------------------------------------------------------------
-def average_recall_at_an(gt: pd.DataFrame, proposals: pd.DataFrame, an: Sequence[int],
-                         tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS) -> pd.DataFrame:
+def average_recall_at_an(
+    gt: pd.DataFrame,
+    proposals: pd.DataFrame,
+    an: Sequence[int],
+    tiou_thresholds: Sequence[float] = TIOU_THRESHOLDS,
+) -> pd.DataFrame:
     """Recall of the GT by each video's top-``AN`` proposals, per AN and threshold, and AR.
 
     ``gt``: ``video_id, t_start, t_end``; ``proposals``: ``video_id, t_start, t_end, score``.
@@ -182,14 +203,16 @@ def average_recall_at_an(gt: pd.DataFrame, proposals: pd.DataFrame, an: Sequence
         raise ValueError("the ground truth is empty: recall is undefined")
     thr = np.asarray(tiou_thresholds)
     hits = np.zeros((len(an), len(thr)))
-    props = {v: p.sort_values("score", ascending=False, kind="stable")[["t_start", "t_end"]].to_numpy()
-             for v, p in proposals.groupby("video_id", sort=False)}
+    props = {
+        v: p.sort_values("score", ascending=False, kind="stable")[["t_start", "t_end"]].to_numpy()
+        for v, p in proposals.groupby("video_id", sort=False)
+    }
     for vid, g in gt.groupby("video_id", sort=False):
         p = props.get(vid)
         if p is None:
             continue
-        iou = tiou(g[["t_start", "t_end"]].to_numpy(), p)                  # G x P
-        best = np.maximum.accumulate(iou, axis=1)                        # best of the top-k
+        iou = tiou(g[["t_start", "t_end"]].to_numpy(), p)  # G x P
+        best = np.maximum.accumulate(iou, axis=1)  # best of the top-k
         k = np.minimum(an, iou.shape[1]) - 1
         hits += (best[:, k][:, :, None] >= thr[None, None] - 1e-12).sum(0)
     out = pd.DataFrame(hits / len(gt), index=pd.Index(an, name="AN"), columns=list(tiou_thresholds))
@@ -212,7 +235,9 @@ def ar_auc(ar_table: pd.DataFrame) -> float:
 def _binary(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 3:
-        raise ValueError(f"{name} must be (videos, classes, snippets) binary labels, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be (videos, classes, snippets) binary labels, got shape {arr.shape}"
+        )
     if not np.isin(arr, (0, 1)).all():
         raise ValueError(f"{name} must hold 0/1 (or bool) labels")
     return arr.astype(bool)
@@ -233,7 +258,9 @@ def extract_events(seq: Any) -> list[tuple[int, int]]:
     return list(zip(np.nonzero(d == 1)[0].tolist(), np.nonzero(d == -1)[0].tolist()))
 
 
-def event_counts(pred: Any, gt: Any, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def event_counts(
+    pred: Any, gt: Any, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per video and class, the event-level ``TP, FP, FN`` ``(N, C)`` (AVVP's matching rule)."""
     p, g = _binary(pred, "pred"), _binary(gt, "gt")
     if p.shape != g.shape:
@@ -270,7 +297,9 @@ def _masks(x: Any, name: str) -> torch.Tensor:
     if t.ndim == 2:
         t = t[None]
     if t.ndim != 3:
-        raise ValueError(f"{name} must be (H, W) or (N, H, W) binary masks, got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must be (H, W) or (N, H, W) binary masks, got shape {tuple(t.shape)}"
+        )
     return t.bool()
 
 
@@ -300,7 +329,7 @@ def boundary_map(masks: Any) -> torch.Tensor:
 
 def _dilate(b: torch.Tensor, radius: int) -> torch.Tensor:
     r = torch.arange(-radius, radius + 1)
-    disk = ((r[:, None] ** 2 + r[None] ** 2) <= radius ** 2).double()[None, None]
+    disk = ((r[:, None] ** 2 + r[None] ** 2) <= radius**2).double()[None, None]
     return F.conv2d(b.double()[:, None], disk, padding=radius)[:, 0] > 0
 
 
@@ -317,7 +346,9 @@ def boundary_f(pred: Any, gt: Any, bound_th: float = 0.008) -> torch.Tensor:
     n_p, n_g = bp.flatten(1).sum(1).double(), bg.flatten(1).sum(1).double()
     prec = (bp & _dilate(bg, radius)).flatten(1).sum(1) / n_p.clamp_min(1)
     rec = (bg & _dilate(bp, radius)).flatten(1).sum(1) / n_g.clamp_min(1)
-    f = torch.where(prec + rec > 0, 2 * prec * rec / (prec + rec).clamp_min(1e-12), torch.zeros_like(prec))
+    f = torch.where(
+        prec + rec > 0, 2 * prec * rec / (prec + rec).clamp_min(1e-12), torch.zeros_like(prec)
+    )
     f = torch.where((n_p == 0) & (n_g == 0), torch.ones_like(f), f)
     return torch.where((n_p == 0) ^ (n_g == 0), torch.zeros_like(f), f)
 
@@ -329,6 +360,9 @@ def sequence_statistics(per_frame: Any) -> dict[str, float]:
     if x.ndim != 1 or len(x) < 1:
         raise ValueError(f"per_frame must be a non-empty 1-D sequence, got shape {x.shape}")
     ids = (np.round(np.linspace(1, len(x), 5) + 1e-10) - 1).astype(np.int64)
-    bins = [x[ids[i]:ids[i + 1] + 1] for i in range(4)]
-    return {"mean": float(np.nanmean(x)), "recall": float(np.nanmean(x > 0.5)),
-            "decay": float(np.nanmean(bins[0]) - np.nanmean(bins[3]))}
+    bins = [x[ids[i] : ids[i + 1] + 1] for i in range(4)]
+    return {
+        "mean": float(np.nanmean(x)),
+        "recall": float(np.nanmean(x > 0.5)),
+        "decay": float(np.nanmean(bins[0]) - np.nanmean(bins[3])),
+    }

@@ -1,5 +1,6 @@
 """Pictures of videos: clips as frame strips, masks as colours, flow as hue (the ``world_video``
 chapter)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,11 @@ def flow_to_rgb(flow, max_norm: float | None = None) -> np.ndarray:
 
 
 def mask_to_rgb(masks, n_ids: int | None = None) -> np.ndarray:
-    """Instance masks ``(..., H, W)`` of integer ids as colours (0 black, id k the k-th book colour)."""
+    """Instance masks ``(..., H, W)`` of integer ids as colours (0 black, id k: book colour k)."""
     m = _np(masks).astype(np.int64)
-    pal = np.array([[0, 0, 0]] + [[int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in viz.CATEGORICAL])
+    pal = np.array(
+        [[0, 0, 0]] + [[int(c[i : i + 2], 16) / 255 for i in (1, 3, 5)] for c in viz.CATEGORICAL]
+    )
     return pal[np.clip(m, 0, len(pal) - 1)]
 
 
@@ -45,5 +48,9 @@ def clip_strip(frames, rows_titles=None, title: str | None = None, cell: int = 1
     R, T = f.shape[:2]
     titles = None
     if rows_titles is not None:
-        titles = [f"{rows_titles[r]} t={t}" if t == 0 else f"t={t}" for r in range(R) for t in range(T)]
-    return viz.image_grid(f.reshape(R * T, *f.shape[2:]), ncols=T, titles=titles, title=title, cell=cell)
+        titles = [
+            f"{rows_titles[r]} t={t}" if t == 0 else f"t={t}" for r in range(R) for t in range(T)
+        ]
+    return viz.image_grid(
+        f.reshape(R * T, *f.shape[2:]), ncols=T, titles=titles, title=title, cell=cell
+    )
