@@ -5,7 +5,7 @@ ActivityNet ``Evaluation/utils.py`` (``interpolated_prec_rec``, ``segment_iou``)
 ``Evaluation/eval_detection.py`` (``compute_average_precision_detection``), github.com/activitynet/
 ActivityNet; AVVP ``utils/eval_metrics.py`` (``segment_level``, ``event_level``, ``extract_event``,
 ``event_wise_metric``), github.com/YapengTian/AVVP-ECCV20; DAVIS ``f_measure`` / ``seg2bmap`` and
-``db_statistics`` (davis-2017 toolkit), with scikit-image's dilation.
+``db_statistics`` (davis-2017 toolkit), with SciPy's dilation by scikit-image's disk.
 """
 
 import numpy as np
@@ -321,10 +321,11 @@ def ref_seg2bmap(seg):
 
 
 def ref_f_measure(fg, gt, bound_th=0.008):
-    from skimage.morphology import (
-        dilation as binary_dilation,
-        disk,
-    )  # binary_dilation is deprecated
+    from scipy.ndimage import binary_dilation
+
+    def disk(r):  # skimage.morphology.disk: the pixels with x^2 + y^2 <= r^2
+        y, x = np.mgrid[-r : r + 1, -r : r + 1]
+        return x**2 + y**2 <= r**2
 
     bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(fg.shape))
     fb, gb = ref_seg2bmap(fg), ref_seg2bmap(gt)

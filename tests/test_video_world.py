@@ -211,3 +211,25 @@ def test_digit_splits_disjoint():
     tr, _ = V.digit_sprites("train")
     te, _ = V.digit_sprites("test")
     assert len(tr) + len(te) == 1797 and tr.shape[1:] == (8, 8)
+
+
+def test_class_table_and_occlusion_order():
+    labels = torch.tensor([2, 0, 2, 1, 2])
+    table, counts = V.class_table(labels, 3)
+    assert counts.tolist() == [1, 1, 3] and table[2].tolist() == [0, 2, 4] and table[0, 0] == 1
+    # two sprites at the same place: the mask shows the one drawn last (depth order back to front)
+    w = _world(n_sprites=2, motions=("drift",), p_lookalike=0.0)
+    g = torch.Generator().manual_seed(0)
+    P = w._params(2, g, torch.device("cpu"))
+    P["start"][:] = 16.0
+    P["velocity"][:] = 0.5
+    P["size0"][:] = 14.0
+    P["size_rate"][:] = 0.0
+    P["angle_rate"][:] = 0.0
+    P["angle0"][:] = 0.0
+    P["motion"][:] = 0
+    P["depth"] = torch.tensor([[0, 1], [1, 0]])
+    P["sprite_index"][:] = torch.tensor([0, 0])  # the same texture for both
+    b = w._render(P, 2, torch.device("cpu"))
+    fg = b["masks"] > 0
+    assert fg.any() and (b["masks"][0][fg[0]] == 2).all() and (b["masks"][1][fg[1]] == 1).all()

@@ -64,6 +64,18 @@ def digit_sprites(split: str = "train", device=None) -> tuple[torch.Tensor, torc
     return images[sl].to(device), labels[sl].to(device)
 
 
+def class_table(labels: torch.Tensor, n_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the indices of its instances (padded with its first) ``(n_classes, max_count)``
+    and the counts ``(n_classes,)``: ``table[c, floor(u * count[c])]`` draws an instance of class
+    c on the device without a host sync."""
+    order = torch.argsort(labels.cpu(), stable=True)
+    counts = torch.bincount(labels.cpu(), minlength=n_classes)
+    start = torch.cumsum(counts, 0) - counts
+    j = torch.arange(int(counts.max()))
+    pos = start[:, None] + torch.minimum(j[None], (counts - 1).clamp_min(0)[:, None])
+    return order[pos].to(labels.device), counts.to(labels.device)
+
+
 def pixel_grid(height: int, width: int | None = None, device=None) -> torch.Tensor:
     """Pixel centres ``(H, W, 2)`` as (x, y) in pixels: pixel (i, j) has centre (j+.5, i+.5)."""
     ys = torch.arange(height, device=device, dtype=torch.float32) + 0.5
@@ -253,13 +265,10 @@ class SpriteVideos:
         label = torch.randint(len(self.motions), (n,), generator=g, device=dev)
         idx = torch.randint(len(tex), (n, K), generator=g, device=dev)
         # look-alikes: distractor k takes a random instance of the main sprite's class
-        same = torch.nonzero(
-            digit_class[None] == digit_class[idx[:, :1]].reshape(n, 1), as_tuple=False
-        )
-        counts = torch.bincount(same[:, 0], minlength=n)
-        first = torch.cumsum(counts, 0) - counts
-        pick = first[:, None] + (u(n, K) * counts[:, None]).long().clamp_max(counts[:, None] - 1)
-        alike_idx = same[pick.reshape(-1), 1].reshape(n, K)
+        table, counts = class_table(digit_class)
+        main_class = digit_class[idx[:, 0]]
+        cnt = counts[main_class][:, None]
+        alike_idx = table[main_class[:, None], (u(n, K) * cnt).long().clamp_max(cnt - 1)]
         lookalike = (u(n, K) < self.p_lookalike) & (torch.arange(K, device=dev) > 0)
         idx = torch.where(lookalike, alike_idx, idx)
         hue = u(n, K, 3, lo=0.35, hi=1.0)
