@@ -90,6 +90,16 @@ def _rot(theta: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
+def _apply(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``m (..., 2, 2)`` applied to ``v (..., H, W, 2)``, written out (a batched 2x2 product is
+    far faster elementwise than as ``bmm``)."""
+    m = m[..., None, None, :, :]
+    x, y = v[..., 0], v[..., 1]
+    return torch.stack(
+        [m[..., 0, 0] * x + m[..., 0, 1] * y, m[..., 1, 0] * x + m[..., 1, 1] * y], -1
+    )
+
+
 def sprite_coords(
     p: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor
 ) -> torch.Tensor:
@@ -100,7 +110,7 @@ def sprite_coords(
     """
     m = _rot(-angle) / (scale / 2)[..., None, None]
     d = p - centre[..., None, None, :]
-    return torch.einsum("...ij,...hwj->...hwi", m, d)
+    return _apply(m, d)
 
 
 def sprite_point_to_pixel(
@@ -108,7 +118,7 @@ def sprite_point_to_pixel(
 ) -> torch.Tensor:
     """The inverse of :func:`sprite_coords`: ``p = c + (s/2) R(theta) u``, ``u (..., H, W, 2)``."""
     m = _rot(angle) * (scale / 2)[..., None, None]
-    return torch.einsum("...ij,...hwj->...hwi", m, u) + centre[..., None, None, :]
+    return _apply(m, u) + centre[..., None, None, :]
 
 
 def background(
@@ -121,8 +131,10 @@ def background(
     texture seen at ``p`` in frame t is seen at ``p - (o_{t+1} - o_t)`` in frame t+1.
     """
     q = p[None, None] + offset[:, :, None, None, :]  # B T H W 2
-    arg = torch.einsum("bthwj,bnj->bthwn", q, waves["k"]) + waves["phase"][:, None, None, None]
-    tex = torch.einsum("bthwn,bnc->btchw", torch.cos(arg), waves["amp"])
+    k = waves["k"][:, None, None, None]  # B 1 1 1 n 2
+    arg = q[..., None, 0] * k[..., 0] + q[..., None, 1] * k[..., 1]
+    wave = torch.cos(arg + waves["phase"][:, None, None, None])  # B T H W n
+    tex = (wave[:, :, None] * waves["amp"].transpose(1, 2)[:, None, :, None, None]).sum(-1)
     return (waves["base"][:, None, :, None, None] + tex).clamp(0, 1)
 
 

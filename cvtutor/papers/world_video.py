@@ -154,7 +154,7 @@ def detection_curve(config: Config) -> tuple[pd.DataFrame, bool]:
     for r in seg.itertuples():
         raster[r.video_id, r.start : r.end] = r.label
     agree = bool(torch.equal(raster, b["snippet_labels"].cpu()))
-    gt = seg.rename(columns={"s_norm": "t_start_n"})[["video_id", "label", "t_start", "t_end"]]
+    gt = seg[["video_id", "label", "t_start", "t_end"]]
     rng = np.random.default_rng(config.seed)
     rows = []
     for j in config.jitters:
