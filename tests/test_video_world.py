@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -233,3 +235,23 @@ def test_class_table_and_occlusion_order():
     b = w._render(P, 2, torch.device("cpu"))
     fg = b["masks"] > 0
     assert fg.any() and (b["masks"][0][fg[0]] == 2).all() and (b["masks"][1][fg[1]] == 1).all()
+
+
+def test_viz_helpers():
+    from cvtutor.viz import video as vv
+
+    f = torch.zeros(2, 2, 2)
+    f[0, 0, 0] = 1.0  # rightwards: red
+    f[1, 0, 1] = 1.0  # downwards (y down): hue 1/4
+    rgb = vv.flow_to_rgb(f)
+    assert (
+        rgb.shape == (2, 2, 3) and np.allclose(rgb[0, 0], [1, 0, 0]) and np.allclose(rgb[1, 1], 1)
+    )
+    assert np.allclose(rgb[0, 1], [0.5, 1, 0])
+    assert np.allclose(vv.mask_to_rgb(torch.tensor([[0]]))[0, 0], 0)
+    fig = vv.clip_strip(torch.rand(2, 3, 3, 8, 8), rows_titles=["a", "b"])
+    assert len(fig.data) == 6
+    with pytest.raises(ValueError, match="row titles"):
+        vv.clip_strip(torch.rand(2, 3, 3, 8, 8), rows_titles=["a"])
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2, H, W\)"):
+        vv.flow_to_rgb(torch.zeros(3, 4, 4))

@@ -39,7 +39,8 @@ def mask_to_rgb(masks, n_ids: int | None = None) -> np.ndarray:
 
 
 def clip_strip(frames, rows_titles=None, title: str | None = None, cell: int = 100):
-    """Frames ``(R, T, H, W, 3)`` (or ``(R, T, 3, H, W)``) as an R x T grid, a row per clip."""
+    """Frames ``(R, T, H, W, 3)`` (or ``(R, T, 3, H, W)``) as an R x T grid, a row per clip; the
+    first tile of a row is titled with its row title, the others with their frame index."""
     f = _np(frames)
     if f.ndim == 5 and f.shape[2] == 3 and f.shape[-1] != 3:
         f = np.moveaxis(f, 2, -1)
@@ -48,9 +49,9 @@ def clip_strip(frames, rows_titles=None, title: str | None = None, cell: int = 1
     R, T = f.shape[:2]
     titles = None
     if rows_titles is not None:
-        titles = [
-            f"{rows_titles[r]} t={t}" if t == 0 else f"t={t}" for r in range(R) for t in range(T)
-        ]
+        if len(rows_titles) != R:
+            raise ValueError(f"got {len(rows_titles)} row titles for {R} clips")
+        titles = [rows_titles[r] if t == 0 else f"t={t}" for r in range(R) for t in range(T)]
     return viz.image_grid(
         f.reshape(R * T, *f.shape[2:]), ncols=T, titles=titles, title=title, cell=cell
     )
