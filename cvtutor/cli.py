@@ -33,7 +33,8 @@ def _run(slug: str, profile: str, seed: int, out: str) -> int:
         results = module.run(config)
     meta = report.run_metadata(slug, rt.profile, rt.device, seed, wall_time_s=sw.seconds,
                                seeds=getattr(config, "seeds", None), source="python -m cvtutor run")
-    path = report.save_results(results, Path(out) / report.results_filename(slug, rt.profile, seed), meta)
+    name = report.results_filename(slug, rt.profile, seed)
+    path = report.save_results(results, Path(out) / name, meta)
     print(f"wrote {path} ({sw.seconds:.1f} s)")
     return 0
 
@@ -69,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the tutorials, their slugs and status")
     table = sub.add_parser("table", help="the README's table of tutorials, in Markdown")
     table.add_argument("--write", metavar="README", help="replace the table between the markers of this README")
-    results_help = "the results folder (default: $CVTUTOR_RESULTS, else the book checkout's results/)"
+    results_help = "results folder (default: $CVTUTOR_RESULTS, else the book checkout's results/)"
     table.add_argument("--results", metavar="DIR", help=results_help)
-    board = sub.add_parser("scoreboard", help="every finding of every done chapter, from the results files")
+    board = sub.add_parser("scoreboard", help="every finding of every done chapter (results files)")
     board.add_argument("--results", metavar="DIR", help=results_help)
     run = sub.add_parser("run", help="run one paper's miniature and write its results JSON")
     run.add_argument("slug")

@@ -509,8 +509,8 @@ def _findings_frame(findings: pd.DataFrame | Iterable[pd.DataFrame]) -> pd.DataF
         raise TypeError("findings: expected a claims_table() DataFrame or a list of them")
     for t in tables:
         if not {"kind", "holds"} <= set(t.columns):
-            raise ValueError(f"findings: expected claims_table() outputs (columns 'kind' and 'holds'), "
-                             f"got columns {list(t.columns)}")
+            raise ValueError("findings: expected claims_table() outputs (columns 'kind' and "
+                             f"'holds'), got columns {list(t.columns)}")
     df = pd.concat(tables)
     if "detail" in df:
         df["detail"] = df["detail"].fillna("")
@@ -528,7 +528,7 @@ def save_notebook_results(slug: str, rt: Any, findings: pd.DataFrame | Iterable[
                           wall_time_s: float | None = None) -> Path:
     """Save a chapter's run for the book's scoreboard: the last code cell of its notebook::
 
-        saved = report.save_notebook_results("tide", rt, findings, tables={"table2": t2}, config=cfg)
+        saved = report.save_notebook_results("tide", rt, findings, tables={"t2": t2}, config=cfg)
 
     ``rt`` is the notebook's :func:`cvtutor.setup` runtime (profile, device, seed); ``findings``
     its ``findings`` table (:func:`claims_table`, or a list of them); ``tables`` the paper-vs-ours
@@ -541,12 +541,13 @@ def save_notebook_results(slug: str, rt: Any, findings: pd.DataFrame | Iterable[
     tables = dict(tables or {})
     bad = [name for name, t in tables.items() if not isinstance(t, pd.DataFrame)]
     if bad:
-        raise TypeError(f"tables: expected DataFrames by name, got {[type(tables[b]).__name__ for b in bad]} "
-                        f"for {bad}")
+        kinds = [type(tables[b]).__name__ for b in bad]
+        raise TypeError(f"tables: expected DataFrames by name, got {kinds} for {bad}")
     seeds = getattr(config, "seeds", None)
-    meta = run_metadata(slug, rt.profile, rt.device, rt.seed, source="notebook",
-                        wall_time_s=wall_time_s if wall_time_s is not None else time.perf_counter() - _STARTED,
-                        seeds=None if seeds is None else list(seeds))
+    if wall_time_s is None:
+        wall_time_s = time.perf_counter() - _STARTED
+    meta = run_metadata(slug, rt.profile, rt.device, rt.seed, wall_time_s=wall_time_s,
+                        seeds=None if seeds is None else list(seeds), source="notebook")
     if config is not None:
         meta["config"] = type(config).__qualname__
     path = save_results({"findings": df, "tables": tables}, Path(folder or results_dir()) /

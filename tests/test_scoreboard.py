@@ -1,4 +1,4 @@
-"""The reproduction scoreboard (issue 17): the notebooks' results files, the page, the README column.
+"""The reproduction scoreboard (issue 17): the notebooks' results files, the page, the README.
 
 Result files are written here by the same helpers the notebooks and ``python -m cvtutor run``
 use; the page's rows are counted against the findings the files hold, and each malformed field
@@ -23,7 +23,7 @@ PAPER = report.PaperTable("Table 1", "EPE (mm)", {"RGB": 20.9, "KD": 18.4}, bett
 
 @pytest.fixture(autouse=True)
 def no_results_env(monkeypatch):
-    """tests/run.sh exports CVTUTOR_RESULTS for the notebooks; the tests choose their own folders."""
+    """tests/run.sh exports CVTUTOR_RESULTS for the notebooks; these tests choose their folders."""
     monkeypatch.delenv(report.RESULTS_ENV, raising=False)
 
 
@@ -35,9 +35,11 @@ def _findings(**verdicts) -> pd.DataFrame:
 def _save(folder, slug="getting_started", profile="fast", seed=0, findings=None, seeds=(0,), **kw):
     rt = Runtime(profile=profile, device=torch.device("cpu"), seed=seed)
     cfg = type("Config", (), {"seeds": seeds})()
-    found = findings if findings is not None else _findings(**{"A beats B (Table 1)": True, "C ~ D": False})
-    return report.save_notebook_results(slug, rt, found, tables={"table1": report.compare(PAPER, {"KD": 19.0})},
-                                        config=cfg, folder=folder, **kw)
+    if findings is None:
+        findings = _findings(**{"A beats B (Table 1)": True, "C ~ D": False})
+    tables = {"table1": report.compare(PAPER, {"KD": 19.0})}
+    return report.save_notebook_results(slug, rt, findings, tables=tables, config=cfg,
+                                        folder=folder, **kw)
 
 
 # ---- the notebook's one-line save ------------------------------------------------------------
@@ -58,7 +60,8 @@ def test_save_joins_several_findings_tables(tmp_path):
     a = report.claims_table({"x": ("paper claim", True, "1 vs 2")})
     b = report.claims_table({"y": ("construction", None)})
     results, _ = report.load_results(_save(tmp_path, findings=[a, b]))
-    assert list(results["findings"].index) == ["x", "y"] and list(results["findings"]["detail"]) == ["1 vs 2", ""]
+    assert list(results["findings"].index) == ["x", "y"]
+    assert list(results["findings"]["detail"]) == ["1 vs 2", ""]
 
 
 def test_save_rejects_bad_input(tmp_path):
@@ -70,7 +73,8 @@ def test_save_rejects_bad_input(tmp_path):
         _save(tmp_path, findings=[])
     rt = Runtime(profile="fast", device=torch.device("cpu"), seed=0)
     with pytest.raises(TypeError, match="DataFrames by name"):
-        report.save_notebook_results("tide", rt, _findings(x=True), tables={"t": [1, 2]}, folder=tmp_path)
+        report.save_notebook_results("tide", rt, _findings(x=True), tables={"t": [1, 2]},
+                                     folder=tmp_path)
 
 
 def test_results_dir(tmp_path, monkeypatch):
@@ -87,24 +91,29 @@ def test_results_dir(tmp_path, monkeypatch):
 
 # ---- reading a results folder ----------------------------------------------------------------
 def _fixture_folder(tmp_path) -> Path:
-    """fast results of getting_started (3 findings) and topogan (2), a full result of getting_started
-    with one more finding, a full CLI result of topogan without findings, and a smoke file."""
-    gs = _findings(**{"svc ~ 0.97 (Table 1)": True, "the MLP beats softmax": False, "noise is noise": None})
+    """fast results of getting_started (3 findings) and topogan (2), a full result of
+    getting_started with one more finding, a full CLI result of topogan without findings, and a
+    smoke file."""
+    gs = _findings(**{"svc ~ 0.97 (Table 1)": True, "the MLP beats softmax": False,
+                      "noise is noise": None})
     _save(tmp_path, findings=gs)
     _save(tmp_path, profile="full", seeds=(0, 1, 2),
           findings=report.claims_table({**{k: (v["kind"], True) for k, v in gs.iterrows()},
                                         "only in full (Fig. 2)": ("paper claim", False)}))
-    _save(tmp_path, slug="topogan", findings=_findings(**{"Table 1: TopoGAN below WGAN-GP": True, "x": True}))
+    _save(tmp_path, slug="topogan", findings=_findings(**{"Table 1: TopoGAN below WGAN-GP": True,
+                                                          "x": True}))
     _save(tmp_path, slug="topogan", profile="smoke")
-    meta = report.run_metadata("topogan", "full", "cuda:0", 0, wall_time_s=300.0, source="python -m cvtutor run")
-    report.save_results({"table1": pd.DataFrame({"a": [1.0]})}, tmp_path / "topogan-full-seed0.json", meta)
+    meta = report.run_metadata("topogan", "full", "cuda:0", 0, wall_time_s=300.0,
+                               source="python -m cvtutor run")
+    cli_results = {"table1": pd.DataFrame({"a": [1.0]})}
+    report.save_results(cli_results, tmp_path / "topogan-full-seed0.json", meta)
     return tmp_path
 
 
 def test_rows_are_the_union_of_each_chapters_findings(tmp_path):
     found = scoreboard.collect(_fixture_folder(tmp_path))
-    assert set(found) == {("getting_started", "fast"), ("getting_started", "full"), ("topogan", "fast"),
-                          ("topogan", "full")}  # smoke is not a column
+    assert set(found) == {("getting_started", "fast"), ("getting_started", "full"),
+                          ("topogan", "fast"), ("topogan", "full")}  # smoke is not a column
     rows = scoreboard.scoreboard_rows(found)
     per_chapter = {}
     for (slug, _), res in found.items():
@@ -112,10 +121,13 @@ def test_rows_are_the_union_of_each_chapters_findings(tmp_path):
             per_chapter.setdefault(slug, set()).update(res.findings.index)
     assert len(rows) == sum(len(v) for v in per_chapter.values()) == 4 + 2
     gs = rows[rows.slug == "getting_started"].set_index("finding")
-    assert gs.loc["svc ~ 0.97 (Table 1)", "fast"] is True and gs.loc["the MLP beats softmax", "fast"] is False
+    assert gs.loc["svc ~ 0.97 (Table 1)", "fast"] is True
+    assert gs.loc["the MLP beats softmax", "fast"] is False
     assert gs.loc["noise is noise", "fast"] is None and gs.loc["noise is noise", "full"] is True
-    assert gs.loc["only in full (Fig. 2)", "fast"] == "absent" and gs.loc["only in full (Fig. 2)", "full"] is False
-    assert gs.loc["svc ~ 0.97 (Table 1)", "ref"] == "Table 1" and gs.loc["the MLP beats softmax", "ref"] == ""
+    assert gs.loc["only in full (Fig. 2)", "fast"] == "absent"
+    assert gs.loc["only in full (Fig. 2)", "full"] is False
+    assert gs.loc["svc ~ 0.97 (Table 1)", "ref"] == "Table 1"
+    assert gs.loc["the MLP beats softmax", "ref"] == ""
     assert gs["seeds full"].iloc[0] == "0, 1, 2" and gs["section"].iloc[0] == "Getting started"
     topo = rows[rows.slug == "topogan"]
     assert list(topo.full) == ["absent", "absent"]  # the full CLI result holds no findings
@@ -140,8 +152,21 @@ def _corrupt(path: Path, edit) -> None:
     path.write_text(json.dumps(raw))
 
 
-def _findings_frame(raw):
-    return raw["results"]["findings"]["__dataframe__"]
+def _meta(**changes):
+    return lambda r: r["metadata"].update(changes)
+
+
+def _frame(edit):
+    """Edit the stored findings table: ``edit(frame)`` on its ``columns/index/data`` dict."""
+    return lambda r: edit(r["results"]["findings"]["__dataframe__"])
+
+
+def _columns(*names):
+    return _frame(lambda f: f.update(columns=list(names)))
+
+
+def _cell(row, col, value):
+    return _frame(lambda f: f["data"][row].__setitem__(col, value))
 
 
 BAD = {
@@ -149,18 +174,15 @@ BAD = {
     "not a cvtutor results file": lambda p: p.write_text('{"results": {}}'),
     "metadata lacks 'slug'": lambda p: _corrupt(p, lambda r: r["metadata"].pop("slug")),
     "metadata lacks 'created'": lambda p: _corrupt(p, lambda r: r["metadata"].pop("created")),
-    "metadata 'seed' must be of type int": lambda p: _corrupt(p, lambda r: r["metadata"].update(seed="0")),
-    "is not a tutorial of the registry": lambda p: _corrupt(p, lambda r: r["metadata"].update(slug="nope")),
-    "'created' 'yesterday' is not": lambda p: _corrupt(p, lambda r: r["metadata"].update(created="yesterday")),
-    "'seeds' must be a list of integers": lambda p: _corrupt(p, lambda r: r["metadata"].update(seeds="0")),
-    "'findings' must be a table": lambda p: _corrupt(p, lambda r: r["results"].update(findings=[1, 2])),
-    "lacks the column 'kind'": lambda p: _corrupt(p, lambda r: _findings_frame(r).update(
-        columns=["sort", "holds"])),
-    "kind 'guess' is not one of": lambda p: _corrupt(p, lambda r: _findings_frame(r)["data"][0].__setitem__(
-        0, "guess")),
-    "holds must be true, false or null": lambda p: _corrupt(p, lambda r: _findings_frame(r)["data"][0].__setitem__(
-        1, "yes")),
-    "has no rows": lambda p: _corrupt(p, lambda r: _findings_frame(r).update(index=[], data=[])),
+    "metadata 'seed' must be of type int": lambda p: _corrupt(p, _meta(seed="0")),
+    "is not a tutorial of the registry": lambda p: _corrupt(p, _meta(slug="nope")),
+    "'created' 'yesterday' is not": lambda p: _corrupt(p, _meta(created="yesterday")),
+    "'seeds' must be a list of integers": lambda p: _corrupt(p, _meta(seeds="0")),
+    "'findings' must be a table": lambda p: _corrupt(p, lambda r: r["results"].update(findings=1)),
+    "lacks the column 'kind'": lambda p: _corrupt(p, _columns("k", "holds")),
+    "kind 'guess' is not one of": lambda p: _corrupt(p, _cell(0, 0, "guess")),
+    "holds must be true, false or null": lambda p: _corrupt(p, _cell(0, 1, "yes")),
+    "has no rows": lambda p: _corrupt(p, _frame(lambda f: f.update(index=[], data=[]))),
 }
 
 
@@ -193,7 +215,8 @@ def test_page_has_a_row_per_finding_and_says_where_numbers_came_from(tmp_path):
     assert page.count("no result yet (run its notebook)") == len(done) - 2
     assert "cuda:0" in page and "holds no findings table" in page  # topogan's full CLI result
     assert 'href="../notebooks/eccv2020/topogan.html#summary-and-references"' in page
-    assert "seeds 0, 1, 2" in page and 'style="background-color: #fde8e8;"' in page  # a ✗ row is shaded
+    assert "seeds 0, 1, 2" in page
+    assert 'style="background-color: #fde8e8;"' in page  # a ✗ row is shaded
     assert "None" not in page and "NaN" not in page
     sections = [m for m in re.findall(r"^## (.+)$", page, re.M)]
     order = [papers.PARTS["start"], papers.PARTS["hands"], *papers.THEMES]
@@ -211,19 +234,22 @@ def test_findings_anchor(tmp_path):
     nb = {"cells": [
         {"cell_type": "markdown", "source": ["# Title\n", "## 6. Reproduction"]},
         {"cell_type": "code", "source": ["findings = report.claims_table({})"]},
-        {"cell_type": "markdown", "source": ["```python\n# not a heading\n```\n", "## 8. Summary and *references*"]},
+        {"cell_type": "markdown",
+         "source": ["```python\n# not a heading\n```\n", "## 8. Summary and *references*"]},
         {"cell_type": "code", "source": ["report.findings_summary(findings)"]},
     ]}
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb))
-    assert scoreboard.findings_anchor(path) == ("8. Summary and references", "summary-and-references")
+    expected = ("8. Summary and references", "summary-and-references")
+    assert scoreboard.findings_anchor(path) == expected
     assert scoreboard.findings_anchor(tmp_path / "missing.ipynb") is None
 
 
 @pytest.mark.parametrize("tutorial", scoreboard.done_chapters(), ids=lambda t: t.slug)
 def test_every_done_notebook_shows_and_saves_its_findings(tutorial):
     """Each done chapter links to a findings section and its last code cell saves its results."""
-    assert scoreboard.findings_anchor(ROOT / tutorial.notebook) is not None, "no report.findings_summary cell"
+    anchor = scoreboard.findings_anchor(ROOT / tutorial.notebook)
+    assert anchor is not None, "no report.findings_summary cell"
     cells = json.loads((ROOT / tutorial.notebook).read_text())["cells"]
     last = "".join(next(c for c in reversed(cells) if c["cell_type"] == "code")["source"])
     if tutorial.slug == "tide":  # another engineer edits this notebook now; the lead adds its cell
@@ -233,7 +259,8 @@ def test_every_done_notebook_shows_and_saves_its_findings(tutorial):
 
 def test_table_refs():
     assert scoreboard.table_ref("adding L_ATT helps more (Table 1 rows 1-2)") == "Table 1"
-    assert scoreboard.table_ref("Figs. 3–4: which error dominates, Eq. 3 and Table 2") == "Figs. 3–4; Eq. 3; Table 2"
+    text = "Figs. 3–4: which error dominates, Eq. 3 and Table 2"
+    assert scoreboard.table_ref(text) == "Figs. 3–4; Eq. 3; Table 2"
     assert scoreboard.table_ref("no reference here") == ""
 
 
@@ -260,7 +287,8 @@ def test_cli_scoreboard_prints_every_finding(tmp_path, capsys):
     assert cli.main(["scoreboard", "--results", str(_fixture_folder(tmp_path))]) == 0
     out = capsys.readouterr().out
     assert "GS getting_started: 4 findings, held fast 1 of 3, full 3 of 4" in out
-    assert "E08 topogan: 2 findings" in out and "E33 tide: 0 findings" in out and "no results" in out
+    assert "E08 topogan: 2 findings" in out
+    assert "E33 tide: 0 findings" in out and "no results" in out
     assert len(re.findall(r"^\s+\d+\. \[fast", out, re.M)) == 6
 
 
