@@ -106,6 +106,8 @@ def load_result(path: str | Path) -> ChapterResult:
         if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
             raise _fail(path, f"metadata {key!r} must be of type {kind.__name__}, "
                         f"got {meta[key]!r}")
+    if meta["profile"] not in ("fast", "full", "smoke"):
+        raise _fail(path, f"metadata 'profile' {meta['profile']!r} is not fast, full or smoke")
     try:
         papers.get(meta["slug"])
     except KeyError:
@@ -240,7 +242,7 @@ def findings_anchor(notebook: Path) -> tuple[str, str] | None:
             titles = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", fenced, re.M)
             heading = titles[-1] if titles else heading
         elif "findings_summary(" in src and heading is not None:
-            plain = re.sub(r"[*_`]|\$[^$]*\$", "", heading).strip()
+            plain = re.sub(r"[*`]|\$[^$]*\$", "", heading).strip()
             return plain, make_id(plain)
     return None
 

@@ -176,6 +176,7 @@ BAD = {
     "metadata lacks 'created'": lambda p: _corrupt(p, lambda r: r["metadata"].pop("created")),
     "metadata 'seed' must be of type int": lambda p: _corrupt(p, _meta(seed="0")),
     "is not a tutorial of the registry": lambda p: _corrupt(p, _meta(slug="nope")),
+    "'profile' 'auto' is not fast, full or smoke": lambda p: _corrupt(p, _meta(profile="auto")),
     "'created' 'yesterday' is not": lambda p: _corrupt(p, _meta(created="yesterday")),
     "'seeds' must be a list of integers": lambda p: _corrupt(p, _meta(seeds="0")),
     "'findings' must be a table": lambda p: _corrupt(p, lambda r: r["results"].update(findings=1)),
