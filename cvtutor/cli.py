@@ -3,7 +3,8 @@
     python -m cvtutor list
     python -m cvtutor run getting_started --profile fast --seed 0 --out results/
     python -m cvtutor table            # the README's table of papers (Markdown)
-    python -m cvtutor table --write README.md
+    python -m cvtutor table --write README.md [--results results/]
+    python -m cvtutor scoreboard [--results results/]   # every finding of every done chapter
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cvtutor import papers, report, runtime
+from cvtutor import papers, report, runtime, scoreboard
 
 
 def _list() -> int:
@@ -30,20 +31,35 @@ def _run(slug: str, profile: str, seed: int, out: str) -> int:
     config = module.Config.for_profile(resolved)
     with report.Stopwatch() as sw:
         results = module.run(config)
-    meta = report.run_metadata(slug, rt.profile, rt.device, seed, wall_time_s=sw.seconds)
-    path = report.save_results(results, Path(out) / f"{slug}-{rt.profile}-seed{seed}.json", meta)
+    meta = report.run_metadata(slug, rt.profile, rt.device, seed, wall_time_s=sw.seconds,
+                               seeds=getattr(config, "seeds", None), source="python -m cvtutor run")
+    name = report.results_filename(slug, rt.profile, seed)
+    path = report.save_results(results, Path(out) / name, meta)
     print(f"wrote {path} ({sw.seconds:.1f} s)")
     return 0
 
 
-def _write_table(readme: Path) -> int:
+def _held(results: str | None) -> dict[str, str]:
+    """The README column "findings held (fast)" from a results folder (default: the book's)."""
+    return scoreboard.held_counts(scoreboard.collect(results or report.results_dir()))
+
+
+def _scoreboard(results: str | None) -> int:
+    folder = Path(results) if results else report.results_dir()
+    found = scoreboard.collect(folder)
+    print(f"results folder: {folder} ({len(found)} fast/full results of the scoreboard)")
+    print(scoreboard.text_table(found))
+    return 0
+
+
+def _write_table(readme: Path, results: str | None = None) -> int:
     start, end = "<!-- papers:start -->", "<!-- papers:end -->"
     text = readme.read_text()
     if start not in text or end not in text:
         raise ValueError(f"{readme} has no '{start}' ... '{end}' markers")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    readme.write_text(f"{head}{start}\n{papers.status_table()}\n{end}{tail}")
+    readme.write_text(f"{head}{start}\n{papers.status_table(_held(results))}\n{end}{tail}")
     print(f"updated the table in {readme}")
     return 0
 
@@ -54,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the tutorials, their slugs and status")
     table = sub.add_parser("table", help="the README's table of tutorials, in Markdown")
     table.add_argument("--write", metavar="README", help="replace the table between the markers of this README")
+    results_help = "results folder (default: $CVTUTOR_RESULTS, else the book checkout's results/)"
+    table.add_argument("--results", metavar="DIR", help=results_help)
+    board = sub.add_parser("scoreboard", help="every finding of every done chapter (results files)")
+    board.add_argument("--results", metavar="DIR", help=results_help)
     run = sub.add_parser("run", help="run one paper's miniature and write its results JSON")
     run.add_argument("slug")
     run.add_argument("--profile", default="auto", help=f"one of {runtime.PROFILES} (default auto)")
@@ -81,11 +101,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _list()
         if args.command == "table":
             if args.write:
-                return _write_table(Path(args.write))
-            print(papers.status_table())
+                return _write_table(Path(args.write), args.results)
+            print(papers.status_table(_held(args.results)))
             return 0
+        if args.command == "scoreboard":
+            return _scoreboard(args.results)
         return _run(args.slug, args.profile, args.seed, args.out)
-    except (KeyError, ModuleNotFoundError, ValueError) as err:
+    except (KeyError, ModuleNotFoundError, ValueError) as err:  # ResultsFileError is a ValueError
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -358,8 +358,24 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run_metadata(slug: str, profile: str, device: Any, seed: int, wall_time_s: float | None = None) -> dict[str, Any]:
-    """What a results file records about the run that produced it."""
+def _device_name(device: Any) -> str:
+    """``"cpu"``, or a CUDA device with its GPU's name (``"cuda:0 (NVIDIA H100 80GB HBM3)"``)."""
+    import torch
+
+    name = str(device)
+    try:
+        if torch.device(device).type == "cuda" and torch.cuda.is_available():
+            name = f"{name} ({torch.cuda.get_device_name(torch.device(device))})"
+    except (RuntimeError, TypeError):  # not a torch device name: keep the string
+        pass
+    return name
+
+
+def run_metadata(slug: str, profile: str, device: Any, seed: int, wall_time_s: float | None = None,
+                 seeds: Iterable[int] | None = None, source: str | None = None) -> dict[str, Any]:
+    """What a results file records about the run that produced it: ``seed`` is the run's seed,
+    ``seeds`` the seeds its configuration trained (default ``[seed]``), ``source`` what wrote it
+    (``"notebook"`` or ``"python -m cvtutor run"``)."""
     import torch
 
     import cvtutor
@@ -367,8 +383,10 @@ def run_metadata(slug: str, profile: str, device: Any, seed: int, wall_time_s: f
     return {
         "slug": slug,
         "profile": profile,
-        "device": str(device),
+        "device": _device_name(device),
         "seed": int(seed),
+        "seeds": [int(s) for s in (seeds if seeds is not None else (seed,))],
+        "source": source,
         "cvtutor_version": cvtutor.__version__,
         "git_commit": _git_commit(),
         "torch_version": torch.__version__,
@@ -455,3 +473,85 @@ class Stopwatch:
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+# --------------------------------------------------------------------------------------------
+# a chapter's results for the book's scoreboard (book/scoreboard.md, cvtutor.scoreboard)
+# --------------------------------------------------------------------------------------------
+RESULTS_ENV = "CVTUTOR_RESULTS"
+"""Environment variable naming the results folder (``tests/run.sh`` sets it for the build)."""
+_STARTED = time.perf_counter()  # the notebook's setup cell imports this module: its run starts here
+
+
+def results_dir(start: str | os.PathLike | None = None) -> Path:
+    """The results folder: ``$CVTUTOR_RESULTS`` if set; else ``results/`` of the book checkout that
+    ``start`` (default: the working directory) lies in, the nearest folder above holding
+    ``_toc.yml`` (git ignores ``results/``); else ``results/`` under ``start`` (on Colab, say)."""
+    env = os.environ.get(RESULTS_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder / "results"
+    return here / "results"
+
+
+def results_filename(slug: str, profile: str, seed: int) -> str:
+    """``<slug>-<profile>-seed<seed>.json``: one results file per chapter, profile and seed."""
+    return f"{slug}-{profile}-seed{int(seed)}.json"
+
+
+def _findings_frame(findings: pd.DataFrame | Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """One findings table from one or several :func:`claims_table` outputs (checked)."""
+    tables = [findings] if isinstance(findings, pd.DataFrame) else list(findings)
+    if not tables or not all(isinstance(t, pd.DataFrame) for t in tables):
+        raise TypeError("findings: expected a claims_table() DataFrame or a list of them")
+    for t in tables:
+        if not {"kind", "holds"} <= set(t.columns):
+            raise ValueError("findings: expected claims_table() outputs (columns 'kind' and "
+                             f"'holds'), got columns {list(t.columns)}")
+    df = pd.concat(tables)
+    if "detail" in df:
+        df["detail"] = df["detail"].fillna("")
+    dup = df.index[df.index.duplicated()].unique().tolist()
+    if dup:
+        raise ValueError(f"findings: each finding must be stated once; repeated: {dup}")
+    for text, kind in df["kind"].items():
+        _check_kind(kind, f"finding {text!r}")
+    return df
+
+
+def save_notebook_results(slug: str, rt: Any, findings: pd.DataFrame | Iterable[pd.DataFrame],
+                          tables: Mapping[str, pd.DataFrame] | None = None, config: Any = None,
+                          folder: str | os.PathLike | None = None,
+                          wall_time_s: float | None = None) -> Path:
+    """Save a chapter's run for the book's scoreboard: the last code cell of its notebook::
+
+        saved = report.save_notebook_results("tide", rt, findings, tables={"t2": t2}, config=cfg)
+
+    ``rt`` is the notebook's :func:`cvtutor.setup` runtime (profile, device, seed); ``findings``
+    its ``findings`` table (:func:`claims_table`, or a list of them); ``tables`` the paper-vs-ours
+    tables (:func:`compare`) by name; ``config`` the run's ``Config`` (its ``seeds`` are recorded).
+    Writes :func:`results_filename` under ``folder`` (default :func:`results_dir`) with
+    :func:`run_metadata`; the wall time defaults to the time since the setup cell imported
+    ``cvtutor.report``. Prints where it wrote, relative to the working directory.
+    """
+    df = _findings_frame(findings)
+    tables = dict(tables or {})
+    bad = [name for name, t in tables.items() if not isinstance(t, pd.DataFrame)]
+    if bad:
+        kinds = [type(tables[b]).__name__ for b in bad]
+        raise TypeError(f"tables: expected DataFrames by name, got {kinds} for {bad}")
+    seeds = getattr(config, "seeds", None)
+    if wall_time_s is None:
+        wall_time_s = time.perf_counter() - _STARTED
+    meta = run_metadata(slug, rt.profile, rt.device, rt.seed, wall_time_s=wall_time_s,
+                        seeds=None if seeds is None else list(seeds), source="notebook")
+    if config is not None:
+        meta["config"] = type(config).__qualname__
+    path = save_results({"findings": df, "tables": tables}, Path(folder or results_dir()) /
+                        results_filename(slug, rt.profile, rt.seed), meta)
+    n = len(tables)
+    print(f"saved {len(df)} findings and {n} table{'s' * (n != 1)} to {os.path.relpath(path)}")
+    return path

@@ -3,7 +3,9 @@
 #   1. the unit tests (tests/, except the browser test);
 #   2. every notebook executed once, by nbmake, with the fast profile and a time-out, on a staged
 #      copy of the book under _book/ (so the executed outputs never land in notebooks/);
-#   3. the book built from those executed notebooks (no second execution);
+#   3. the scoreboard read from the results files the notebooks saved (in $stage/results, beside
+#      any result files of results/, e.g. full-profile runs from a GPU), then the book built from
+#      those executed notebooks (no second execution; the build renders book/scoreboard.md);
 #   4. the built book opened in headless Chromium with the network off.
 # It stops at the first failing stage. CVTUTOR_TEST_JOBS sets the parallel workers (default 2).
 # Stage 2 ends with a table of each notebook's execution time (also in _book/notebook_times.tsv,
@@ -26,6 +28,8 @@ jobs=${CVTUTOR_TEST_JOBS:-2}
 timeout=${CVTUTOR_NOTEBOOK_TIMEOUT:-600}
 stage=_book  # not under _build: nbmake skips any path with a _build part
 export CVTUTOR_PROFILE=$profile CVTUTOR_PROGRESS=text PYTHONHASHSEED=0
+# each notebook saves its findings here (report.save_notebook_results); the book's scoreboard reads them
+export CVTUTOR_RESULTS="$PWD/$stage/results"
 # one torch thread per worker: $jobs workers share the cores, and oversubscribed threads make small
 # networks many times slower
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -56,6 +60,10 @@ run_notebooks() {
     rm -rf "$stage"
     mkdir -p "$stage"
     cp -r _config.yml _toc.yml README.md book notebooks "$stage"/
+    mkdir -p "$CVTUTOR_RESULTS"
+    if compgen -G "results/*.json" > /dev/null; then  # results dropped in by hand (full runs on a GPU)
+        cp results/*.json "$CVTUTOR_RESULTS"/
+    fi
     local status=0
     python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
         --rootdir="$stage" -o addopts="" -q --junitxml="$stage/notebooks.junit.xml" "$stage"/notebooks || status=$?
@@ -75,7 +83,8 @@ python -m pytest tests -m "not browser" -n "$jobs" -q
 echo "== 2/4 notebooks (nbmake, fast profile, ${timeout}s time-out each)"
 run_notebooks
 
-echo "== 3/4 book (from the executed notebooks)"
+echo "== 3/4 scoreboard and book (from the executed notebooks)"
+python -m cvtutor scoreboard --results "$CVTUTOR_RESULTS"  # fails on a malformed results file, naming it
 python - "$stage/_config.yml" <<'PY'
 import sys, yaml
 path = sys.argv[1]

@@ -202,3 +202,51 @@ def test_built_references_page_lists_the_papers():
     _need_book()
     text = (HTML / "book" / "references.html").read_text(encoding="utf-8")
     assert "TIDE" in text and "github.com/dbolya/tide" in text
+
+
+# ---- the scoreboard page (issue 17) ----------------------------------------------------------
+def broken_links(page: Path) -> list[str]:
+    """Links of a built page whose target page or anchor (``#id``) does not exist."""
+    soup = _soup(page.read_text(encoding="utf-8"))
+    bad = []
+    for a in _main(soup).find_all("a", href=True):
+        href = a["href"]
+        if href.startswith(("http:", "https:", "mailto:")) or "#" not in href:
+            continue
+        target, frag = href.split("#", 1)
+        path = page if not target else (page.parent / target).resolve()
+        if not path.is_file():
+            bad.append(f"{href}: no page {target}")
+        elif frag and _soup(path.read_text(encoding="utf-8")).find(id=frag) is None:
+            bad.append(f"{href}: no element with id {frag!r}")
+    return bad
+
+
+def test_link_check_catches_a_missing_anchor(tmp_path):
+    (tmp_path / "a.html").write_text(_page('<h2 id="here">x</h2>'))
+    links = ('<a href="a.html#here">ok</a> <a href="a.html#gone">bad</a> '
+             '<a href="c.html#x">no page</a> <a href="#top">no id</a>')
+    (tmp_path / "b.html").write_text(_page(links))
+    bad = broken_links(tmp_path / "b.html")
+    assert len(bad) == 3 and "'gone'" in bad[0] and "no page" in bad[1] and "'top'" in bad[2]
+
+
+@pytest.mark.browser
+def test_built_scoreboard_lists_every_finding_and_its_links_resolve():
+    """One row per finding of the results the book was built from (``CVTUTOR_RESULTS``, as
+    tests/run.sh sets it), every done chapter present, and every link landing on its section."""
+    _need_book()
+    from cvtutor import report, scoreboard
+
+    page = HTML / "book" / "scoreboard.html"
+    assert page.is_file(), "the book has no scoreboard page"
+    soup = _soup(page.read_text(encoding="utf-8"))
+    shown = soup.select("table.cvtutor-scoreboard tbody tr")
+    rows = scoreboard.scoreboard_rows(scoreboard.collect(report.results_dir(ROOT)))
+    assert len(shown) == len(rows), f"{len(shown)} rows shown, {len(rows)} findings in results"
+    assert [r.find_all("td")[1].get_text(strip=True) for r in shown] == list(rows.finding)
+    text = _main(soup).get_text(" ")
+    for t in scoreboard.done_chapters():
+        assert soup.find(id=scoreboard._heading_id(t)) is not None, f"no section for {t.id}"
+    assert "no result yet" in text or len(shown) > 0
+    assert not broken_links(page)

@@ -110,6 +110,7 @@ def browser():
 def test_the_book_was_built():
     _need(HTML.is_dir(), f"no built book at {HTML}")
     assert "notebooks/00_getting_started.html" in PAGES
+    assert "book/scoreboard.html" in PAGES
     assert (HTML / "_static" / "plotly.min.js").is_file()
     assert (HTML / "_static" / "mathjax" / "tex-svg.js").is_file()
 
@@ -184,3 +185,22 @@ def test_the_measures_catch_their_problems(browser, tmp_path):
     assert wide and wide[0]["tag"] == "table" and wide[0]["width"] > wide[0]["column"]
     assert "pre" in [w["tag"] for w in wide]  # the code line that needs a scroll bar
     assert covered and "A title" in covered
+
+
+def test_scoreboard_links_land_on_the_chapters_findings(server, browser):
+    """Following the scoreboard's first link to each chapter lands on an element of that page."""
+    _need("book/scoreboard.html" in PAGES, "no scoreboard page")
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.goto(f"{server}/book/scoreboard.html")
+    hrefs = pg.eval_on_selector_all("article a[href*='notebooks/'][href*='#']",
+                                    "els => els.map(e => e.href)")
+    assert hrefs, "the scoreboard links to no chapter section"
+    missing = []
+    for href in dict.fromkeys(hrefs):
+        pg.goto(href)
+        found = "() => !!document.getElementById(decodeURIComponent(location.hash.slice(1)))"
+        if not pg.evaluate(found):
+            missing.append(href)
+    ctx.close()
+    assert not missing, f"links to sections that do not exist: {missing}"

@@ -37,7 +37,8 @@ def test_run_getting_started_writes_results(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     results, meta = report.load_results(tmp_path / "getting_started-fast-seed1.json")
     assert meta["slug"] == "getting_started" and meta["profile"] == "fast" and meta["seed"] == 1
-    assert meta["wall_time_s"] > 0
+    assert meta["wall_time_s"] > 0 and meta["seeds"] == [0]
+    assert meta["source"] == "python -m cvtutor run"
     assert 0.9 < results["svc_accuracy"] <= 1.0
     assert set(results["accuracy"]["model"]) == {"softmax", "mlp"}
 

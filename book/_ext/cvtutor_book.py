@@ -91,4 +91,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", _page_context)
     app.connect("source-read", _link_intro_table)
     app.connect("build-finished", _copy_assets)
+    from cvtutor import scoreboard
+
+    scoreboard.connect(app)  # book/scoreboard.md, from the results files the notebooks saved
     return {"parallel_read_safe": True, "parallel_write_safe": True}

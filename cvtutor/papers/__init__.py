@@ -9,6 +9,7 @@ agrees with the files that exist.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -188,9 +189,12 @@ def load(slug: str) -> ModuleType:
     return importlib.import_module(tutorial.module_name)
 
 
-def status_table() -> str:
-    """The README's table of tutorials, as Markdown (``python -m cvtutor table``)."""
-    lines = ["| id | paper | part | status | slug |", "|---|---|---|---|---|"]
+def status_table(held: Mapping[str, str] | None = None) -> str:
+    """The README's table of tutorials, as Markdown (``python -m cvtutor table``). ``held`` fills the
+    column "findings held (fast)" by slug (``"7 of 9"``, from ``cvtutor.scoreboard.held_counts``);
+    a tutorial without a fast result shows "—". The slug stays the last column (the book links it)."""
+    held = held or {}
+    lines = ["| id | paper | part | status | findings held (fast) | slug |", "|---|---|---|---|---|---|"]
     for t in TUTORIALS:
-        lines.append(f"| {t.id} | {t.title} | {PARTS[t.part]} | {t.status} | `{t.slug}` |")
+        lines.append(f"| {t.id} | {t.title} | {PARTS[t.part]} | {t.status} | {held.get(t.slug, '—')} | `{t.slug}` |")
     return "\n".join(lines)
