@@ -253,8 +253,6 @@ def test_every_done_notebook_shows_and_saves_its_findings(tutorial):
     assert anchor is not None, "no report.findings_summary cell"
     cells = json.loads((ROOT / tutorial.notebook).read_text())["cells"]
     last = "".join(next(c for c in reversed(cells) if c["cell_type"] == "code")["source"])
-    if tutorial.slug == "tide" and "save_notebook_results" not in last:  # edited elsewhere now
-        pytest.xfail("tide's save cell is added after the merge")
     assert f'report.save_notebook_results("{tutorial.slug}", rt,' in last
 
 
