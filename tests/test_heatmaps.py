@@ -22,8 +22,8 @@ def test_soft_argmax_recovers_subpixel_centres():
     xy = torch.tensor([[[13.3, 9.8], [12.05, 14.6]]], dtype=D)
     logits = torch.log(HM.gaussian_heatmaps(xy * 2, 64, 32, 1.5))  # heatmap units = image/2
     assert (HM.soft_argmax(logits) - xy).abs().max() < 1e-6
-    xyz = torch.tensor([[[5.2, 6.7, 4.1]]], dtype=D)
-    vol = torch.log(HM.gaussian_heatmaps_3d(xyz, (10, 12, 14), 1.2))
+    xyz = torch.tensor([[[8.2, 8.7, 8.1]]], dtype=D)
+    vol = torch.log(HM.gaussian_heatmaps_3d(xyz, (16, 17, 18), 1.0))
     assert (HM.soft_argmax(vol, dims=3) - xyz).abs().max() < 1e-6
     logits.requires_grad_(True)
     HM.soft_argmax(logits).sum().backward()
