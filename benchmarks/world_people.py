@@ -27,32 +27,57 @@ def _timed(fn, device: str) -> float:
 def bench_world(device: str, size: int, n: int, people: int = 6, views: int = 4) -> dict:
     world = BodyWorld(n_people=people, n_views=views, image_size=size, seed=0, device=device)
     dt = _timed(lambda: world.sample(n), device)
-    return {"device": device, "what": f"BodyWorld.sample ({people} people, {views} views, {size} px)",
-            "items": n, "seconds": round(dt, 3), "items_per_s": round(n / dt, 1)}
+    return {
+        "device": device,
+        "what": f"BodyWorld.sample ({people} people, {views} views, {size} px)",
+        "items": n,
+        "seconds": round(dt, 3),
+        "items_per_s": round(n / dt, 1),
+    }
 
 
 def bench_geometry(device: str, n: int) -> list[dict]:
     g = torch.Generator(device=device).manual_seed(0)
     R, t, _ = G.camera_ring(8, 6.0, 2.0, target=(0.0, 0.0, 1.0), device=device)
     K = G.intrinsics(128, 150.0, device=device)
-    X = torch.randn(n, 3, generator=g, device=device) * 0.5 + torch.tensor([0, 0, 1.0], device=device)
+    X = torch.randn(n, 3, generator=g, device=device) * 0.5 + torch.tensor(
+        [0, 0, 1.0], device=device
+    )
     uv = G.project(G.world_to_camera(X[None], R, t), K).permute(1, 0, 2)  # (n, 8, 2)
     P = G.projection_matrix(K, R, t).expand(n, 8, 3, 4)
 
     def res(x):
-        return (G.project(G.world_to_camera(x[:, None, None], R, t)[..., 0, :], K) - uv).reshape(len(x), -1)
+        return (G.project(G.world_to_camera(x[:, None, None], R, t)[..., 0, :], K) - uv).reshape(
+            len(x), -1
+        )
 
-    boxes = torch.cat([torch.rand(n, 3, generator=g, device=device) * 4, 1 + torch.rand(n, 3, generator=g,
-                                                                                       device=device),
-                       torch.rand(n, 1, generator=g, device=device) * 6.28], -1)
+    boxes = torch.cat(
+        [
+            torch.rand(n, 3, generator=g, device=device) * 4,
+            1 + torch.rand(n, 3, generator=g, device=device),
+            torch.rand(n, 1, generator=g, device=device) * 6.28,
+        ],
+        -1,
+    )
     rows = []
-    for name, fn in (("triangulate_dlt (8 views)", lambda: G.triangulate_dlt(P, uv)),
-                     ("levenberg_marquardt (3 params, 16 residuals, 5 iters)",
-                      lambda: G.levenberg_marquardt(res, X + 0.01, iters=5)),
-                     ("iou_3d (rotated boxes)", lambda: G.iou_3d(boxes, boxes.roll(1, 0)))):
+    for name, fn in (
+        ("triangulate_dlt (8 views)", lambda: G.triangulate_dlt(P, uv)),
+        (
+            "levenberg_marquardt (3 params, 16 residuals, 5 iters)",
+            lambda: G.levenberg_marquardt(res, X + 0.01, iters=5),
+        ),
+        ("iou_3d (rotated boxes)", lambda: G.iou_3d(boxes, boxes.roll(1, 0))),
+    ):
         dt = _timed(fn, device)
-        rows.append({"device": device, "what": name, "items": n, "seconds": round(dt, 4),
-                     "items_per_s": round(n / dt, 1)})
+        rows.append(
+            {
+                "device": device,
+                "what": name,
+                "items": n,
+                "seconds": round(dt, 4),
+                "items_per_s": round(n / dt, 1),
+            }
+        )
     return rows
 
 

@@ -1,4 +1,6 @@
-"""The body world: skeleton, limits, subjects, presets, crowds, visibility, detector model, crops."""
+"""The body world: skeleton, limits, subjects, presets, crowds, visibility, detector model,
+crops."""
+
 import math
 
 import pytest
@@ -12,12 +14,18 @@ from cvtutor.data.bodies import skeleton as sk
 def test_rest_pose_topology_and_coco_mapping():
     x = B.forward_kinematics(torch.zeros(1, 23, 3))[0]
     assert torch.allclose(x, torch.tensor(sk.REST), atol=1e-6)
-    assert len(B.JOINT_NAMES) == 23 and B.N_H36M == 17 and all(p < j for j, p in enumerate(B.PARENT) if j)
+    assert (
+        len(B.JOINT_NAMES) == 23
+        and B.N_H36M == 17
+        and all(p < j for j, p in enumerate(B.PARENT) if j)
+    )
     coco = B.coco17(x[None])[0]
     for k, j in enumerate(sk.COCO_FROM_BODY):
         if j >= 0:
             assert torch.equal(coco[k], x[j])
-    assert torch.allclose(coco[1, 0], -coco[2, 0]) and torch.allclose(coco[3, 0], -coco[4, 0])  # mirror pairs
+    assert torch.allclose(coco[1, 0], -coco[2, 0]) and torch.allclose(
+        coco[3, 0], -coco[4, 0]
+    )  # mirror pairs
     assert (coco[1:3, 1] < coco[0, 1]).all()  # eyes behind the nose
     with pytest.raises(ValueError, match=r"\(\.\.\., 23, 3\)"):
         B.coco17(torch.zeros(17, 3))
@@ -36,7 +44,9 @@ def test_fk_respects_limits_and_lengths():
     x0 = B.forward_kinematics(B.clip_to_limits(wild))
     L = torch.rand(64, 23, generator=g) + 0.5
     xl = B.forward_kinematics(B.clip_to_limits(wild), L)
-    assert torch.allclose(B.bone_lengths(xl), B.bone_lengths(x0) * L[:, 1:], atol=1e-5)  # rotations keep lengths
+    assert torch.allclose(
+        B.bone_lengths(xl), B.bone_lengths(x0) * L[:, 1:], atol=1e-5
+    )  # rotations keep lengths
     with pytest.raises(ValueError, match=r"\(n, 23, 3\)"):
         B.forward_kinematics(torch.zeros(2, 17, 3))
 
@@ -68,7 +78,7 @@ def test_presets_stand_on_the_floor_and_world_is_seeded():
     test = w.sample(2, split="test")
     assert set(test["subject"].unique().tolist()) <= set(w.splits["test"])
     # the crowd's density: people per m² over the square
-    assert math.isclose(5 / w.side ** 2, w.density)
+    assert math.isclose(5 / w.side**2, w.density)
     with pytest.raises(ValueError, match="split"):
         w.sample(1, split="dev")
     with pytest.raises(ValueError, match="density"):
@@ -76,12 +86,21 @@ def test_presets_stand_on_the_floor_and_world_is_seeded():
 
 
 def test_occluded_joints_snap_to_their_occluder():
-    w = B.BodyWorld(n_people=2, n_views=1, image_size=64, seed=0, presets=("walk",), pose_noise=0.0,
-                    detector_sigma=0.0)
+    w = B.BodyWorld(
+        n_people=2,
+        n_views=1,
+        image_size=64,
+        seed=0,
+        presets=("walk",),
+        pose_noise=0.0,
+        detector_sigma=0.0,
+    )
     p = w.draw(1)
     eye = w.eyes[0]
     d = -eye[:2] / eye[:2].norm()
-    p["xy"] = torch.stack([-d * 2.0, d * 1.0])[None]  # person 0 in front of person 1 on the view axis
+    p["xy"] = torch.stack([-d * 2.0, d * 1.0])[
+        None
+    ]  # person 0 in front of person 1 on the view axis
     p["scale"] = torch.ones(1, 2)
     p["yaw"] = torch.atan2(d[0], -d[1]).expand(1, 2)  # both face the camera
     out = w.render(p)
@@ -92,8 +111,9 @@ def test_occluded_joints_snap_to_their_occluder():
     det = out["detected"][0, 0, 1][hidden]
     front = out["uv"][0, 0, 0]
     assert (torch.cdist(det, front).amin(-1) < 1e-4).all()  # each snapped onto a joint of person 0
-    assert torch.equal(out["detected"][0, 0][out["visible"][0, 0]],
-                       out["uv"][0, 0][out["visible"][0, 0]])  # visible joints are exact with σ = 0
+    assert torch.equal(
+        out["detected"][0, 0][out["visible"][0, 0]], out["uv"][0, 0][out["visible"][0, 0]]
+    )  # visible joints are exact with σ = 0
     assert (out["confidence"][0, 0, 1][hidden] == 0.3).all()
 
 
@@ -109,6 +129,6 @@ def test_crops_by_box_map_keypoints():
     local = B.to_crop(uv, boxes, 64)
     for b in range(2):
         for u, v in local[b]:
-            patch = crops[b, 0, int(v) - 1:int(v) + 2, int(u) - 1:int(u) + 2]
+            patch = crops[b, 0, int(v) - 1 : int(v) + 2, int(u) - 1 : int(u) + 2]
             assert patch.max() > 0.2  # the bright pixel lands where to_crop says
     assert crops.shape == (2, 1, 64, 64)

@@ -27,7 +27,12 @@ def test_axis_rotations_match_scipy():
 def test_so3_exp_log_match_scipy_and_round_trip():
     g = _gen(1)
     w = torch.randn(200, 3, generator=g, dtype=D)
-    w = w / w.norm(dim=-1, keepdim=True) * torch.rand(200, 1, generator=g, dtype=D) * (math.pi - 1e-3)
+    w = (
+        w
+        / w.norm(dim=-1, keepdim=True)
+        * torch.rand(200, 1, generator=g, dtype=D)
+        * (math.pi - 1e-3)
+    )
     w[0] = 0.0
     w[1] = torch.tensor([1e-5, -2e-5, 3e-6], dtype=D)
     w[2] = torch.tensor([0.0, 0.0, math.pi - 1e-7], dtype=D)  # near π
@@ -79,7 +84,9 @@ def test_look_at_ring_and_hemisphere():
     cam_eye = (R @ eyes[..., None])[..., 0] + t
     assert cam_eye.abs().max() < 1e-9  # the eye is the camera centre
     tgt = (R @ torch.tensor([0.0, 0.0, 1.0], dtype=D)[:, None])[..., 0] + t
-    assert torch.allclose(tgt[:, :2], torch.zeros(8, 2, dtype=D), atol=1e-9) and (tgt[:, 2] > 0).all()
+    assert (
+        torch.allclose(tgt[:, :2], torch.zeros(8, 2, dtype=D), atol=1e-9) and (tgt[:, 2] > 0).all()
+    )
     up = (R @ torch.tensor([0.0, 0.0, 1.0], dtype=D)[:, None])[..., 0]
     assert (up[:, 1] < 0).all()  # world up is image up (camera y points down)
     R2, t2, e2 = G.camera_hemisphere(20, radius=3.0, dtype=D)
@@ -117,7 +124,9 @@ def test_homography_dlt_matches_opencv():
     ref, _ = cv2.findHomography(src.numpy(), dst.numpy(), 0)
     ours = G.homography_dlt(src, dst)
     # both fit noisy data (0.5 px): the same mapping to well under the noise
-    assert (G.apply_homography(ours, src) - G.apply_homography(torch.from_numpy(ref), src)).abs().max() < 0.1
+    assert (
+        G.apply_homography(ours, src) - G.apply_homography(torch.from_numpy(ref), src)
+    ).abs().max() < 0.1
 
 
 def test_ground_plane_homography_maps_floor_points():
@@ -145,7 +154,9 @@ def test_triangulation_exact_and_matches_opencv():
     ref = cv2.triangulatePoints(P[0].numpy(), P[2].numpy(), uv[:, 0].T.numpy(), uv[:, 2].T.numpy())
     assert np.allclose((ref[:3] / ref[3]).T, X.numpy(), atol=1e-8)
     noisy = uv + torch.randn(uv.shape, generator=_gen(11), dtype=D)
-    ref = cv2.triangulatePoints(P[0].numpy(), P[2].numpy(), noisy[:, 0].T.numpy(), noisy[:, 2].T.numpy())
+    ref = cv2.triangulatePoints(
+        P[0].numpy(), P[2].numpy(), noisy[:, 0].T.numpy(), noisy[:, 2].T.numpy()
+    )
     ref = (ref[:3] / ref[3]).T
     ours = G.triangulate_dlt(P[[0, 2]].expand(30, 2, 3, 4), noisy[:, [0, 2]])
     # OpenCV does not normalise the rows, so the two weight the views differently under noise:
@@ -162,7 +173,9 @@ def test_umeyama_recovers_similarity_and_matches_scipy():
     t = torch.randn(6, 3, generator=g, dtype=D)
     dst = G.apply_similarity(s, R, t, src)
     s2, R2, t2 = G.umeyama(src, dst)
-    assert (s2 - s).abs().max() < 1e-9 and (R2 - R).abs().max() < 1e-9 and (t2 - t).abs().max() < 1e-9
+    assert (
+        (s2 - s).abs().max() < 1e-9 and (R2 - R).abs().max() < 1e-9 and (t2 - t).abs().max() < 1e-9
+    )
     noisy = dst + 0.05 * torch.randn(dst.shape, generator=g, dtype=D)
     _, Ru, _ = G.umeyama(src, noisy, scale=False)
     for k in range(6):
@@ -198,8 +211,13 @@ def test_levenberg_marquardt_matches_scipy_least_squares():
     analytic = G.levenberg_marquardt(res, x0, jacobian=jac, iters=60)
     gn = G.levenberg_marquardt(res, x0, jacobian=jac, iters=30, gauss_newton=True)
     for k in range(3):
-        ref = least_squares(lambda p: _curve_residual(torch.tensor(p)[None], ts, ys[k:k + 1])[0].numpy(),
-                            x0[k].numpy(), method="lm", xtol=1e-14, ftol=1e-14).x
+        ref = least_squares(
+            lambda p: _curve_residual(torch.tensor(p)[None], ts, ys[k : k + 1])[0].numpy(),
+            x0[k].numpy(),
+            method="lm",
+            xtol=1e-14,
+            ftol=1e-14,
+        ).x
         for out in (auto, analytic, gn):
             assert np.allclose(out["x"][k].numpy(), ref, atol=1e-6)
     assert (auto["history"][1:] <= auto["history"][:-1] + 1e-15).all()  # LM never raises the cost
@@ -233,17 +251,35 @@ def test_box_corners_and_iou_hand_cases():
 def test_bev_iou_matches_shapely():
     shapely = pytest.importorskip("shapely")
     from shapely.geometry import Polygon
+
     g = _gen(14)
     n = 300
-    a = torch.cat([torch.rand(n, 2, generator=g, dtype=D) * 3, torch.zeros(n, 1, dtype=D),
-                   torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
-                   torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi], -1)
-    b = torch.cat([torch.rand(n, 2, generator=g, dtype=D) * 3, torch.zeros(n, 1, dtype=D),
-                   torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
-                   torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi], -1)
+    a = torch.cat(
+        [
+            torch.rand(n, 2, generator=g, dtype=D) * 3,
+            torch.zeros(n, 1, dtype=D),
+            torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
+            torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi,
+        ],
+        -1,
+    )
+    b = torch.cat(
+        [
+            torch.rand(n, 2, generator=g, dtype=D) * 3,
+            torch.zeros(n, 1, dtype=D),
+            torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
+            torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi,
+        ],
+        -1,
+    )
     ours = G.bev_iou(a, b).numpy()
     ca, cb = G.bev_corners(a).numpy(), G.bev_corners(b).numpy()
-    ref = np.array([Polygon(ca[i]).intersection(Polygon(cb[i])).area
-                    / Polygon(ca[i]).union(Polygon(cb[i])).area for i in range(n)])
+    ref = np.array(
+        [
+            Polygon(ca[i]).intersection(Polygon(cb[i])).area
+            / Polygon(ca[i]).union(Polygon(cb[i])).area
+            for i in range(n)
+        ]
+    )
     assert (ref > 0).sum() > 50 and np.abs(ours - ref).max() < 1e-9
     assert shapely.__version__

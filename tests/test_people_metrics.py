@@ -30,7 +30,9 @@ def test_pa_mpjpe_zero_for_a_similarity_copy():
     copy = 0.7 * gt @ R.T + np.array([10.0, -40, 3000])
     assert pose.pa_mpjpe(copy, gt) < 1e-6 and pose.mpjpe(copy, gt) > 10
     noisy = gt + np.random.default_rng(1).normal(size=gt.shape) * 20
-    assert pose.pa_mpjpe(noisy, gt) <= pose.mpjpe(noisy, gt, root=None) + 1e-9  # alignment never hurts
+    assert (
+        pose.pa_mpjpe(noisy, gt) <= pose.mpjpe(noisy, gt, root=None) + 1e-9
+    )  # alignment never hurts
 
 
 def test_pck3d_auc_pcp_pckh():
@@ -76,6 +78,7 @@ def _coco_people(n=6, seed=0):
 
 def test_oks_matches_pycocotools_and_ap_is_one_on_ground_truth():
     from pycocotools.cocoeval import COCOeval
+
     uv, vis, area = _coco_people()
     image = np.array([0, 0, 1, 1, 2, 2])
     res = pose.coco_keypoint_ap(uv, vis, image, area, uv, np.ones(6), image)
@@ -85,9 +88,15 @@ def test_oks_matches_pycocotools_and_ap_is_one_on_ground_truth():
     # COCOeval.computeOks on the same pair (one gt, one detection per image)
     ev = COCOeval(iouType="keypoints")
     for k in range(6):
-        g = {"keypoints": np.concatenate([uv[k], vis[k][:, None]], 1).reshape(-1).tolist(), "area": area[k],
-             "bbox": [0, 0, 1, 1]}
-        d = {"keypoints": np.concatenate([noisy[k], np.ones((17, 1))], 1).reshape(-1).tolist(), "score": 1.0}
+        g = {
+            "keypoints": np.concatenate([uv[k], vis[k][:, None]], 1).reshape(-1).tolist(),
+            "area": area[k],
+            "bbox": [0, 0, 1, 1],
+        }
+        d = {
+            "keypoints": np.concatenate([noisy[k], np.ones((17, 1))], 1).reshape(-1).tolist(),
+            "score": 1.0,
+        }
         ev._gts = {(0, 1): [g]}
         ev._dts = {(0, 1): [d]}
         ev.params.maxDets = [20]

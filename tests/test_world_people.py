@@ -5,8 +5,17 @@ import pytest
 
 from cvtutor.papers import world_people as wp
 
-KEYS = {"identities", "world_identities", "triangulation", "density", "ordinal", "keypoint_ap", "findings",
-        "lm_cost_before", "lm_cost_after"}
+KEYS = {
+    "identities",
+    "world_identities",
+    "triangulation",
+    "density",
+    "ordinal",
+    "keypoint_ap",
+    "findings",
+    "lm_cost_before",
+    "lm_cost_after",
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +29,14 @@ def test_smoke_returns_every_table_and_the_checks_hold(smoke):
     assert smoke["keypoint_ap"].loc[0, "AP"] == pytest.approx(1.0)
     assert (smoke["ordinal"]["true depths"] == 1.0).all()
     full = wp.Config.full()
-    assert len(smoke["density"]) == len(full.densities) and len(smoke["ordinal"]) == len(full.scale_ranges)
+    assert len(smoke["density"]) == len(full.densities) and len(smoke["ordinal"]) == len(
+        full.scale_ranges
+    )
     assert smoke["lm_cost_after"] <= smoke["lm_cost_before"]
-    assert set(smoke["findings"].kind) <= {"sanity check", "construction"}  # a world chapter claims no paper
+    assert set(smoke["findings"].kind) <= {
+        "sanity check",
+        "construction",
+    }  # a world chapter claims no paper
 
 
 def test_smoke_keeps_full_code_paths():

@@ -131,18 +131,22 @@ def mpjpe(pred, gt, root: int | None = 0, valid=None) -> float:
 
 
 def abs_mpjpe(pred, gt, valid=None) -> float:
-    """Absolute MPJPE: no alignment at all, so the root's depth error counts (multi-person 3-D pose)."""
+    """Absolute MPJPE: no alignment at all, so the root's depth error counts (multi-person 3-D
+    pose)."""
     return mpjpe(pred, gt, root=None, valid=valid)
 
 
 def pa_mpjpe(pred, gt) -> float:
     """Procrustes-aligned MPJPE (protocol #2): each prediction is mapped by the similarity
-    ``(s, R, t)`` that best fits it to the ground truth (:func:`cvtutor.data.geometry.umeyama`), then
+    ``(s, R, t)`` that best fits it to the ground truth (:func:`cvtutor.data.geometry.umeyama`),
+    then
     MPJPE without root alignment; 0 for any similarity copy of the ground truth."""
     p = torch.as_tensor(_np(pred, "pred"))
     g = torch.as_tensor(_np(gt, "gt"))
     if p.shape != g.shape or p.ndim != 3:
-        raise ValueError(f"pred and gt must both be (n, J, 3); got {tuple(p.shape)} and {tuple(g.shape)}")
+        raise ValueError(
+            f"pred and gt must both be (n, J, 3); got {tuple(p.shape)} and {tuple(g.shape)}"
+        )
     s, R, t = umeyama(p, g)
     return mpjpe(apply_similarity(s, R, t, p), g, root=None)
 
@@ -155,8 +159,11 @@ def pck3d(pred, gt, threshold: float = 150.0, root: int | None = 0, valid=None) 
     return float((e[_valid(valid, e.shape)] <= threshold).mean())
 
 
-def auc3d(pred, gt, t_max: float = 150.0, steps: int = 31, root: int | None = 0, valid=None) -> float:
-    """Area under the 3DPCK curve over ``[0, t_max]`` (MuPoTS-3D: 0-150 mm), normalised to [0, 1]."""
+def auc3d(
+    pred, gt, t_max: float = 150.0, steps: int = 31, root: int | None = 0, valid=None
+) -> float:
+    """Area under the 3DPCK curve over ``[0, t_max]`` (MuPoTS-3D: 0-150 mm), normalised to [0,
+    1]."""
     t = np.linspace(0.0, t_max, steps)
     curve = np.array([pck3d(pred, gt, tt, root, valid) for tt in t])
     return float(np.trapezoid(curve, t) / t_max)
@@ -164,7 +171,8 @@ def auc3d(pred, gt, t_max: float = 150.0, steps: int = 31, root: int | None = 0,
 
 def pcp(pred, gt, bones, alpha: float = 0.5) -> float:
     """Percentage of correct parts (strict PCP): a bone ``(a, b)`` is correct when both predicted
-    endpoints lie within ``α·‖X_a - X_b‖`` of their ground truth; the mean over bones and samples."""
+    endpoints lie within ``α·‖X_a - X_b‖`` of their ground truth; the mean over bones and
+    samples."""
     p, g = _np(pred, "pred"), _np(gt, "gt")
     e = joint_errors(p, g)
     a = np.array([i for i, _ in bones])
@@ -180,7 +188,9 @@ def pckh(pred_uv, gt_uv, head_size, alpha: float = 0.5, valid=None) -> float:
     e = joint_errors(pred_uv, gt_uv)
     h = _np(head_size, "head_size").reshape(-1, 1)
     if h.shape[0] != e.shape[0]:
-        raise ValueError(f"head_size must have one entry per sample ({e.shape[0]}), got {h.shape[0]}")
+        raise ValueError(
+            f"head_size must have one entry per sample ({e.shape[0]}), got {h.shape[0]}"
+        )
     return float((e <= alpha * h)[_valid(valid, e.shape)].mean())
 
 
@@ -201,11 +211,14 @@ def depth_order_accuracy(pred_z, gt_z, valid=None, min_gap: float = 0.0) -> floa
 
 
 # ---- COCO keypoints: OKS and AP (pycocotools is the reference) ---------------------------------
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
+# per-keypoint falloffs σ_j of COCO's OKS (cocoapi), in COCO-17 order
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
+                        .89, .89]) / 10
 
 
 def oks(pred_uv, gt_uv, visible, area, sigmas=COCO_SIGMAS) -> np.ndarray:
-    """Object keypoint similarity per instance ``(n,)``: ``Σ_j v_j exp(-d_j²/(2 s² k_j²)) / Σ_j v_j``
+    """Object keypoint similarity per instance ``(n,)``: ``Σ_j v_j exp(-d_j²/(2 s² k_j²)) / Σ_j
+    v_j``
     with ``s² = area`` and ``k_j = 2σ_j`` (COCO's definition, as ``COCOeval.computeOks``)."""
     d2 = joint_errors(pred_uv, gt_uv) ** 2
     v = _np(visible, "visible") > 0
@@ -215,13 +228,15 @@ def oks(pred_uv, gt_uv, visible, area, sigmas=COCO_SIGMAS) -> np.ndarray:
     return sim.sum(1) / np.maximum(v.sum(1), 1)
 
 
-def coco_keypoint_ap(gt_uv, gt_visible, gt_image, gt_area, pred_uv, pred_score, pred_image,
-                     gt_boxes=None) -> dict[str, float]:
+def coco_keypoint_ap(
+    gt_uv, gt_visible, gt_image, gt_area, pred_uv, pred_score, pred_image, gt_boxes=None
+) -> dict[str, float]:
     """Keypoint AP through pycocotools' ``COCOeval(iouType="keypoints")``.
 
     Ground truth: ``gt_uv (N, 17, 2)``, ``gt_visible (N, 17)`` (COCO ``v``: 0 absent, 1 hidden,
     2 visible), ``gt_image (N,)`` image ids, ``gt_area (N,)`` (segment area in px²), optional
-    ``gt_boxes (N, 4)`` (x, y, w, h; default: the keypoints' box). Detections: ``pred_uv (M, 17, 2)``,
+    ``gt_boxes (N, 4)`` (x, y, w, h; default: the keypoints' box). Detections: ``pred_uv (M, 17,
+    2)``,
     ``pred_score (M,)``, ``pred_image (M,)``. Returns AP, AP50, AP75, APm, APl, AR.
     """
     import contextlib
@@ -232,9 +247,13 @@ def coco_keypoint_ap(gt_uv, gt_visible, gt_image, gt_area, pred_uv, pred_score, 
 
     g, v = _np(gt_uv, "gt_uv"), _np(gt_visible, "gt_visible").astype(int)
     if g.ndim != 3 or g.shape[1:] != (17, 2) or v.shape != g.shape[:2]:
-        raise ValueError(f"gt_uv must be (N, 17, 2) and gt_visible (N, 17); got {g.shape}, {v.shape}")
+        raise ValueError(
+            f"gt_uv must be (N, 17, 2) and gt_visible (N, 17); got {g.shape}, {v.shape}"
+        )
     p = _np(pred_uv, "pred_uv")
-    images = sorted({int(i) for i in np.asarray(gt_image)} | {int(i) for i in np.asarray(pred_image)})
+    images = sorted(
+        {int(i) for i in np.asarray(gt_image)} | {int(i) for i in np.asarray(pred_image)}
+    )
     anns = []
     for k in range(len(g)):
         if gt_boxes is None:
@@ -244,22 +263,44 @@ def coco_keypoint_ap(gt_uv, gt_visible, gt_image, gt_area, pred_uv, pred_score, 
         else:
             box = [float(b) for b in np.asarray(gt_boxes)[k]]
         kp = np.concatenate([g[k], v[k][:, None]], 1).reshape(-1)
-        anns.append({"id": k + 1, "image_id": int(np.asarray(gt_image)[k]), "category_id": 1, "iscrowd": 0,
-                     "area": float(np.asarray(gt_area)[k]), "bbox": box, "keypoints": kp.tolist(),
-                     "num_keypoints": int((v[k] > 0).sum())})
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": int(np.asarray(gt_image)[k]),
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": float(np.asarray(gt_area)[k]),
+                "bbox": box,
+                "keypoints": kp.tolist(),
+                "num_keypoints": int((v[k] > 0).sum()),
+            }
+        )
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": [{"id": i} for i in images], "annotations": anns,
-                        "categories": [{"id": 1, "name": "person"}]}
+        coco.dataset = {
+            "images": [{"id": i} for i in images],
+            "annotations": anns,
+            "categories": [{"id": 1, "name": "person"}],
+        }
         coco.createIndex()
-        dets = [{"image_id": int(np.asarray(pred_image)[m]), "category_id": 1,
-                 "score": float(np.asarray(pred_score)[m]),
-                 "keypoints": np.concatenate([p[m], np.ones((17, 1))], 1).reshape(-1).tolist()}
-                for m in range(len(p))]
+        dets = [
+            {
+                "image_id": int(np.asarray(pred_image)[m]),
+                "category_id": 1,
+                "score": float(np.asarray(pred_score)[m]),
+                "keypoints": np.concatenate([p[m], np.ones((17, 1))], 1).reshape(-1).tolist(),
+            }
+            for m in range(len(p))
+        ]
         if not dets:
             return {k: 0.0 for k in ("AP", "AP50", "AP75", "APm", "APl", "AR")}
         ev = COCOeval(coco, coco.loadRes(dets), iouType="keypoints")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return dict(zip(("AP", "AP50", "AP75", "APm", "APl", "AR"), (float(x) for x in ev.stats[[0, 1, 2, 3, 4, 5]])))
+    return dict(
+        zip(
+            ("AP", "AP50", "AP75", "APm", "APl", "AR"),
+            (float(x) for x in ev.stats[[0, 1, 2, 3, 4, 5]]),
+        )
+    )

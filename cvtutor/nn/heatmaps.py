@@ -12,9 +12,13 @@ from typing import Callable, Sequence
 
 import torch
 
-def gaussian_heatmaps(uv: torch.Tensor, image_size: int, heatmap_size: int, sigma: float) -> torch.Tensor:
-    """``H_j(p) = exp(-‖p - uv_j‖² / (2σ²))`` on an ``h × h`` grid (σ in heatmap pixels; heatmap pixel
-    centres at ``(j + 0.5)·S/h`` in image pixels), zero for joints outside the crop. uv ``(B, J, 2)``."""
+def gaussian_heatmaps(
+    uv: torch.Tensor, image_size: int, heatmap_size: int, sigma: float
+) -> torch.Tensor:
+    """``H_j(p) = exp(-‖p - uv_j‖² / (2σ²))`` on an ``h × h`` grid (σ in heatmap pixels; heatmap
+    pixel
+    centres at ``(j + 0.5)·S/h`` in image pixels), zero for joints outside the crop. uv ``(B, J,
+    2)``."""
     scale = heatmap_size / image_size
     g = torch.arange(heatmap_size, dtype=uv.dtype, device=uv.device) + 0.5
     u = uv[..., 0, None, None] * scale
@@ -24,8 +28,11 @@ def gaussian_heatmaps(uv: torch.Tensor, image_size: int, heatmap_size: int, sigm
     return torch.exp(-d2 / (2 * sigma * sigma)) * inside[..., None, None]
 
 
-def gaussian_heatmaps_3d(xyz: torch.Tensor, size: tuple[int, int, int], sigma: float) -> torch.Tensor:
-    """Volumetric targets ``H_j(p) = exp(-‖p - x_j‖²/(2σ²))`` on a ``D × H × W`` grid of voxel centres
+def gaussian_heatmaps_3d(
+    xyz: torch.Tensor, size: tuple[int, int, int], sigma: float
+) -> torch.Tensor:
+    """Volumetric targets ``H_j(p) = exp(-‖p - x_j‖²/(2σ²))`` on a ``D × H × W`` grid of voxel
+    centres
     ``(k + 0.5)``: ``xyz (B, J, 3)`` = (x, y, z) in voxel units → ``(B, J, D, H, W)``."""
     if xyz.shape[-1] != 3:
         raise ValueError(f"xyz must be (B, J, 3) in voxel units, got {tuple(xyz.shape)}")
@@ -43,8 +50,10 @@ def soft_argmax(logits: torch.Tensor, dims: int = 2, beta: float = 1.0) -> torch
     axes, differentiable. ``(B, J, H, W)`` → ``(B, J, 2)`` = (x, y); ``(B, J, D, H, W)`` with
     ``dims=3`` → ``(B, J, 3)`` = (x, y, z); in heatmap units with pixel centres at ``k + 0.5``."""
     if dims not in (2, 3) or logits.ndim < dims + 1:
-        raise ValueError(f"soft_argmax: need dims in (2, 3) and (..., {'D, ' if dims == 3 else ''}H, W) "
-                         f"logits; got dims={dims}, shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"soft_argmax: need dims in (2, 3) and (..., {'D, ' if dims == 3 else ''}H, W) "
+            f"logits; got dims={dims}, shape {tuple(logits.shape)}"
+        )
     spatial = logits.shape[-dims:]
     p = torch.softmax(beta * logits.flatten(-dims), -1).reshape(logits.shape)
     coords = []
@@ -56,8 +65,11 @@ def soft_argmax(logits: torch.Tensor, dims: int = 2, beta: float = 1.0) -> torch
     return torch.stack(coords, -1)
 
 
-def argmax_decode(heatmaps: torch.Tensor, quarter_offset: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The classic decoder (SimpleBaseline / HRNet): the arg-max pixel, moved a quarter pixel towards
+def argmax_decode(
+    heatmaps: torch.Tensor, quarter_offset: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classic decoder (SimpleBaseline / HRNet): the arg-max pixel, moved a quarter pixel
+    towards
     its higher neighbour on each axis, ``x̂ = j + 0.5 + 0.25·sign(H[j+1] - H[j-1])``.
     ``(B, J, H, W)`` → coordinates ``(B, J, 2)`` (heatmap units) and the peak values ``(B, J)``."""
     if heatmaps.ndim != 4:
@@ -68,10 +80,14 @@ def argmax_decode(heatmaps: torch.Tensor, quarter_offset: bool = True) -> tuple[
     y, x = idx // W, idx % W
     xy = torch.stack([x, y], -1).to(heatmaps.dtype) + 0.5
     if quarter_offset:
+
         def at(yy, xx):
             inside = (xx >= 0) & (xx < W) & (yy >= 0) & (yy < H)
-            v = torch.gather(flat, 2, (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1))[..., None])[..., 0]
+            v = torch.gather(flat, 2, (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1))[..., None])[
+                ..., 0
+            ]
             return torch.where(inside, v, peak)  # a border peak gets no offset on that side
+
         dx = at(y, x + 1) - at(y, x - 1)
         dy = at(y + 1, x) - at(y - 1, x)
         xy = xy + 0.25 * torch.stack([torch.sign(dx), torch.sign(dy)], -1)
@@ -95,8 +111,12 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]])
     return heatmaps.flip(-1)[:, perm]
 
 
-def flip_test(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-              flip_pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Test-time flip augmentation: ``½·(f(x) + flip(f(flip(x))))`` for images ``(B, C, H, W)`` and a
+def flip_test(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    flip_pairs: Sequence[tuple[int, int]],
+) -> torch.Tensor:
+    """Test-time flip augmentation: ``½·(f(x) + flip(f(flip(x))))`` for images ``(B, C, H, W)`` and
+    a
     model returning heatmaps ``(B, J, h, w)``."""
     return 0.5 * (model(images) + flip_heatmaps(model(images.flip(-1)), flip_pairs))

@@ -3,8 +3,10 @@ kinematics with per-joint limits, subjects as bone-length sets, and pose presets
 
 Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
 Body frame (metres): x the person's left, y forward, z up; the rest pose stands at the origin
-(pelvis at 0.95 m for a subject of scale 1) with the arms hanging down. A pose is ``angles (n, 23, 3)``
-in degrees, per joint ``(flex, abd, twist)`` = rotations about the body x, y and z axes of that joint's
+(pelvis at 0.95 m for a subject of scale 1) with the arms hanging down. A pose is ``angles (n, 23,
+3)``
+in degrees, per joint ``(flex, abd, twist)`` = rotations about the body x, y and z axes of that
+joint's
 parent frame, ``R_j = Rx(flex)·Ry(abd)·Rz(twist)``; a joint's rotation moves all its descendants.
 """
 from __future__ import annotations
@@ -13,10 +15,10 @@ import torch
 
 from cvtutor.data.geometry.rotations import rot_x, rot_y, rot_z
 
-JOINT_NAMES = (
-    "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "thorax", "neck_nose", "head",
-    "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",  # the 17 Human3.6M joints
-    "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",  # 6 foot joints
+JOINT_NAMES = (  # the 17 Human3.6M joints, then 6 foot joints
+    "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "thorax",
+    "neck_nose", "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+    "l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel",
 )
 N_JOINTS = 23
 N_H36M = 17
@@ -36,10 +38,17 @@ REST = (  # rest positions (m) of a scale-1 subject
 )
 
 # COCO-17 from the skeleton: 13 joints are shared; the eyes and ears are placed in the head frame
-COCO_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
-              "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
+COCO_NAMES = (
+    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",
+    "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle",
+)
 COCO_FROM_BODY = (9, -1, -1, -1, -1, 11, 14, 12, 15, 13, 16, 4, 1, 5, 2, 6, 3)
-COCO_FACE = ((0.035, 0.02, 0.04), (-0.035, 0.02, 0.04), (0.075, -0.05, 0.02), (-0.075, -0.05, 0.02))  # x, back, up
+COCO_FACE = (
+    (0.035, 0.02, 0.04),
+    (-0.035, 0.02, 0.04),
+    (0.075, -0.05, 0.02),
+    (-0.075, -0.05, 0.02),
+)  # x, back, up
 COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 
 _NARROW = ((-25.0, 10.0), (-10.0, 10.0), (-15.0, 15.0))
@@ -50,7 +59,8 @@ LIMITS = {  # (flex, abd, twist) ranges in degrees; every other joint is rigid
     "l_knee": ((-150.0, 0.0), (0.0, 0.0), (-10.0, 10.0)),
     "r_ankle": ((-45.0, 30.0), (-25.0, 25.0), (-25.0, 25.0)),
     "l_ankle": ((-45.0, 30.0), (-25.0, 25.0), (-25.0, 25.0)),
-    "spine": _NARROW, "thorax": _NARROW,
+    "spine": _NARROW,
+    "thorax": _NARROW,
     "neck_nose": ((-30.0, 30.0), (-20.0, 20.0), (-45.0, 45.0)),
     "l_shoulder": ((-60.0, 170.0), (-120.0, 20.0), (-60.0, 60.0)),
     "r_shoulder": ((-60.0, 170.0), (-20.0, 120.0), (-60.0, 60.0)),
@@ -62,7 +72,8 @@ PRESETS = ("walk", "reach", "sit")
 
 def angle_limits(dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lo, hi)``, each ``(23, 3)`` degrees: wide for hips, shoulders, knees, elbows and ankles,
-    narrow for the spine and thorax, moderate for the neck, zero for rigid joints. The wrists end the
+    narrow for the spine and thorax, moderate for the neck, zero for rigid joints. The wrists end
+    the
     23-joint chain (no child joint), so they carry no rotation here."""
     lo = torch.zeros(N_JOINTS, 3, dtype=dtype, device=device)
     hi = torch.zeros(N_JOINTS, 3, dtype=dtype, device=device)
@@ -80,7 +91,8 @@ def clip_to_limits(angles: torch.Tensor) -> torch.Tensor:
 
 
 def rest_offsets(dtype=torch.float32, device=None) -> torch.Tensor:
-    """``(23, 3)`` offset of every joint from its parent in the rest pose (the root's: its position)."""
+    """``(23, 3)`` offset of every joint from its parent in the rest pose (the root's: its
+    position)."""
     rest = torch.tensor(REST, dtype=dtype, device=device)
     parent = torch.tensor([max(p, 0) for p in PARENT], device=device)
     off = rest - rest[parent]
@@ -97,10 +109,12 @@ def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
 
 def forward_kinematics(angles: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Joints ``(n, 23, 3)`` in the body frame from ``angles (n, 23, 3)`` (clipped to the limits)
-    and per-bone length factors ``lengths (n, 23)`` (1 = rest; entry ``j`` scales bone ``PARENT[j]→j``,
+    and per-bone length factors ``lengths (n, 23)`` (1 = rest; entry ``j`` scales bone
+    ``PARENT[j]→j``,
     entry 0 the pelvis height).
 
-    ``G_j = G_parent·R_j`` and ``X_j = X_parent + G_parent·(ℓ_j·o_j)`` with the rest offsets ``o_j``:
+    ``G_j = G_parent·R_j`` and ``X_j = X_parent + G_parent·(ℓ_j·o_j)`` with the rest offsets
+    ``o_j``:
     a static loop over the 23 joints of the tree, batched over the ``n`` poses.
     """
     if angles.ndim != 3 or angles.shape[1:] != (N_JOINTS, 3):
@@ -121,9 +135,11 @@ def forward_kinematics(angles: torch.Tensor, lengths: torch.Tensor | None = None
     return torch.stack(X, 1)
 
 
-def sample_subjects(n: int, generator: torch.Generator, scale_range=(0.85, 1.15), jitter: float = 0.05
-                    ) -> torch.Tensor:
-    """``n`` subjects as bone-length factors ``(n, 23)``: a global scale (height) times a per-bone jitter,
+def sample_subjects(
+    n: int, generator: torch.Generator, scale_range=(0.85, 1.15), jitter: float = 0.05
+) -> torch.Tensor:
+    """``n`` subjects as bone-length factors ``(n, 23)``: a global scale (height) times a per-bone
+    jitter,
     symmetric between left and right (a subject's two legs have the same length)."""
     s = torch.rand(n, 1, generator=generator) * (scale_range[1] - scale_range[0]) + scale_range[0]
     j = 1 + jitter * (2 * torch.rand(n, N_JOINTS, generator=generator) - 1)
@@ -140,7 +156,11 @@ def subject_splits(n_subjects: int) -> dict[str, tuple[int, ...]]:
     n_val = max(1, round(0.2 * n_subjects))
     n_train = n_subjects - 2 * n_val
     ids = tuple(range(n_subjects))
-    return {"train": ids[:n_train], "val": ids[n_train:n_train + n_val], "test": ids[n_train + n_val:]}
+    return {
+        "train": ids[:n_train],
+        "val": ids[n_train : n_train + n_val],
+        "test": ids[n_train + n_val :],
+    }
 
 
 def _set(a: torch.Tensor, name: str, axis: int, value: torch.Tensor) -> None:
@@ -148,8 +168,10 @@ def _set(a: torch.Tensor, name: str, axis: int, value: torch.Tensor) -> None:
 
 
 def preset_angles(kind: str, phase: torch.Tensor) -> torch.Tensor:
-    """The pose template ``(n, 23, 3)`` of a preset at ``phase (n,)`` in [0, 1): ``walk`` (a gait cycle:
-    hips and shoulders swing in antiphase, the knee bends in the swing), ``reach`` (an arm raised forward,
+    """The pose template ``(n, 23, 3)`` of a preset at ``phase (n,)`` in [0, 1): ``walk`` (a gait
+    cycle:
+    hips and shoulders swing in antiphase, the knee bends in the swing), ``reach`` (an arm raised
+    forward,
     ``phase`` = how high, left or right by ``phase < 0.5``) or ``sit`` (hips and knees at ~90°)."""
     if kind not in PRESETS:
         raise ValueError(f"unknown preset {kind!r}; expected one of {PRESETS}")
@@ -184,8 +206,10 @@ def preset_angles(kind: str, phase: torch.Tensor) -> torch.Tensor:
 
 
 def coco17(joints: torch.Tensor) -> torch.Tensor:
-    """COCO-17 keypoints ``(..., 17, 3)`` from body joints ``(..., 23, 3)``: 13 shared joints, and the
-    eyes and ears at fixed offsets in the head frame (x: from the right to the left shoulder, z: from
+    """COCO-17 keypoints ``(..., 17, 3)`` from body joints ``(..., 23, 3)``: 13 shared joints, and
+    the
+    eyes and ears at fixed offsets in the head frame (x: from the right to the left shoulder, z:
+    from
     the neck-nose joint to the head top, y = z × x: forward) around the head joint."""
     if joints.shape[-2:] != (N_JOINTS, 3):
         raise ValueError(f"joints must be (..., {N_JOINTS}, 3), got {tuple(joints.shape)}")
@@ -196,8 +220,12 @@ def coco17(joints: torch.Tensor) -> torch.Tensor:
     x = x / x.norm(dim=-1, keepdim=True)
     y = torch.linalg.cross(z, x, dim=-1)
     face = torch.tensor(COCO_FACE, dtype=joints.dtype, device=joints.device)  # (4, 3): x, back, up
-    pts = (joints[..., None, 9, :] + face[:, 0, None] * x[..., None, :] - face[:, 1, None] * y[..., None, :]
-           + face[:, 2, None] * z[..., None, :])
+    pts = (
+        joints[..., None, 9, :]
+        + face[:, 0, None] * x[..., None, :]
+        - face[:, 1, None] * y[..., None, :]
+        + face[:, 2, None] * z[..., None, :]
+    )
     idx = torch.tensor([max(i, 0) for i in COCO_FROM_BODY], device=joints.device)
     out = joints[..., idx, :].clone()
     out[..., 1:5, :] = pts

@@ -22,11 +22,14 @@ def bev_corners(boxes: torch.Tensor) -> torch.Tensor:
     sy = torch.tensor([0.5, 0.5, -0.5, -0.5], dtype=boxes.dtype, device=boxes.device)
     dx, dy = boxes[..., 3, None] * sx, boxes[..., 4, None] * sy
     c, s = torch.cos(boxes[..., 6, None]), torch.sin(boxes[..., 6, None])
-    return torch.stack([boxes[..., 0, None] + c * dx - s * dy, boxes[..., 1, None] + s * dx + c * dy], -1)
+    return torch.stack(
+        [boxes[..., 0, None] + c * dx - s * dy, boxes[..., 1, None] + s * dx + c * dy], -1
+    )
 
 
 def box3d_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """The 8 corners ``(..., 8, 3)``: the bird's-eye corners at ``z - h/2`` (0-3), then at ``z + h/2`` (4-7)."""
+    """The 8 corners ``(..., 8, 3)``: the bird's-eye corners at ``z - h/2`` (0-3), then at ``z +
+    h/2`` (4-7)."""
     bev = bev_corners(boxes)
     z0 = (boxes[..., 2] - boxes[..., 5] / 2)[..., None, None].expand(*bev.shape[:-1], 1)
     z1 = (boxes[..., 2] + boxes[..., 5] / 2)[..., None, None].expand(*bev.shape[:-1], 1)
@@ -38,7 +41,8 @@ def _cross2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _inside(p: torch.Tensor, poly: torch.Tensor) -> torch.Tensor:
-    """Points ``p (..., K, 2)`` inside (or on) the counter-clockwise convex quad ``poly (..., 4, 2)``."""
+    """Points ``p (..., K, 2)`` inside (or on) the counter-clockwise convex quad ``poly (..., 4,
+    2)``."""
     e = poly.roll(-1, -2) - poly  # (..., 4, 2)
     rel = p[..., :, None, :] - poly[..., None, :, :]  # (..., K, 4, 2)
     return (_cross2(e[..., None, :, :].expand_as(rel), rel) >= -1e-9).all(-1)
@@ -88,7 +92,8 @@ def bev_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def iou_3d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """3-D IoU of boxes ``(..., 7)`` (broadcast): bird's-eye intersection × vertical overlap over the
+    """3-D IoU of boxes ``(..., 7)`` (broadcast): bird's-eye intersection × vertical overlap over
+    the
     union of the volumes, ``(...)``."""
     _check_boxes(a, "a")
     _check_boxes(b, "b")

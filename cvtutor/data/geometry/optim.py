@@ -19,13 +19,21 @@ def autograd_jacobian(residual: Residual, x: torch.Tensor) -> torch.Tensor:
     return J.permute(1, 0, 2)
 
 
-def levenberg_marquardt(residual: Residual, x0: torch.Tensor, jacobian: Residual | None = None,
-                        iters: int = 50, lam: float = 1e-3, gauss_newton: bool = False) -> dict[str, torch.Tensor]:
+def levenberg_marquardt(
+    residual: Residual,
+    x0: torch.Tensor,
+    jacobian: Residual | None = None,
+    iters: int = 50,
+    lam: float = 1e-3,
+    gauss_newton: bool = False,
+) -> dict[str, torch.Tensor]:
     """Minimise ``½‖r(x)‖²`` for ``B`` independent problems at once, ``x0 (B, P)``, ``r (B, M)``.
 
     Each step solves ``(JᵀJ + λ·diag(JᵀJ))·δ = -Jᵀr`` (Marquardt's scaling); a step that lowers the
-    cost is taken and ``λ ← λ/10``, otherwise it is rejected and ``λ ← 10λ``, per problem and without
-    a host sync (a fixed number of ``iters``). ``gauss_newton=True`` takes every step with ``λ = 0``.
+    cost is taken and ``λ ← λ/10``, otherwise it is rejected and ``λ ← 10λ``, per problem and
+    without
+    a host sync (a fixed number of ``iters``). ``gauss_newton=True`` takes every step with ``λ =
+    0``.
     ``jacobian(x) → (B, M, P)``, or autograd (:func:`autograd_jacobian`) when ``None``.
     Returns ``x``, the final ``cost (B,)`` and the cost history ``(iters + 1, B)``.
     """

@@ -18,7 +18,9 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor, scale: bool = True
     Returns ``s (...)``, ``R (..., D, D)``, ``t (..., D)``.
     """
     if src.shape != dst.shape or src.ndim < 2:
-        raise ValueError(f"src and dst must both be (..., N, D); got {tuple(src.shape)} and {tuple(dst.shape)}")
+        raise ValueError(
+            f"src and dst must both be (..., N, D); got {tuple(src.shape)} and {tuple(dst.shape)}"
+        )
     mu_x, mu_y = src.mean(-2), dst.mean(-2)
     X, Y = src - mu_x[..., None, :], dst - mu_y[..., None, :]
     cov = Y.transpose(-1, -2) @ X / src.shape[-2]
@@ -33,6 +35,8 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor, scale: bool = True
     return s, R, t
 
 
-def apply_similarity(s: torch.Tensor, R: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def apply_similarity(
+    s: torch.Tensor, R: torch.Tensor, t: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """``s·R·x + t`` for points ``x (..., N, D)``."""
     return s[..., None, None] * (x @ R.transpose(-1, -2)) + t[..., None, :]

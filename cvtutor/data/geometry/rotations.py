@@ -53,7 +53,8 @@ def _check_mat(x: torch.Tensor, size: int, name: str) -> None:
 
 
 def hat(w: torch.Tensor) -> torch.Tensor:
-    """The cross-product matrix ``[ω]_×`` with ``[ω]_× v = ω × v``: ``(..., 3)`` → ``(..., 3, 3)``."""
+    """The cross-product matrix ``[ω]_×`` with ``[ω]_× v = ω × v``: ``(..., 3)`` → ``(..., 3,
+    3)``."""
     _check_last(w, 3, "w")
     x, y, z = w.unbind(-1)
     o = torch.zeros_like(x)
@@ -63,8 +64,9 @@ def hat(w: torch.Tensor) -> torch.Tensor:
 def vee(W: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`hat` on the antisymmetric part: ``(..., 3, 3)`` → ``(..., 3)``."""
     _check_mat(W, 3, "W")
-    return 0.5 * torch.stack([W[..., 2, 1] - W[..., 1, 2], W[..., 0, 2] - W[..., 2, 0],
-                              W[..., 1, 0] - W[..., 0, 1]], -1)
+    return 0.5 * torch.stack(
+        [W[..., 2, 1] - W[..., 1, 2], W[..., 0, 2] - W[..., 2, 0], W[..., 1, 0] - W[..., 0, 1]], -1
+    )
 
 
 def _coefficients(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -79,7 +81,8 @@ def _coefficients(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def so3_exp(w: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: ``R = I + A·[ω]_× + B·[ω]_×²`` with ``θ = ‖ω‖``; ``(..., 3)`` → ``(..., 3, 3)``."""
+    """Rodrigues: ``R = I + A·[ω]_× + B·[ω]_×²`` with ``θ = ‖ω‖``; ``(..., 3)`` → ``(..., 3,
+    3)``."""
     W = hat(w)
     A, B, _ = _coefficients(w.norm(dim=-1))
     eye = torch.eye(3, dtype=w.dtype, device=w.device)
@@ -88,16 +91,20 @@ def so3_exp(w: torch.Tensor) -> torch.Tensor:
 
 def so3_log(R: torch.Tensor) -> torch.Tensor:
     """Rotation vector of ``R`` with angle in ``[0, π]``: ``cos θ = (tr R - 1)/2``,
-    ``ω = θ/(2 sin θ)·vee(R - Rᵀ)``; for ``θ > 3`` the axis ``a`` is read from the symmetric part."""
+    ``ω = θ/(2 sin θ)·vee(R - Rᵀ)``; for ``θ > 3`` the axis ``a`` is read from the symmetric
+    part."""
     _check_mat(R, 3, "R")
     cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     v = vee(R)  # = sin θ · axis
     theta = torch.atan2(v.norm(dim=-1), cos)  # better conditioned than arccos near 0 and π
     A, _, _ = _coefficients(theta)
     w_regular = v / A[..., None]
-    # near π, sin θ ≈ 0 loses the axis; the symmetric part gives it: (R + Rᵀ)/2 = cos θ·I + (1 - cos θ)·a aᵀ
+    # near π, sin θ ≈ 0 loses the axis; the symmetric part gives it: (R + Rᵀ)/2 = cos θ·I + (1 -
+    # cos θ)·a aᵀ
     eye = torch.eye(3, dtype=R.dtype, device=R.device)
-    S = ((R + R.transpose(-1, -2)) / 2 - cos[..., None, None] * eye) / (1 - cos).clamp_min(1e-12)[..., None, None]
+    S = ((R + R.transpose(-1, -2)) / 2 - cos[..., None, None] * eye) / (1 - cos).clamp_min(1e-12)[
+        ..., None, None
+    ]
     k = S.diagonal(dim1=-2, dim2=-1).argmax(-1)
     col = torch.gather(S, -1, k[..., None, None].expand(*S.shape[:-1], 1))[..., 0]
     axis = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-12)
