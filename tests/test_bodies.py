@@ -83,6 +83,12 @@ def test_presets_stand_on_the_floor_and_world_is_seeded():
         w.sample(1, split="dev")
     with pytest.raises(ValueError, match="density"):
         B.BodyWorld(density=0)
+    with pytest.raises(ValueError, match="rig must be one of"):
+        B.BodyWorld(rig="dome")
+    dome = B.BodyWorld(n_people=3, n_views=5, image_size=32, rig="hemisphere", seed=1)
+    centre = torch.tensor([0.0, 0.0, 1.0])
+    assert torch.allclose((dome.eyes - centre).norm(dim=-1), torch.full((5,), dome.ring_radius))
+    assert (dome.eyes[:, 2] > 1.0).all() and dome.sample(1)["visible"].any()
 
 
 def test_occluded_joints_snap_to_their_occluder():

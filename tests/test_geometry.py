@@ -248,30 +248,20 @@ def test_box_corners_and_iou_hand_cases():
         G.iou_3d(torch.zeros(6), torch.zeros(6))
 
 
+def _random_boxes(n, g):
+    """``n`` boxes (x, y, z, l, w, h, yaw) on the floor of a 3 m square, sides in [0.5, 2.5]."""
+    return torch.cat([torch.rand(n, 2, generator=g, dtype=D) * 3, torch.zeros(n, 1, dtype=D),
+                      torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
+                      torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi], -1)
+
+
 def test_bev_iou_matches_shapely():
     shapely = pytest.importorskip("shapely")
     from shapely.geometry import Polygon
 
     g = _gen(14)
     n = 300
-    a = torch.cat(
-        [
-            torch.rand(n, 2, generator=g, dtype=D) * 3,
-            torch.zeros(n, 1, dtype=D),
-            torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
-            torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi,
-        ],
-        -1,
-    )
-    b = torch.cat(
-        [
-            torch.rand(n, 2, generator=g, dtype=D) * 3,
-            torch.zeros(n, 1, dtype=D),
-            torch.rand(n, 3, generator=g, dtype=D) * 2 + 0.5,
-            torch.rand(n, 1, generator=g, dtype=D) * 2 * math.pi,
-        ],
-        -1,
-    )
+    a, b = _random_boxes(n, g), _random_boxes(n, g)
     ours = G.bev_iou(a, b).numpy()
     ca, cb = G.bev_corners(a).numpy(), G.bev_corners(b).numpy()
     ref = np.array(

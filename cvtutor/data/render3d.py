@@ -3,25 +3,22 @@
 Derived in the hand world chapter (``notebooks/hands/hand_world.ipynb``, the sphere proxy) and the
 *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``, scenes and rigs).
 Every pixel's ray ``z·D`` with ``D = K⁻¹·[u, v, 1]`` (``D_z = 1``, so the ray parameter is the
-camera
-depth) is intersected analytically with every primitive; the nearest hit gives exact depth, the
-primitive's part and instance ids and the surface normal. All of it is batched torch code, chunked
-over the batch to bound memory, and runs wherever its inputs live (CPU or CUDA).
+camera depth) is intersected analytically with every primitive; the nearest hit gives exact depth,
+the primitive's part and instance ids and the surface normal. All of it is batched torch code,
+chunked over the batch to bound memory, and runs wherever its inputs live (CPU or CUDA).
 
-A scene (camera frame, metres, ``B`` scenes) is a dict of optional primitive groups:
-``spheres = {"centres" (B, M, 3), "radii" (B, M), "part" (B, M), "instance" (B, M)}``,
-``boxes = {"centres" (B, N, 3), "half" (B, N, 3), "R" (B, N, 3, 3), "part", "instance"}`` (``R``
-maps box axes to camera axes) and ``planes = {"normals" (B, Q, 3), "offsets" (B, Q), "part",
-"instance"}`` for ``n·X = d``.
+A scene (camera frame, metres, ``B`` scenes) is a dict of optional primitive groups: ``spheres =
+{"centres" (B, M, 3), "radii" (B, M), "part" (B, M), "instance" (B, M)}``, ``boxes = {"centres" (B,
+N, 3), "half" (B, N, 3), "R" (B, N, 3, 3), "part", "instance"}`` (``R`` maps box axes to camera
+axes) and ``planes = {"normals" (B, Q, 3), "offsets" (B, Q), "part", "instance"}`` for ``n·X = d``.
 """
 from __future__ import annotations
 
 import torch
 
 def pixel_rays(K: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Rays ``D = K⁻¹·[u, v, 1] = ((u - c_x)/f_x, (v - c_y)/f_y, 1)`` through the pixel centres
-    ``(j + 0.5, i + 0.5)``, row-major ``(S·S, 3)``. A point ``z·D`` on the ray has camera depth
-    ``z``."""
+    """Rays ``D = K⁻¹·[u, v, 1] = ((u - c_x)/f_x, (v - c_y)/f_y, 1)`` through the pixel centres ``(j
+    + 0.5, i + 0.5)``, row-major ``(S·S, 3)``. A point ``z·D`` on the ray has camera depth ``z``."""
     r = torch.arange(image_size, dtype=K.dtype, device=K.device) + 0.5
     v, u = torch.meshgrid(r, r, indexing="ij")
     x = (u.reshape(-1) - K[0, 2]) / K[0, 0]
@@ -43,12 +40,11 @@ def _near_root(Dc: torch.Tensor, DD: torch.Tensor, c2: torch.Tensor) -> torch.Te
 def ray_sphere_depth(
     rays: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor
 ) -> torch.Tensor:
-    """Depth of the first hit of every ray with every sphere (``inf`` if missed), camera outside
-    the spheres.
+    """Depth of the first hit of every ray with every sphere (``inf`` if missed), camera outside the
+    spheres.
 
     rays ``D`` with ``D_z = 1``: ``(P, 3)`` shared or ``(B, P, 3)``; centres ``(B, M, 3)``; radii
-    ``(B, M)``
-    → ``(B, M, P)``.
+    ``(B, M)`` → ``(B, M, P)``.
     """
     if rays.ndim == 2:
         Dc = torch.einsum("bmc,pc->bmp", centres, rays)
@@ -61,9 +57,8 @@ def ray_sphere_depth(
 
 
 def sphere_pixel_boxes(centres: torch.Tensor, radii: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Conservative pixel bounding boxes ``(B, M, 4)`` = (u0, v0, u1, v1) of spheres in front of
-    the camera:
-    the projections of the 8 corners of each sphere's bounding cube (a convex hull of the
+    """Conservative pixel bounding boxes ``(B, M, 4)`` = (u0, v0, u1, v1) of spheres in front of the
+    camera: the projections of the 8 corners of each sphere's bounding cube (a convex hull of the
     sphere)."""
     signs = torch.tensor(
         [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)],
@@ -86,8 +81,7 @@ def raycast_spheres(
     budget: int = 1 << 22,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The z-buffer over spheres: depth of the nearest hit per pixel ``(B, S·S)`` (``inf`` =
-    background)
-    and the index of that sphere ``(B, S·S)`` (-1 = background).
+    background) and the index of that sphere ``(B, S·S)`` (-1 = background).
 
     Each sphere can only be hit by the pixels of its bounding box, so it is intersected with the
     rays of a ``w × w`` window there (``w`` = the largest box of the batch), and the nearest hit per
@@ -242,8 +236,8 @@ def capsule_spheres(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A capsule (a tapered limb) from ``a`` to ``b`` as ``n`` spheres at ``t = k/(n-1)``, radius
     ``(1-t)·r_a + t·r_b``: ``a, b (..., 3)``, ``ra, rb (...)`` → centres ``(..., n, 3)``, radii
-    ``(..., n)``.
-    Consecutive spheres overlap when the spacing ``‖b - a‖/(n-1)`` is below the radius."""
+    ``(..., n)``. Consecutive spheres overlap when the spacing ``‖b - a‖/(n-1)`` is below the
+    radius."""
     if n < 2:
         raise ValueError(f"a capsule needs n >= 2 spheres, got {n}")
     t = torch.linspace(0, 1, n, dtype=a.dtype, device=a.device)

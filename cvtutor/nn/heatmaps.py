@@ -2,9 +2,9 @@
 the quarter-pixel offset, and the horizontal flip test with the left/right swap.
 
 Derived in the hand world chapter (``notebooks/hands/hand_world.ipynb``, the 2-D targets) and the
-*People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
-Convention: heatmap pixel ``j`` has its centre at ``j + 0.5`` in heatmap units; an image of side
-``S`` maps to a heatmap of side ``h`` by ``x_h = x·h/S``. Decoders return heatmap units.
+*People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``). Convention:
+heatmap pixel ``j`` has its centre at ``j + 0.5`` in heatmap units; an image of side ``S`` maps to a
+heatmap of side ``h`` by ``x_h = x·h/S``. Decoders return heatmap units.
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ def gaussian_heatmaps(
     uv: torch.Tensor, image_size: int, heatmap_size: int, sigma: float
 ) -> torch.Tensor:
     """``H_j(p) = exp(-‖p - uv_j‖² / (2σ²))`` on an ``h × h`` grid (σ in heatmap pixels; heatmap
-    pixel
-    centres at ``(j + 0.5)·S/h`` in image pixels), zero for joints outside the crop. uv ``(B, J,
-    2)``."""
+    pixel centres at ``(j + 0.5)·S/h`` in image pixels), zero for joints outside the crop. uv ``(B,
+    J, 2)``."""
     scale = heatmap_size / image_size
     g = torch.arange(heatmap_size, dtype=uv.dtype, device=uv.device) + 0.5
     u = uv[..., 0, None, None] * scale
@@ -32,8 +31,7 @@ def gaussian_heatmaps_3d(
     xyz: torch.Tensor, size: tuple[int, int, int], sigma: float
 ) -> torch.Tensor:
     """Volumetric targets ``H_j(p) = exp(-‖p - x_j‖²/(2σ²))`` on a ``D × H × W`` grid of voxel
-    centres
-    ``(k + 0.5)``: ``xyz (B, J, 3)`` = (x, y, z) in voxel units → ``(B, J, D, H, W)``."""
+    centres ``(k + 0.5)``: ``xyz (B, J, 3)`` = (x, y, z) in voxel units → ``(B, J, D, H, W)``."""
     if xyz.shape[-1] != 3:
         raise ValueError(f"xyz must be (B, J, 3) in voxel units, got {tuple(xyz.shape)}")
     D, H, W = size
@@ -69,9 +67,8 @@ def argmax_decode(
     heatmaps: torch.Tensor, quarter_offset: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The classic decoder (SimpleBaseline / HRNet): the arg-max pixel, moved a quarter pixel
-    towards
-    its higher neighbour on each axis, ``x̂ = j + 0.5 + 0.25·sign(H[j+1] - H[j-1])``.
-    ``(B, J, H, W)`` → coordinates ``(B, J, 2)`` (heatmap units) and the peak values ``(B, J)``."""
+    towards its higher neighbour on each axis, ``x̂ = j + 0.5 + 0.25·sign(H[j+1] - H[j-1])``. ``(B,
+    J, H, W)`` → coordinates ``(B, J, 2)`` (heatmap units) and the peak values ``(B, J)``."""
     if heatmaps.ndim != 4:
         raise ValueError(f"heatmaps must be (B, J, H, W), got {tuple(heatmaps.shape)}")
     B, J, H, W = heatmaps.shape
@@ -117,6 +114,5 @@ def flip_test(
     flip_pairs: Sequence[tuple[int, int]],
 ) -> torch.Tensor:
     """Test-time flip augmentation: ``½·(f(x) + flip(f(flip(x))))`` for images ``(B, C, H, W)`` and
-    a
-    model returning heatmaps ``(B, J, h, w)``."""
+    a model returning heatmaps ``(B, J, h, w)``."""
     return 0.5 * (model(images) + flip_heatmaps(model(images.flip(-1)), flip_pairs))

@@ -5,8 +5,8 @@ part_aware_3d_pose_nas (E42), s2dnet (E37), rtm3d (E38) and deep_reflectance_vol
 geometry core (:mod:`cvtutor.data.geometry`), the ray caster (:mod:`cvtutor.data.render3d`), the
 body world (:mod:`cvtutor.data.bodies`) and the pose metrics (:mod:`cvtutor.metrics.pose`). A crowd
 is seen from a camera ring; ``run`` checks the geometry identities on it numerically and measures
-what the world was built to show (occlusion grows with density; a detector's occluded joints
-snap to the occluder; the size–depth ambiguity defeats a height prior).
+what the world was built to show (occlusion grows with density; a detector's occluded joints snap to
+the occluder; the size–depth ambiguity defeats a height prior).
 
 Equations
 ---------
@@ -146,8 +146,8 @@ def identity_checks(seed: int = 0) -> pd.DataFrame:
 
 def world_checks(scenes: dict, world: BodyWorld) -> pd.DataFrame:
     """The identities on the crowd (float32 world, float64 checks): the floor homography, the
-    4-point
-    DLT between two views of the floor, noise-free triangulation and the size–depth ambiguity."""
+    4-point DLT between two views of the floor, noise-free triangulation and the size–depth
+    ambiguity."""
     d = torch.float64
     K, R, t = world.K.double().cpu(), world.R.double().cpu(), world.t.double().cpu()
     joints = scenes["joints"].double().cpu()  # (n, P, 23, 3)
@@ -279,9 +279,8 @@ def triangulation_table(
 
 def density_table(config: Config, device) -> pd.DataFrame:
     """Occlusion against crowd density (the same people on a smaller floor, the same rig): the
-    visible
-    fraction of joints, the fraction hidden by another person, and the error of confidence-weighted
-    triangulation from the detections."""
+    visible fraction of joints, the fraction hidden by another person, and the error of
+    confidence-weighted triangulation from the detections."""
     rows = []
     rig = make_world(
         config, min(config.densities), device=device
@@ -306,9 +305,8 @@ def density_table(config: Config, device) -> pd.DataFrame:
 
 
 def height_prior_depth(uv: torch.Tensor, focal: float, height_m: float = 1.6) -> torch.Tensor:
-    """The depth one view would guess from a person's apparent height and a mean height:
-    ``Ẑ = f·H̄/h_px`` with ``h_px`` the vertical extent of the projected joints ``uv (..., 23,
-    2)``."""
+    """The depth one view would guess from a person's apparent height and a mean height: ``Ẑ =
+    f·H̄/h_px`` with ``h_px`` the vertical extent of the projected joints ``uv (..., 23, 2)``."""
     v = uv[..., 1]
     return focal * height_m / (v.amax(-1) - v.amin(-1)).clamp_min(1e-6)
 

@@ -1,9 +1,9 @@
 """The body world shared by the people papers (E15, E27, E32, E42).
 
-A 23-joint skeleton (Human3.6M's 17 joints plus 6 foot joints, with a COCO-17 mapping) with
-forward kinematics under per-joint limits (:mod:`.skeleton`), and crowds of such people on a
-ground plane seen by a camera ring, rendered by the exact ray caster (:mod:`.world`); readers of
-COCO keypoints, Human3.6M, MuPoTS-3D, CMU Panoptic and 3DPW (:mod:`.readers`).
+A 23-joint skeleton (Human3.6M's 17 joints plus 6 foot joints, with a COCO-17 mapping) with forward
+kinematics under per-joint limits (:mod:`.skeleton`), and crowds of such people on a ground plane
+seen by a camera ring, rendered by the exact ray caster (:mod:`.world`); readers of COCO keypoints,
+Human3.6M, MuPoTS-3D, CMU Panoptic and 3DPW (:mod:`.readers`).
 
     world = BodyWorld(n_people=6, n_views=4, image_size=64, seed=0)
     scenes = world.sample(8)          # dict of tensors, see BodyWorld.sample

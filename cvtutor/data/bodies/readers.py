@@ -116,8 +116,7 @@ def _npz_object(path: Path, key: str):
 
 def load_h36m_npz(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """VideoPose3D's ``data_3d_h36m.npz`` → {subject: {action: (T, 17, 3) metres}} in the body
-    world's
-    joint order (:data:`H36M32_TO_17`)."""
+    world's joint order (:data:`H36M32_TO_17`)."""
     path = _need(Path(path), "data/data_3d_h36m.npz (VideoPose3D's prepare_data_h36m.py output)")
     data = _npz_object(path, "positions_3d")
     if not isinstance(data, dict):
@@ -136,8 +135,7 @@ def load_h36m_npz(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
 # ---- MuPoTS-3D ------------------------------------------------------------------------------
 def load_mupots_annot(path: str | Path) -> dict[str, np.ndarray]:
     """MuPoTS-3D ``TS<k>/annot.mat`` → ``uv (F, P, 17, 2)`` px, ``xyz (F, P, 17, 3)`` mm (camera
-    frame),
-    ``xyz_univ`` (height-normalised), ``valid (F, P)``, joints in the body world's order."""
+    frame), ``xyz_univ`` (height-normalised), ``valid (F, P)``, joints in the body world's order."""
     from scipy.io import loadmat
 
     path = _need(Path(path), "MultiPersonTestSet/TS<k>/annot.mat (MuPoTS-3D)")

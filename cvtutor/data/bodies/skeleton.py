@@ -4,10 +4,9 @@ kinematics with per-joint limits, subjects as bone-length sets, and pose presets
 Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
 Body frame (metres): x the person's left, y forward, z up; the rest pose stands at the origin
 (pelvis at 0.95 m for a subject of scale 1) with the arms hanging down. A pose is ``angles (n, 23,
-3)``
-in degrees, per joint ``(flex, abd, twist)`` = rotations about the body x, y and z axes of that
-joint's
-parent frame, ``R_j = Rx(flex)·Ry(abd)·Rz(twist)``; a joint's rotation moves all its descendants.
+3)`` in degrees, per joint ``(flex, abd, twist)`` = rotations about the body x, y and z axes of that
+joint's parent frame, ``R_j = Rx(flex)·Ry(abd)·Rz(twist)``; a joint's rotation moves all its
+descendants.
 """
 from __future__ import annotations
 
@@ -73,8 +72,7 @@ PRESETS = ("walk", "reach", "sit")
 def angle_limits(dtype=torch.float32, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lo, hi)``, each ``(23, 3)`` degrees: wide for hips, shoulders, knees, elbows and ankles,
     narrow for the spine and thorax, moderate for the neck, zero for rigid joints. The wrists end
-    the
-    23-joint chain (no child joint), so they carry no rotation here."""
+    the 23-joint chain (no child joint), so they carry no rotation here."""
     lo = torch.zeros(N_JOINTS, 3, dtype=dtype, device=device)
     hi = torch.zeros(N_JOINTS, 3, dtype=dtype, device=device)
     for name, lim in LIMITS.items():
@@ -110,12 +108,10 @@ def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
 def forward_kinematics(angles: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Joints ``(n, 23, 3)`` in the body frame from ``angles (n, 23, 3)`` (clipped to the limits)
     and per-bone length factors ``lengths (n, 23)`` (1 = rest; entry ``j`` scales bone
-    ``PARENT[j]→j``,
-    entry 0 the pelvis height).
+    ``PARENT[j]→j``, entry 0 the pelvis height).
 
     ``G_j = G_parent·R_j`` and ``X_j = X_parent + G_parent·(ℓ_j·o_j)`` with the rest offsets
-    ``o_j``:
-    a static loop over the 23 joints of the tree, batched over the ``n`` poses.
+    ``o_j``: a static loop over the 23 joints of the tree, batched over the ``n`` poses.
     """
     if angles.ndim != 3 or angles.shape[1:] != (N_JOINTS, 3):
         raise ValueError(f"angles must be (n, {N_JOINTS}, 3) degrees, got {tuple(angles.shape)}")
@@ -139,8 +135,7 @@ def sample_subjects(
     n: int, generator: torch.Generator, scale_range=(0.85, 1.15), jitter: float = 0.05
 ) -> torch.Tensor:
     """``n`` subjects as bone-length factors ``(n, 23)``: a global scale (height) times a per-bone
-    jitter,
-    symmetric between left and right (a subject's two legs have the same length)."""
+    jitter, symmetric between left and right (a subject's two legs have the same length)."""
     s = torch.rand(n, 1, generator=generator) * (scale_range[1] - scale_range[0]) + scale_range[0]
     j = 1 + jitter * (2 * torch.rand(n, N_JOINTS, generator=generator) - 1)
     for a, b in FLIP_PAIRS:
@@ -169,10 +164,9 @@ def _set(a: torch.Tensor, name: str, axis: int, value: torch.Tensor) -> None:
 
 def preset_angles(kind: str, phase: torch.Tensor) -> torch.Tensor:
     """The pose template ``(n, 23, 3)`` of a preset at ``phase (n,)`` in [0, 1): ``walk`` (a gait
-    cycle:
-    hips and shoulders swing in antiphase, the knee bends in the swing), ``reach`` (an arm raised
-    forward,
-    ``phase`` = how high, left or right by ``phase < 0.5``) or ``sit`` (hips and knees at ~90°)."""
+    cycle: hips and shoulders swing in antiphase, the knee bends in the swing), ``reach`` (an arm
+    raised forward, ``phase`` = how high, left or right by ``phase < 0.5``) or ``sit`` (hips and
+    knees at ~90°)."""
     if kind not in PRESETS:
         raise ValueError(f"unknown preset {kind!r}; expected one of {PRESETS}")
     n = phase.shape[0]
@@ -207,10 +201,8 @@ def preset_angles(kind: str, phase: torch.Tensor) -> torch.Tensor:
 
 def coco17(joints: torch.Tensor) -> torch.Tensor:
     """COCO-17 keypoints ``(..., 17, 3)`` from body joints ``(..., 23, 3)``: 13 shared joints, and
-    the
-    eyes and ears at fixed offsets in the head frame (x: from the right to the left shoulder, z:
-    from
-    the neck-nose joint to the head top, y = z × x: forward) around the head joint."""
+    the eyes and ears at fixed offsets in the head frame (x: from the right to the left shoulder, z:
+    from the neck-nose joint to the head top, y = z × x: forward) around the head joint."""
     if joints.shape[-2:] != (N_JOINTS, 3):
         raise ValueError(f"joints must be (..., {N_JOINTS}, 3), got {tuple(joints.shape)}")
     x = joints[..., 11, :] - joints[..., 14, :]

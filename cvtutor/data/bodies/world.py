@@ -21,6 +21,7 @@ from cvtutor.data import geometry, render3d
 from cvtutor.data.bodies import skeleton as sk
 
 SPHERES_PER_BONE = 4
+RIGS = ("ring", "hemisphere")
 HEAD_RADIUS = 0.11
 
 
@@ -55,8 +56,8 @@ def body_spheres(
     """The sphere proxy of people ``joints (..., 23, 3)``, ``scale (...)``: per bone
     ``SPHERES_PER_BONE`` spheres tapering from the parent's radius to the child's, plus the pelvis
     sphere; returns centres ``(..., M, 3)``, radii ``(..., M)`` and the part id of each sphere
-    ``(M,)``:
-    ``j + 1`` for the bone ending at joint ``j``, 1 for the pelvis sphere (0 stays background)."""
+    ``(M,)``: ``j + 1`` for the bone ending at joint ``j``, 1 for the pelvis sphere (0 stays
+    background)."""
     p = [a for a, _ in sk.BONES]
     c = [b for _, b in sk.BONES]
     r = bone_radii(joints.dtype, joints.device)
@@ -84,14 +85,14 @@ class BodyWorld:
     n_people: P people per scene. density: people per m² (the scene is a square of side ``√(P/ρ)``).
     n_views: V cameras on a ring of ``ring_radius`` m (default: 3.5 m beyond the crowd's extent) at
     ``camera_height`` m, looking at the scene centre (1 m above the floor). image_size: S; focal: f
-    in pixels (default: the scene fills ~80 % of
-    the view). scale_range: per-person scale (the size–depth ambiguity: a small near person projects
-    like a big far one). presets: pose families drawn uniformly. pose_noise: σ (degrees) added to
-    the
-    preset angles before clipping to the limits. n_subjects: the subject pool (split by
+    in pixels (default: the scene fills ~90 % of the view). scale_range: per-person scale (the
+    size–depth ambiguity: a small near person projects like a big far one). presets: pose families
+    drawn uniformly. pose_noise: σ (degrees) added to the preset angles before clipping to the
+    limits. n_subjects: the subject pool (split by
     :func:`~cvtutor.data.bodies.skeleton.subject_splits`). detector_sigma: σ (px) of detected
-    visible
-    joints. seed, device: the stream and where it runs.
+    visible joints. rig: ``"ring"`` (cameras at ``camera_height``) or ``"hemisphere"`` (a
+    Fibonacci dome of radius ``ring_radius`` over the crowd, as in a capture studio). seed, device:
+    the stream and where it runs.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class BodyWorld:
         pose_noise: float = 8.0,
         n_subjects: int = 10,
         detector_sigma: float = 1.0,
+        rig: str = "ring",
         seed: int = 0,
         device: str | torch.device | None = "cpu",
     ) -> None:
@@ -141,13 +143,20 @@ class BodyWorld:
                 f"ring_radius must exceed the crowd's extent {reach:.2f} m, got {ring_radius}"
             )
         self.ring_radius = ring_radius
-        self.focal = (
-            focal or 0.45 * image_size * ring_radius / reach
-        )  # the crowd spans ~90 % of a view
+        self.focal = focal or 0.45 * image_size * ring_radius / reach  # the crowd spans ~90 %
         self.K = geometry.intrinsics(image_size, self.focal, device=self.device)
-        self.R, self.t, self.eyes = geometry.camera_ring(
-            n_views, ring_radius, camera_height, target=(0.0, 0.0, 1.0), device=self.device
-        )
+        if rig == "ring":
+            self.R, self.t, self.eyes = geometry.camera_ring(
+                n_views, ring_radius, camera_height, target=(0.0, 0.0, 1.0), device=self.device
+            )
+        elif rig == "hemisphere":
+            self.R, self.t, self.eyes = geometry.camera_hemisphere(
+                n_views, ring_radius, target=(0.0, 0.0, 1.0), min_elevation_deg=5.0,
+                device=self.device,
+            )
+        else:
+            raise ValueError(f"rig must be one of {RIGS}, got {rig!r}")
+        self.rig = rig
         self.reset()
 
     def reset(self) -> None:
@@ -297,8 +306,7 @@ class BodyWorld:
 
     def _detect(self, uv, vis, occluder):
         """The 2-D detector noise model: visible → ``uv + N(0, σ²)``; hidden by person ``q`` → the
-        2-D
-        position of ``q``'s nearest joint (plus noise); self-occluded or hidden by the floor →
+        2-D position of ``q``'s nearest joint (plus noise); self-occluded or hidden by the floor →
         ``uv + N(0, (3σ)²)``. Confidence: 1 visible, 0.3 snapped, 0.5 self-occluded."""
         n, V, P, J, _ = uv.shape
         sig = self.detector_sigma
@@ -325,17 +333,16 @@ class BodyWorld:
         return det, conf
 
     def sample(self, n: int, split: str = "train") -> dict[str, torch.Tensor]:
-        """``n`` scenes: ``joints (n, P, 23, 3)`` world (m); per view ``cam (n, V, P, 23, 3)``,
-        ``uv (n, V, P, 23, 2)``, ``visible``, ``occluder`` (person id hiding the joint, P = floor,
-        -1
+        """``n`` scenes: ``joints (n, P, 23, 3)`` world (m); per view ``cam (n, V, P, 23, 3)``, ``uv
+        (n, V, P, 23, 2)``, ``visible``, ``occluder`` (person id hiding the joint, P = floor, -1
         none), ``detected``, ``confidence``, ``boxes (n, V, P, 4)``; images ``depth``, ``part``,
         ``instance``, ``hit``, ``normals`` ``(n, V, C, S, S)``; the rig ``K, R, t``; the draws."""
         return self.render(self.draw(n, split))
 
 
 def _joints_of(uv: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """For every joint, all joints of person ``q`` in the same view: ``uv (n, V, P, J, 2)``,
-    ``q (n, V, P, J)`` → ``(n, V, P, J, J, 2)``."""
+    """For every joint, all joints of person ``q`` in the same view: ``uv (n, V, P, J, 2)``, ``q (n,
+    V, P, J)`` → ``(n, V, P, J, J, 2)``."""
     n, V, P, J, _ = uv.shape
     src = uv[:, :, None, None].expand(n, V, P, J, P, J, 2)
     idx = q[..., None, None, None].expand(n, V, P, J, 1, J, 2)

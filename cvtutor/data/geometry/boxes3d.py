@@ -1,9 +1,9 @@
 """Oriented 3-D boxes: corners, rotated bird's-eye-view IoU and 3-D IoU by exact convex clipping.
 
-Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
-A box is ``(x, y, z, l, w, h, yaw)``: centre, length along its own x, width along y, height along
-the world's vertical z, and the heading ``yaw`` about z (radians). (KITTI's camera frame has y
-down and yaw about y: pass ``(x, z, -y, l, w, h, -ry)``.)
+Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``). A
+box is ``(x, y, z, l, w, h, yaw)``: centre, length along its own x, width along y, height along the
+world's vertical z, and the heading ``yaw`` about z (radians). (KITTI's camera frame has y down and
+yaw about y: pass ``(x, z, -y, l, w, h, -ry)``.)
 """
 from __future__ import annotations
 
@@ -93,8 +93,7 @@ def bev_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def iou_3d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """3-D IoU of boxes ``(..., 7)`` (broadcast): bird's-eye intersection × vertical overlap over
-    the
-    union of the volumes, ``(...)``."""
+    the union of the volumes, ``(...)``."""
     _check_boxes(a, "a")
     _check_boxes(b, "b")
     a, b = torch.broadcast_tensors(a, b)

@@ -2,8 +2,8 @@
 
 Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
 Camera frame: x right, y down, z forward. A world point maps to the camera by ``X_c = R·X_w + t``
-and to the image by ``uv = π(K·X_c)``. Pixel ``(row i, column j)`` covers ``u ∈ [j, j+1)``,
-``v ∈ [i, i+1)``; its centre is ``(j + 0.5, i + 0.5)``.
+and to the image by ``uv = π(K·X_c)``. Pixel ``(row i, column j)`` covers ``u ∈ [j, j+1)``, ``v ∈
+[i, i+1)``; its centre is ``(j + 0.5, i + 0.5)``.
 """
 from __future__ import annotations
 
@@ -120,9 +120,8 @@ def camera_hemisphere(
     device=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` cameras on a Fibonacci spiral over the upper hemisphere (elevation ≥
-    ``min_elevation``),
-    all looking at ``target``: near-uniform directions without a Python loop. Returns ``(R, t,
-    eyes)``."""
+    ``min_elevation``), all looking at ``target``: near-uniform directions without a Python loop.
+    Returns ``(R, t, eyes)``."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     tgt = torch.as_tensor(target, dtype=dtype, device=device)

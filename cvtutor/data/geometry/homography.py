@@ -1,5 +1,4 @@
-"""Homographies: the normalised direct linear transform (4 or N points) and the ground-plane
-homography.
+"""Homographies: the normalised direct linear transform (4 or N points) and the floor homography.
 
 Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``),
 after Hartley & Zisserman, *Multiple View Geometry*, Alg. 4.2. ``x' ~ H·x`` in homogeneous pixels.
@@ -25,8 +24,8 @@ def apply_homography(H: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def hartley_normalisation(x: torch.Tensor) -> torch.Tensor:
-    """Similarity ``T (..., 3, 3)`` moving points ``(..., N, 2)`` to zero centroid and mean
-    distance √2."""
+    """Similarity ``T (..., 3, 3)`` moving points ``(..., N, 2)`` to zero centroid and mean distance
+    √2."""
     c = x.mean(-2)
     d = (x - c[..., None, :]).norm(dim=-1).mean(-1).clamp_min(1e-12)
     s = 2**0.5 / d
@@ -44,11 +43,11 @@ def homography_dlt(
 ) -> torch.Tensor:
     """``H`` with ``dst ~ H·src`` from ``N ≥ 4`` correspondences ``(..., N, 2)`` (normalised DLT).
 
-    Each pair gives two rows of ``A·h = 0``:
-    ``[-x, -y, -1, 0, 0, 0, u x, u y, u]`` and ``[0, 0, 0, -x, -y, -1, v x, v y, v]``; ``h`` is the
-    right singular vector of the smallest singular value, computed on Hartley-normalised points and
-    de-normalised, ``H = T'⁻¹·Ĥ·T``, scaled so ``H₃₃ = 1``. Four points in general position give the
-    exact homography; ``weights (..., N)`` weight the rows (0 drops a pair).
+    Each pair gives two rows of ``A·h = 0``: ``[-x, -y, -1, 0, 0, 0, u x, u y, u]`` and ``[0, 0, 0,
+    -x, -y, -1, v x, v y, v]``; ``h`` is the right singular vector of the smallest singular value,
+    computed on Hartley-normalised points and de-normalised, ``H = T'⁻¹·Ĥ·T``, scaled so ``H₃₃ =
+    1``. Four points in general position give the exact homography; ``weights (..., N)`` weight the
+    rows (0 drops a pair).
     """
     if src.shape != dst.shape or src.shape[-1] != 2 or src.shape[-2] < 4:
         raise ValueError(
@@ -77,6 +76,5 @@ def homography_dlt(
 
 def ground_plane_homography(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The homography ``H = K·[r₁ r₂ t]`` from the world plane ``Z = 0`` (points ``(X, Y)``) to
-    pixels,
-    for the world→camera pose ``X_c = R·X_w + t``; ``(..., 3, 3)``."""
+    pixels, for the world→camera pose ``X_c = R·X_w + t``; ``(..., 3, 3)``."""
     return K @ torch.stack([R[..., :, 0], R[..., :, 1], t], -1)

@@ -31,10 +31,8 @@ def levenberg_marquardt(
 
     Each step solves ``(JᵀJ + λ·diag(JᵀJ))·δ = -Jᵀr`` (Marquardt's scaling); a step that lowers the
     cost is taken and ``λ ← λ/10``, otherwise it is rejected and ``λ ← 10λ``, per problem and
-    without
-    a host sync (a fixed number of ``iters``). ``gauss_newton=True`` takes every step with ``λ =
-    0``.
-    ``jacobian(x) → (B, M, P)``, or autograd (:func:`autograd_jacobian`) when ``None``.
+    without a host sync (a fixed number of ``iters``). ``gauss_newton=True`` takes every step with
+    ``λ = 0``. ``jacobian(x) → (B, M, P)``, or autograd (:func:`autograd_jacobian`) when ``None``.
     Returns ``x``, the final ``cost (B,)`` and the cost history ``(iters + 1, B)``.
     """
     if x0.ndim != 2:

@@ -12,10 +12,10 @@ def umeyama(src: torch.Tensor, dst: torch.Tensor, scale: bool = True
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(s, R, t)`` minimising ``Σ_i ‖dst_i - (s·R·src_i + t)‖²`` for ``(..., N, D)`` point sets.
 
-    With centred sets ``X, Y`` and ``Σ = Yᵀ X / N = U D Vᵀ``: ``R = U·S·Vᵀ`` with
-    ``S = diag(1, …, 1, det(U Vᵀ))`` (a proper rotation, never a reflection),
-    ``s = tr(D S)/σ²_X`` (or 1 with ``scale=False``) and ``t = μ_Y - s·R·μ_X``.
-    Returns ``s (...)``, ``R (..., D, D)``, ``t (..., D)``.
+    With centred sets ``X, Y`` and ``Σ = Yᵀ X / N = U D Vᵀ``: ``R = U·S·Vᵀ`` with ``S = diag(1, …,
+    1, det(U Vᵀ))`` (a proper rotation, never a reflection), ``s = tr(D S)/σ²_X`` (or 1 with
+    ``scale=False``) and ``t = μ_Y - s·R·μ_X``. Returns ``s (...)``, ``R (..., D, D)``, ``t (...,
+    D)``.
     """
     if src.shape != dst.shape or src.ndim < 2:
         raise ValueError(

@@ -1,9 +1,9 @@
 """Rotations: axis rotations, SO(3) and SE(3) exponential and logarithm maps, random rotations.
 
-Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``).
-A rotation vector ``ω ∈ R³`` (axis · angle, radians) maps to ``R = exp([ω]_×)`` by Rodrigues'
-formula; a twist ``ξ = (ρ, ω) ∈ R⁶`` (translation part first) maps to ``T = [[R, V·ρ], [0, 1]]``.
-All functions are batched over leading dimensions and differentiable.
+Derived in the *People, cameras and geometry* chapter (``notebooks/eccv2020/world_people.ipynb``). A
+rotation vector ``ω ∈ R³`` (axis · angle, radians) maps to ``R = exp([ω]_×)`` by Rodrigues' formula;
+a twist ``ξ = (ρ, ω) ∈ R⁶`` (translation part first) maps to ``T = [[R, V·ρ], [0, 1]]``. All
+functions are batched over leading dimensions and differentiable.
 """
 from __future__ import annotations
 
@@ -90,9 +90,8 @@ def so3_exp(w: torch.Tensor) -> torch.Tensor:
 
 
 def so3_log(R: torch.Tensor) -> torch.Tensor:
-    """Rotation vector of ``R`` with angle in ``[0, π]``: ``cos θ = (tr R - 1)/2``,
-    ``ω = θ/(2 sin θ)·vee(R - Rᵀ)``; for ``θ > 3`` the axis ``a`` is read from the symmetric
-    part."""
+    """Rotation vector of ``R`` with angle in ``[0, π]``: ``cos θ = (tr R - 1)/2``, ``ω = θ/(2 sin
+    θ)·vee(R - Rᵀ)``; for ``θ > 3`` the axis ``a`` is read from the symmetric part."""
     _check_mat(R, 3, "R")
     cos = ((R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1.0, 1.0)
     v = vee(R)  # = sin θ · axis
@@ -114,8 +113,8 @@ def so3_log(R: torch.Tensor) -> torch.Tensor:
 
 
 def se3_exp(xi: torch.Tensor) -> torch.Tensor:
-    """Twist ``ξ = (ρ, ω)`` ``(..., 6)`` → ``(..., 4, 4)`` with ``t = V·ρ``,
-    ``V = I + B·[ω]_× + C·[ω]_×²``."""
+    """Twist ``ξ = (ρ, ω)`` ``(..., 6)`` → ``(..., 4, 4)`` with ``t = V·ρ``, ``V = I + B·[ω]_× +
+    C·[ω]_×²``."""
     _check_last(xi, 6, "xi")
     rho, w = xi[..., :3], xi[..., 3:]
     W = hat(w)

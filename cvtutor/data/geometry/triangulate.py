@@ -11,15 +11,13 @@ import torch
 def triangulate_dlt(
     P: torch.Tensor, uv: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """World points ``(..., 3)`` from projections ``uv (..., V, 2)`` in ``V ≥ 2`` views ``P (...,
-    V, 3, 4)``.
+    """World points ``(..., 3)`` from projections ``uv (..., V, 2)`` in ``V ≥ 2`` views ``P (..., V,
+    3, 4)``.
 
     Each view gives two rows of ``A·X = 0``: ``u·p₃ᵀ - p₁ᵀ`` and ``v·p₃ᵀ - p₂ᵀ`` (``p_k`` the rows
-    of
-    ``P``), each scaled to unit norm; ``X`` is the smallest right singular vector, de-homogenised.
-    ``weights (..., V)`` (e.g. visibility or detector confidence) scale the rows; a weight of 0
-    drops a
-    view. Exact on noise-free projections.
+    of ``P``), each scaled to unit norm; ``X`` is the smallest right singular vector,
+    de-homogenised. ``weights (..., V)`` (e.g. visibility or detector confidence) scale the rows; a
+    weight of 0 drops a view. Exact on noise-free projections.
     """
     if (
         P.shape[-2:] != (3, 4)
