@@ -153,7 +153,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial("W3", "world_shapes3d", "The 3-D shape world: procedural shapes, point clouds, partial scans, "
              "occupancy, meshes and geodesics", "eccv2020", paper=False),
     Tutorial("WP", "world_people", "People, cameras and geometry: one geometry core, a body world with crowds "
-             "and camera rigs", "eccv2020", paper=False),
+             "and camera rigs", "eccv2020", "done", paper=False),
     Tutorial("WV", "world_video", "The video and time world: sprite videos with masks and motion, untrimmed "
              "feature sequences, audio-visual events", "eccv2020", "done", paper=False),
     Tutorial('E45', 'collab_gesture_handpose', 'Collaborative Learning of Gesture Recognition and 3D Hand Pose Estimation with Multi-order Feature Analysis (ECCV 2020)',

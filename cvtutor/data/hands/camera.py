@@ -1,4 +1,7 @@
-"""Global pose, the pinhole camera, and the derived frames: canonical pose, viewpoint, view correction.
+"""Global pose and the hand's derived frames: canonical pose, viewpoint, view correction.
+
+The pinhole camera (``intrinsics``, ``project``, ``backproject``, ``disc_radius_px``) and
+``random_rotation`` live in :mod:`cvtutor.data.geometry` and are imported here under their old names.
 
 Camera frame: x right, y down, z forward (metres). Pixel ``(row i, column j)`` covers
 ``u ∈ [j, j+1), v ∈ [i, i+1)``; its centre is ``(j + 0.5, i + 0.5)``. With ``c_x = c_y = S/2`` the
@@ -6,45 +9,13 @@ principal point is the centre of the image.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
+from cvtutor.data.geometry.cameras import backproject, disc_radius_px, intrinsics, project  # noqa: F401
+from cvtutor.data.geometry.rotations import random_rotation  # noqa: F401
 from cvtutor.data.hands.skeleton import ROOT, SCALE_BONE, rot_x, rot_y, rot_z
 
 PALM_FACING = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))  # B: palm normal to the camera, fingers up
-
-
-def intrinsics(image_size: int, focal: float, dtype=torch.float32, device=None) -> torch.Tensor:
-    """``K = [[f, 0, S/2], [0, f, S/2], [0, 0, 1]]`` (digest section D)."""
-    return torch.tensor([[focal, 0.0, image_size / 2], [0.0, focal, image_size / 2], [0.0, 0.0, 1.0]],
-                        dtype=dtype, device=device)
-
-
-def project(xyz: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Pinhole projection ``uv = π(K·X)``: ``(..., J, 3)`` camera points, ``K (..., 3, 3)`` → ``(..., J, 2)`` pixels."""
-    p = xyz @ K.transpose(-1, -2)
-    return p[..., :2] / p[..., 2:3]
-
-
-def backproject(uv: torch.Tensor, z: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`project` given the depth: ``X = (u - c_x)·Z/f_x``, ``Y = (v - c_y)·Z/f_y``."""
-    fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
-    cx, cy = K[..., 0, 2, None], K[..., 1, 2, None]
-    x = (uv[..., 0] - cx) * z / fx
-    y = (uv[..., 1] - cy) * z / fy
-    return torch.stack([x, y, z], -1)
-
-
-def random_rotation(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``(n, 3, 3)`` rotations uniform on SO(3), from uniformly random unit quaternions."""
-    q = torch.randn(n, 4, generator=generator)
-    q = q / q.norm(dim=1, keepdim=True)
-    w, x, y, z = q.unbind(1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1).reshape(n, 3, 3)
 
 
 def palm_facing_rotation(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
@@ -112,8 +83,3 @@ def view_correction(uv_centre: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 def focal_for_crop(image_size: int, mean_depth: float, span: float = 0.75, hand_size_m: float = 0.2) -> float:
     """``f = span·S·Z̄/0.2 m``: a 20 cm hand spans ``span`` of the crop at the mean depth (digest section D)."""
     return span * image_size * mean_depth / hand_size_m
-
-
-def disc_radius_px(focal: float, radius: float, depth: float) -> float:
-    """Image radius of a sphere of radius ``r`` centred on the optical axis at depth ``Z``: ``f·r/√(Z² - r²)``."""
-    return focal * radius / math.sqrt(depth * depth - radius * radius)

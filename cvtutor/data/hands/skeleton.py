@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from cvtutor.data.geometry.rotations import rot_x, rot_y, rot_z  # noqa: F401 (skeleton.rot_z in the chapters)
+
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 JOINT_NAMES = (
     "wrist",
@@ -90,28 +92,7 @@ def clip_to_limits(angles: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(angles, hi), lo)
 
 
-# ---- rotations ----------------------------------------------------------------------------
-def rot_x(deg: torch.Tensor) -> torch.Tensor:
-    """``Rx(θ) = [[1,0,0],[0,c,-s],[0,s,c]]`` for angles in degrees, shape ``(..., 3, 3)``."""
-    t = torch.deg2rad(deg)
-    c, s, o, z = torch.cos(t), torch.sin(t), torch.ones_like(t), torch.zeros_like(t)
-    return torch.stack([o, z, z, z, c, -s, z, s, c], -1).reshape(*t.shape, 3, 3)
-
-
-def rot_y(deg: torch.Tensor) -> torch.Tensor:
-    """``Ry(θ) = [[c,0,s],[0,1,0],[-s,0,c]]`` for angles in degrees."""
-    t = torch.deg2rad(deg)
-    c, s, o, z = torch.cos(t), torch.sin(t), torch.ones_like(t), torch.zeros_like(t)
-    return torch.stack([c, z, s, z, o, z, -s, z, c], -1).reshape(*t.shape, 3, 3)
-
-
-def rot_z(deg: torch.Tensor) -> torch.Tensor:
-    """``Rz(θ) = [[c,-s,0],[s,c,0],[0,0,1]]`` for angles in degrees."""
-    t = torch.deg2rad(deg)
-    c, s, o, z = torch.cos(t), torch.sin(t), torch.ones_like(t), torch.zeros_like(t)
-    return torch.stack([c, -s, z, s, c, z, z, z, o], -1).reshape(*t.shape, 3, 3)
-
-
+# ---- rest frames --------------------------------------------------------------------------
 def rest_rotations(dtype=torch.float32, device=None) -> torch.Tensor:
     """``(5, 3, 3)`` rest frames: ``Rz(-a)`` for the fingers and ``Rz(-55°)·Rx(35°)·Ry(-80°)`` for the thumb."""
     spread = torch.tensor(REST_SPREAD_DEG, dtype=dtype, device=device)

@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from cvtutor.data import geometry, render3d
 from cvtutor.data.hands import camera, render, skeleton
+from cvtutor.nn import heatmaps as hm
 
 DOMAINS = ("rhd", "stb", "frei_G", "frei_H", "frei_S", "frei_A", "synthaug")
 SPLITS = ("train", "test", "all")
@@ -142,7 +144,7 @@ class HandWorld:
         z0, z1 = self.spec.z_range
         self.mean_depth = 0.5 * (z0 + z1)
         self.focal = camera.focal_for_crop(image_size, self.mean_depth, span=0.3 if full_frame else 0.75)
-        self.K = camera.intrinsics(image_size, self.focal, device=self.device)
+        self.K = geometry.intrinsics(image_size, self.focal, device=self.device)
         self._characters = self._make_characters()
         self._scenes: torch.Tensor | None = None
         self.reset()
@@ -216,7 +218,7 @@ class HandWorld:
 
     def _rotations(self, n: int, g: torch.Generator) -> torch.Tensor:
         v = self.spec.narrow if self.views == "narrow" else self.spec.wide
-        so3 = camera.random_rotation(n, g)
+        so3 = geometry.random_rotation(n, g)
         yaw, pitch, roll = (_uniform(n, -a, a, g) for a in (v[1], v[2], v[3])) if v[0] == "palm" else \
             (_uniform(n, -1, 1, g) for _ in range(3))
         palm = camera.palm_facing_rotation(yaw, pitch, roll)
@@ -282,14 +284,14 @@ class HandWorld:
         q = {k: v.to(dev) for k, v in p.items() if k != "device_seed"}
         n = q["angles"].shape[0]
         xyz, centres, radii, target = self.geometry(q)
-        geo = render.render_geometry(centres, radii, self.K, S, self.chunk)
+        geo = render3d.render_geometry(centres, radii, self.K, S, self.chunk)
         hit = geo["hit"]
         sphere = geo["sphere"].clamp_min(0)
         part = torch.where(hit, render.sphere_part_ids(dev)[sphere], torch.zeros_like(sphere))
         # RGB: Lambert-shaded albedo over the background
         alb = torch.gather(q["albedo"], 1, sphere.reshape(n, -1, 1).expand(n, S * S, 3))
         alb = alb.permute(0, 2, 1).reshape(n, 3, S, S)
-        hand_rgb = render.lambert(alb, geo["normals"], q["light"], q["ambient"])
+        hand_rgb = render3d.lambert(alb, geo["normals"], q["light"], q["ambient"])
         bg = self._background(q, n)
         if spec.version == "H":  # "harmonized": hand colour moved half way to the background mean
             hand_rgb = 0.5 * hand_rgb + 0.5 * bg.mean((2, 3), keepdim=True)
@@ -309,17 +311,17 @@ class HandWorld:
         depth = torch.where(holes, torch.zeros_like(depth), depth)
         # keypoints, visibility, heatmaps
         K = self.K.expand(n, 3, 3)
-        uv = camera.project(xyz, K)
+        uv = geometry.project(xyz, K)
         inside = ((uv >= 0) & (uv < S)).all(-1)
         pix = uv.floor().long().clamp(0, S - 1)
         z_at = clean[:, 0][torch.arange(n, device=dev)[:, None], pix[..., 1], pix[..., 0]]
         r_joint = radii[:, list(render.joint_sphere_index())]
         vis = inside & (xyz[..., 2] <= z_at + r_joint + 0.005)
-        heatmaps = render.gaussian_heatmaps(uv, S, self.heatmap_size, self.heatmap_sigma)
+        heatmaps = hm.gaussian_heatmaps(uv, S, self.heatmap_size, self.heatmap_sigma)
         # normalised targets, canonical frame, view correction, cloud
         xyz_norm, root, scale = camera.normalize_pose(xyz)
         cpose, view_R = camera.canonical_transform(xyz_norm)
-        centre_uv = camera.project(target[:, None], K)[:, 0]
+        centre_uv = geometry.project(target[:, None], K)[:, 0]
         out = {
             "rgb": rgb, "depth": depth, "mask": part, "normals": geo["normals"],
             "xyz": xyz, "uv": uv, "vis": vis, "K": K.clone(), "root": root, "scale": scale, "xyz_norm": xyz_norm,
@@ -330,7 +332,7 @@ class HandWorld:
             "domain_id": torch.full((n,), DOMAINS.index(self.domain), device=dev),
         }
         if self.with_cloud:  # drawn last, so skipping it changes nothing else
-            cloud = render.visible_cloud(centres, radii, self.K, S, self.n_points, gd)
+            cloud = render3d.visible_cloud(centres, radii, self.K, S, self.n_points, gd)
             out["cloud"] = (cloud - root[:, None]) / scale[:, None, None]
         return out
 
