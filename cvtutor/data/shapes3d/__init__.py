@@ -1,0 +1,16 @@
+"""The 3-D shape world: primitives with exact geometry, categories, a CAD library and rooms.
+
+Shared by the 3-D shape chapters (SIZER, LIMP, SoftPoolNet, Mask2CAD, PointMixup, ShapeGF,
+Convolutional Occupancy Networks, PointContrast); derived and checked in the world's chapter,
+``notebooks/eccv2020/world_shapes3d.ipynb``.
+
+- :mod:`.primitives`: analytic SDFs, exact occupancy, areas, volumes, area-uniform surface samples;
+- :mod:`.shapes`: unions of posed primitives (:class:`ShapeBatch`), ten categories with part
+  labels, the fixed CAD library, rooms.
+"""
+from cvtutor.data.shapes3d import primitives
+from cvtutor.data.shapes3d.shapes import (CATEGORIES, PARTS, ROOM_SEMANTICS, ShapeBatch, axis_rotation,
+                                          cad_library, make_category, make_classes, make_rooms)
+
+__all__ = ["primitives", "CATEGORIES", "PARTS", "ROOM_SEMANTICS", "ShapeBatch", "axis_rotation",
+           "cad_library", "make_category", "make_classes", "make_rooms"]
