@@ -6,11 +6,13 @@ Convolutional Occupancy Networks, PointContrast); derived and checked in the wor
 
 - :mod:`.primitives`: analytic SDFs, exact occupancy, areas, volumes, area-uniform surface samples;
 - :mod:`.shapes`: unions of posed primitives (:class:`ShapeBatch`), ten categories with part
-  labels, the fixed CAD library, rooms.
+  labels, the fixed CAD library, rooms;
+- :mod:`.transforms`: normalisation, rotations, scale, jitter, dropout, resampling; partial scans
+  from virtual cameras with overlaps and correspondences; voxelisation.
 """
-from cvtutor.data.shapes3d import primitives
+from cvtutor.data.shapes3d import primitives, transforms
 from cvtutor.data.shapes3d.shapes import (CATEGORIES, PARTS, ROOM_SEMANTICS, ShapeBatch, axis_rotation,
                                           cad_library, make_category, make_classes, make_rooms)
 
-__all__ = ["primitives", "CATEGORIES", "PARTS", "ROOM_SEMANTICS", "ShapeBatch", "axis_rotation",
+__all__ = ["primitives", "transforms", "CATEGORIES", "PARTS", "ROOM_SEMANTICS", "ShapeBatch", "axis_rotation",
            "cad_library", "make_category", "make_classes", "make_rooms"]
