@@ -1,5 +1,6 @@
 """Meshes: bends are isometries, operators against trimesh and hand cases, geodesics against the
 closed form, scipy's Dijkstra and potpourri3d's heat method; gradients flow."""
+
 import math
 
 import numpy as np
@@ -20,8 +21,13 @@ def test_bend_is_an_isometry():
     g = torch.Generator().manual_seed(1)
     uv = torch.rand(1, 200, 2, generator=g, dtype=torch.float64) * 0.98 + 0.01
     e = 1e-6
-    J = torch.stack([(M.bend(uv + e * d, k, 1.0) - M.bend(uv - e * d, k, 1.0)) / (2 * e)
-                     for d in torch.eye(2, dtype=torch.float64)], -1)  # (1, 200, 3, 2)
+    J = torch.stack(
+        [
+            (M.bend(uv + e * d, k, 1.0) - M.bend(uv - e * d, k, 1.0)) / (2 * e)
+            for d in torch.eye(2, dtype=torch.float64)
+        ],
+        -1,
+    )  # (1, 200, 3, 2)
     JtJ = J.transpose(-1, -2) @ J
     assert torch.allclose(JtJ, torch.eye(2, dtype=torch.float64).expand_as(JtJ), atol=1e-6)
     # zero curvature is the flat sheet; constant curvature κ is an arc of radius 1/κ
@@ -29,8 +35,11 @@ def test_bend_is_an_isometry():
     assert torch.allclose(flat[0], sheet["uv_3d"])
     arc = M.bend(sheet["uv"][None], torch.full((1, 2), 2.0, dtype=torch.float64), 1.0)[0]
     centre = torch.tensor([0.0, 0.5])  # the circle of radius 1/2 through the origin, tangent to x
-    assert torch.allclose(torch.stack([arc[:, 0], arc[:, 2]], -1).sub(centre).norm(dim=-1),
-                          torch.full((len(arc),), 0.5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        torch.stack([arc[:, 0], arc[:, 2]], -1).sub(centre).norm(dim=-1),
+        torch.full((len(arc),), 0.5, dtype=torch.float64),
+        atol=1e-12,
+    )
 
 
 def test_operators_against_trimesh_and_hand_cases():
@@ -43,8 +52,10 @@ def test_operators_against_trimesh_and_hand_cases():
     assert np.allclose(M.face_normals(V, F)[0].numpy(), tm.face_normals)
     assert np.allclose(M.mass_lumped(V, F).sum().item(), tm.area)
     assert len(M.edges(F)) == len(tm.edges_unique)
-    # flat sheet normals point to +z; the graph Laplacian has zero row sums and degree on the diagonal
-    assert torch.allclose(M.vertex_normals(sheet["uv_3d"][None], F)[0, :, 2], torch.ones(81, dtype=torch.float64))
+    # flat sheet normals point to +z; the graph Laplacian has zero row sums, degrees on the diagonal
+    assert torch.allclose(
+        M.vertex_normals(sheet["uv_3d"][None], F)[0, :, 2], torch.ones(81, dtype=torch.float64)
+    )
     Lg = M.graph_laplacian(F, 81)
     assert torch.allclose(Lg.sum(1), torch.zeros(81)) and Lg[0, 0] in (2, 3)
     # the cotangent Laplacian is symmetric PSD, kills constants and linear functions on a flat mesh
@@ -68,8 +79,10 @@ def test_dijkstra_and_heat_against_closed_form_and_potpourri3d():
     assert ((heat - exact).abs()[far] / exact[far]).mean() < 0.03
     flat = M.dijkstra(sheet["uv_3d"], F, [0])[0]
     assert (flat >= exact.numpy() - 1e-9).all()  # on the flat sheet, edge paths are never shorter
-    d = M.dijkstra(V[0], F, [0])[0]  # bent: edges are chords, shorter than arcs by ≤ κ²h²/24 = 0.26 %
-    assert (d >= exact.numpy() * (1 - 16 / 16 ** 2 / 24) - 1e-12).all()
+    d = M.dijkstra(V[0], F, [0])[
+        0
+    ]  # bent: edges are chords, shorter than arcs by ≤ κ²h²/24 = 0.26 %
+    assert (d >= exact.numpy() * (1 - 16 / 16**2 / 24) - 1e-12).all()
     row0 = (sheet["row"] == 0).numpy()  # along the first row the edge path is the straight line
     assert np.allclose(d[row0], exact.numpy()[row0], rtol=3e-3)
     pp3d = pytest.importorskip("potpourri3d")
@@ -82,7 +95,9 @@ def test_heat_geodesic_is_batched_and_differentiable():
     k = torch.tensor([[1.0, -2.0], [0.5, 0.0]], dtype=torch.float64)
     V = M.bend(sheet["uv"][None].expand(2, -1, -1), k, 1.0).requires_grad_(True)
     D = M.heat_geodesic(V, sheet["faces"], torch.tensor([0, 35]))
-    assert D.shape == (2, 36, 2) and D[:, 0, 0].abs().max() < 1e-12 and D[:, 35, 1].abs().max() < 1e-12
+    assert (
+        D.shape == (2, 36, 2) and D[:, 0, 0].abs().max() < 1e-12 and D[:, 35, 1].abs().max() < 1e-12
+    )
     D[..., 0].sum().backward()
     assert torch.isfinite(V.grad).all() and V.grad.abs().sum() > 0
     single = M.heat_geodesic(V[1:].detach(), sheet["faces"], torch.tensor([35]))

@@ -1,4 +1,6 @@
-"""The shape world's metrics against independent references (POT, scipy's cKDTree) and hand cases."""
+"""The shape world's metrics against independent references (POT, scipy's cKDTree) and hand
+cases."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ from cvtutor.metrics import pointsets as ps
 def test_emd_matches_pot_and_returns_a_bijection():
     ot = pytest.importorskip("ot")
     g = torch.Generator().manual_seed(0)
-    a, b = torch.rand(4, 64, 3, generator=g, dtype=torch.float64), torch.rand(4, 64, 3, generator=g,
-                                                                                dtype=torch.float64)
+    a, b = torch.rand(4, 64, 3, generator=g, dtype=torch.float64), torch.rand(
+        4, 64, 3, generator=g, dtype=torch.float64
+    )
     cost, match = ps.emd_matching(a, b)
     for i in range(4):
         M = ot.dist(a[i].numpy(), b[i].numpy(), metric="euclidean")
@@ -27,8 +30,9 @@ def test_chamfer_fscore_and_nearest_against_ckdtree():
     from scipy.spatial import cKDTree
 
     g = torch.Generator().manual_seed(1)
-    a, b = torch.rand(2, 500, 3, generator=g, dtype=torch.float64), torch.rand(2, 400, 3, generator=g,
-                                                                                 dtype=torch.float64)
+    a, b = torch.rand(2, 500, 3, generator=g, dtype=torch.float64), torch.rand(
+        2, 400, 3, generator=g, dtype=torch.float64
+    )
     cd = ps.chamfer_l1(a, b, reduce="none")
     f = ps.fscore(a, b, 0.05)
     for i in range(2):

@@ -1,4 +1,5 @@
 """PointNet and the local-pool PointNet: invariance, scatter-mean and grid sampling by hand."""
+
 import pytest
 import torch
 
@@ -35,16 +36,26 @@ def test_plane_and_grid_sampling_read_the_cells_they_scatter_to():
         f = pn.sample_plane_features(plane, centres, axes)
         assert torch.allclose(f, (centres[..., list(axes)] * R).floor())
         flat = pn.cell_index(centres, R, axes)
-        assert torch.equal(flat, ((centres[..., axes[0]] * R).long() * R + (centres[..., axes[1]] * R).long()))
+        assert torch.equal(
+            flat, ((centres[..., axes[0]] * R).long() * R + (centres[..., axes[1]] * R).long())
+        )
     a, b, c = torch.meshgrid(torch.arange(R), torch.arange(R), torch.arange(R), indexing="ij")
     grid = torch.stack([a, b, c]).float()[None].expand(2, -1, -1, -1, -1)
     assert torch.allclose(pn.sample_grid_features(grid, centres), (centres * R).floor())
     # a feature scattered to its cell and sampled at the cell's centre comes back unchanged
     feat = torch.randn(2, 64, 4, generator=g)
     uniq = torch.arange(64)[None].expand(2, 64)  # one point per cell on a 4×4×4 grid
-    pts = torch.stack(torch.meshgrid(*[torch.arange(4)] * 3, indexing="ij"), -1).reshape(1, 64, 3).float()
+    pts = (
+        torch.stack(torch.meshgrid(*[torch.arange(4)] * 3, indexing="ij"), -1)
+        .reshape(1, 64, 3)
+        .float()
+    )
     pts01 = ((pts + 0.5) / 4).expand(2, -1, -1)
-    vol = pn.scatter_mean(feat, pn.cell_index(pts01, 4, (0, 1, 2)), 64).transpose(1, 2).reshape(2, 4, 4, 4, 4)
+    vol = (
+        pn.scatter_mean(feat, pn.cell_index(pts01, 4, (0, 1, 2)), 64)
+        .transpose(1, 2)
+        .reshape(2, 4, 4, 4, 4)
+    )
     assert torch.allclose(pn.sample_grid_features(vol, pts01), feat, atol=1e-6)
     del uniq
 

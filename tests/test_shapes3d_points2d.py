@@ -1,4 +1,5 @@
 """2-D point sets: arc-length resampling by hand, digit and glyph outlines."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,8 +21,12 @@ def test_resampling_a_square_is_equally_spaced_on_its_outline():
 
 def test_digit_contours():
     pts, labels = P2.digit_contours(128, count=20)
-    assert pts.shape == (20, 128, 2) and torch.equal(labels, torch.tensor(
-        __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits().target[:20]))
+    assert pts.shape == (20, 128, 2) and torch.equal(
+        labels,
+        torch.tensor(
+            __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits().target[:20]
+        ),
+    )
     assert torch.allclose(pts.abs().amax((1, 2)), torch.ones(20))  # longer side spans [-1, 1]
     # a '0' has an inner and an outer outline: its points are far from the centre on average
     zero = pts[labels == 0][0]
@@ -37,6 +42,8 @@ def test_glyph_outlines():
     assert pts[0].norm(dim=-1).min() > 0.3
     assert pts[1, :, 0].abs().max() < 0.5
     # every 'O' point lies on the glyph boundary: neither strictly inside the inner hole's square
-    assert not points_in_poly(pts[0].numpy(), np.array([[-0.2, -0.2], [0.2, -0.2], [0.2, 0.2], [-0.2, 0.2]])).any()
+    assert not points_in_poly(
+        pts[0].numpy(), np.array([[-0.2, -0.2], [0.2, -0.2], [0.2, 0.2], [-0.2, 0.2]])
+    ).any()
     with pytest.raises(ValueError, match="empty"):
         P2.glyph_outline("")

@@ -1,5 +1,6 @@
 """Primitives and their unions: samples on the zero set, areas against closed forms and trimesh,
 volumes (occupancy) against closed forms, normals against the SDF's gradient."""
+
 import math
 
 import numpy as np
@@ -9,9 +10,16 @@ import torch
 from cvtutor.data.shapes3d import primitives as P
 from cvtutor.data.shapes3d import shapes as S
 
-ROWS = {0: [0.5, 0, 0, 0, 0], 1: [0.6, 0.4, 0.25, 0, 0], 2: [0.3, 0.2, 0.4, 0, 0],
-        3: [0.3, 0.5, 0, 0, 0], 4: [0.4, 0.1, 0.3, 0, 0], 5: [0.5, 0.15, 0, 0, 0],
-        6: [0.2, 0.3, 0, 0, 0], 7: [0.5, 0.4, 0.3, 0.5, 0.7]}
+ROWS = {
+    0: [0.5, 0, 0, 0, 0],
+    1: [0.6, 0.4, 0.25, 0, 0],
+    2: [0.3, 0.2, 0.4, 0, 0],
+    3: [0.3, 0.5, 0, 0, 0],
+    4: [0.4, 0.1, 0.3, 0, 0],
+    5: [0.5, 0.15, 0, 0, 0],
+    6: [0.2, 0.3, 0, 0, 0],
+    7: [0.5, 0.4, 0.3, 0.5, 0.7],
+}
 
 
 def _rows(t, m):
@@ -29,9 +37,17 @@ def test_samples_on_zero_set_with_gradient_normals(t):
     assert patch.max() < P.N_PATCHES[t]
     # the normal is the SDF's gradient away from edges (central differences)
     e = 1e-6
-    grad = torch.stack([(P.sdf(types[:1], params[:1], (pts + e * v)[None])
-                         - P.sdf(types[:1], params[:1], (pts - e * v)[None]))[0] / (2 * e)
-                        for v in torch.eye(3, dtype=torch.float64)], -1)
+    grad = torch.stack(
+        [
+            (
+                P.sdf(types[:1], params[:1], (pts + e * v)[None])
+                - P.sdf(types[:1], params[:1], (pts - e * v)[None])
+            )[0]
+            / (2 * e)
+            for v in torch.eye(3, dtype=torch.float64)
+        ],
+        -1,
+    )
     cos = (grad / grad.norm(dim=-1, keepdim=True) * nrm).sum(-1)
     assert (cos > 0.999).float().mean() > 0.99
 
@@ -43,7 +59,8 @@ def _ellipsoid_area(a, b, c):
     phi = math.acos(c / a)
     k2 = a * a * (b * b - c * c) / (b * b * (a * a - c * c))
     return 2 * math.pi * c * c + 2 * math.pi * a * b / math.sin(phi) * (
-        ellipeinc(phi, k2) * math.sin(phi) ** 2 + ellipkinc(phi, k2) * math.cos(phi) ** 2)
+        ellipeinc(phi, k2) * math.sin(phi) ** 2 + ellipkinc(phi, k2) * math.cos(phi) ** 2
+    )
 
 
 @pytest.mark.parametrize("abc", [(0.6, 0.4, 0.25), (1.0, 0.1, 0.05), (0.31, 0.3, 0.2)])
@@ -63,8 +80,9 @@ def _trimesh_of(t, params, n=400):
     if t == 3:
         return trimesh.creation.cylinder(radius=c[0], height=2 * c[1], sections=2048)
     if t == 5:
-        return trimesh.creation.torus(major_radius=c[0], minor_radius=c[1], major_sections=512,
-                                      minor_sections=512)
+        return trimesh.creation.torus(
+            major_radius=c[0], minor_radius=c[1], major_sections=512, minor_sections=512
+        )
     if t == 6:
         return trimesh.creation.capsule(height=2 * c[1], radius=c[0], count=[512, 512])
     # ellipsoid / superquadric / cone: parametric grids
@@ -77,11 +95,21 @@ def _trimesh_of(t, params, n=400):
 
     if t in (1, 7):
         a1, a2, a3, e1, e2 = c if t == 7 else (*c[:3], 1.0, 1.0)
-        X = np.stack([a1 * f(np.cos(E), e1) * f(np.cos(O), e2), a2 * f(np.cos(E), e1) * f(np.sin(O), e2),
-                      a3 * f(np.sin(E), e1)], -1)
+        X = np.stack(
+            [
+                a1 * f(np.cos(E), e1) * f(np.cos(O), e2),
+                a2 * f(np.cos(E), e1) * f(np.sin(O), e2),
+                a3 * f(np.sin(E), e1),
+            ],
+            -1,
+        )
         idx = np.arange(n * 2 * n).reshape(n, 2 * n)
-        F = np.concatenate([np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()], 1),
-                            np.stack([idx[:-1, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()], 1)])
+        F = np.concatenate(
+            [
+                np.stack([idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()], 1),
+                np.stack([idx[:-1, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()], 1),
+            ]
+        )
         return trimesh.Trimesh(X.reshape(-1, 3), F, process=False)
     r1, r2, h = c[:3]  # frustum: the revolution of its profile
     prof = np.array([[0, -h], [r1, -h], [r2, h], [0, h]])
@@ -121,8 +149,9 @@ def test_sdf_hand_cases():
     p = torch.tensor([[[3.0, 0, 0], [0, 0, 0], [0, 0, 2]]], dtype=torch.float64)
     assert torch.allclose(P.sdf(*ell, p)[0], torch.tensor([1.0, -0.5, 1.5], dtype=torch.float64))
     tor = torch.tensor([5]), torch.tensor([[1.0, 0.25, 0, 0, 0]])
-    assert torch.allclose(P.sdf(*tor, torch.tensor([[[1.0, 0, 0], [0, 0, 0]]]))[0],
-                          torch.tensor([-0.25, 0.75]))
+    assert torch.allclose(
+        P.sdf(*tor, torch.tensor([[[1.0, 0, 0], [0, 0, 0]]]))[0], torch.tensor([-0.25, 0.75])
+    )
 
 
 def test_bad_input_is_named():
@@ -144,7 +173,9 @@ def test_category_union_samples_are_exact_and_in_the_unit_cube(name):
     # no sample lies inside the union (it would be buried in a joint)
     inner = out["points"] - 1e-4 * out["normals"]
     outer = out["points"] + 1e-4 * out["normals"]
-    assert sb.occupancy(inner).float().mean() > 0.98 and (~sb.occupancy(outer)).float().mean() > 0.98
+    assert (
+        sb.occupancy(inner).float().mean() > 0.98 and (~sb.occupancy(outer)).float().mean() > 0.98
+    )
     assert set(out["part"].unique().tolist()) <= set(range(len(S.PARTS[name])))
     assert (sb.label == S.CATEGORIES.index(name)).all()
 
@@ -155,9 +186,16 @@ def test_union_sampling_is_area_uniform():
     types = torch.zeros(1, 2, dtype=torch.long)
     params = torch.tensor([[[0.5, 0, 0, 0, 0], [0.3, 0, 0, 0, 0]]], dtype=torch.float64)
     trans = torch.tensor([[[0.0, 0, 0], [0.6, 0, 0]]], dtype=torch.float64)
-    sb = S.ShapeBatch(types, params, torch.eye(3, dtype=torch.float64).expand(1, 2, 3, 3), trans,
-                      torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, dtype=torch.long),
-                      torch.zeros(1, 2, dtype=torch.long))
+    sb = S.ShapeBatch(
+        types,
+        params,
+        torch.eye(3, dtype=torch.float64).expand(1, 2, 3, 3),
+        trans,
+        torch.tensor([[0, 1]]),
+        torch.ones(1, 2, dtype=torch.bool),
+        torch.zeros(1, dtype=torch.long),
+        torch.zeros(1, 2, dtype=torch.long),
+    )
     out = sb.sample(40_000, g)
     # cap areas: plane of intersection x0 = (d² + R² - r²) / 2d; cap area 2πR·height
     R, r, d = 0.5, 0.3, 0.6
@@ -173,13 +211,19 @@ def test_transform_keeps_distances_exact_and_seeds_repeat():
     g = torch.Generator().manual_seed(3)
     sb = S.make_category("chair", 3, g)
     q = torch.rand(3, 100, 3, generator=g) - 0.5
-    R = S.axis_rotation(torch.tensor([0.3, 1.0, -2.0]), "z") @ S.axis_rotation(torch.tensor([0.5, 0, 1]), "x")
+    R = S.axis_rotation(torch.tensor([0.3, 1.0, -2.0]), "z") @ S.axis_rotation(
+        torch.tensor([0.5, 0, 1]), "x"
+    )
     t, s = torch.randn(3, 3, generator=g), torch.tensor([0.5, 2.0, 1.5])
     moved = sb.transform(R, t, s)
     q2 = s[:, None, None] * torch.einsum("bij,bqj->bqi", R, q) + t[:, None]
     assert torch.allclose(moved.sdf(q2), s[:, None] * sb.sdf(q), atol=1e-5)
-    a = S.make_classes(2, torch.Generator().manual_seed(7)).sample(64, torch.Generator().manual_seed(8))
-    b = S.make_classes(2, torch.Generator().manual_seed(7)).sample(64, torch.Generator().manual_seed(8))
+    a = S.make_classes(2, torch.Generator().manual_seed(7)).sample(
+        64, torch.Generator().manual_seed(8)
+    )
+    b = S.make_classes(2, torch.Generator().manual_seed(7)).sample(
+        64, torch.Generator().manual_seed(8)
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

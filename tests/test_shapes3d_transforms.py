@@ -1,4 +1,5 @@
 """Transforms, partial scans (visibility on hand cases), overlaps and voxelisation."""
+
 import math
 
 import pytest
@@ -11,8 +12,11 @@ from cvtutor.data.shapes3d import transforms as T
 
 def _sphere_samples(n, r=0.5, seed=0, centre=(0.0, 0.0, 0.0)):
     g = torch.Generator().manual_seed(seed)
-    p, nrm, _ = P.sample_surface(torch.zeros(n, dtype=torch.long),
-                                 torch.tensor([r, 0, 0, 0, 0.0]).expand(n, 5).contiguous(), g)
+    p, nrm, _ = P.sample_surface(
+        torch.zeros(n, dtype=torch.long),
+        torch.tensor([r, 0, 0, 0, 0.0]).expand(n, 5).contiguous(),
+        g,
+    )
     return (p + torch.tensor(centre))[None], nrm[None]
 
 
@@ -29,8 +33,9 @@ def test_sphere_scanned_from_plus_z_keeps_the_visible_cap():
 def test_zbuffer_hides_a_sphere_behind_another():
     a, na = _sphere_samples(8000, 0.3, 1, (0, 0, 0.5))
     b, nb = _sphere_samples(8000, 0.3, 2, (0, 0, -0.5))
-    out = T.scan(torch.cat([a, b], 1), torch.cat([na, nb], 1), torch.tensor([[0.0, 0, 3.0]]),
-                 size=96)
+    out = T.scan(
+        torch.cat([a, b], 1), torch.cat([na, nb], 1), torch.tensor([[0.0, 0, 3.0]]), size=96
+    )
     vis_b = out["visible"][0, 8000:]
     # the back sphere's facing cap near the axis lies in the front sphere's shadow
     near_axis = b[0, :, :2].norm(dim=-1) < 0.15
@@ -65,7 +70,9 @@ def test_rotations_normalize_resample_and_augment():
     assert torch.allclose(Rz[:, 2], torch.tensor([0, 0, 1.0]).expand(5, 3))
     x = torch.randn(3, 100, 3, generator=g) * 4 + 2
     y, c, s = T.normalize(x)
-    assert torch.allclose(y.norm(dim=-1).max(1).values, torch.ones(3)) and torch.allclose(y * s[:, None, None] + c[:, None], x, atol=1e-5)
+    assert torch.allclose(y.norm(dim=-1).max(1).values, torch.ones(3)) and torch.allclose(
+        y * s[:, None, None] + c[:, None], x, atol=1e-5
+    )
     yc, _, _ = T.normalize(x, "cube")
     assert torch.allclose((yc.max(1).values - yc.min(1).values).max(-1).values, torch.ones(3))
     mask = torch.zeros(3, 100, dtype=torch.bool)
@@ -95,5 +102,7 @@ def test_voxelisation():
     # a unit ball: the occupied fraction of the cube [-1, 1]³ tends to π/6
     ball = T.voxelize_occupancy(lambda q: q.norm(dim=-1) < 1, 1, 64, -1, 1)
     assert ball.float().mean().item() == pytest.approx(math.pi / 6, abs=5e-3)
-    counts = T.voxelize_points(torch.tensor([[[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.9, 0, 0]]]), 4)
+    counts = T.voxelize_points(
+        torch.tensor([[[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.9, 0, 0]]]), 4
+    )
     assert counts.sum() == 2 and counts[0, 2, 2, 2] == 2

@@ -14,9 +14,32 @@ Convolutional Occupancy Networks, PointContrast); derived and checked in the wor
 - :mod:`.points2d`: outlines of the bundled digits and of font glyphs as 2-D point sets;
 - :mod:`.readers`: the real data sets' file formats (tested on fixtures).
 """
-from cvtutor.data.shapes3d import meshes, points2d, primitives, transforms
-from cvtutor.data.shapes3d.shapes import (CATEGORIES, PARTS, ROOM_SEMANTICS, ShapeBatch, axis_rotation,
-                                          cad_library, make_category, make_classes, make_rooms)
 
-__all__ = ["meshes", "points2d", "primitives", "transforms", "CATEGORIES", "PARTS", "ROOM_SEMANTICS", "ShapeBatch", "axis_rotation",
-           "cad_library", "make_category", "make_classes", "make_rooms"]
+from cvtutor.data.shapes3d import meshes, points2d, primitives, transforms
+from cvtutor.data.shapes3d.shapes import (
+    CATEGORIES,
+    PARTS,
+    ROOM_SEMANTICS,
+    ShapeBatch,
+    axis_rotation,
+    cad_library,
+    make_category,
+    make_classes,
+    make_rooms,
+)
+
+__all__ = [
+    "meshes",
+    "points2d",
+    "primitives",
+    "transforms",
+    "CATEGORIES",
+    "PARTS",
+    "ROOM_SEMANTICS",
+    "ShapeBatch",
+    "axis_rotation",
+    "cad_library",
+    "make_category",
+    "make_classes",
+    "make_rooms",
+]

@@ -13,11 +13,13 @@ on a piece of curvature ``κ`` starting at angle ``θ`` the position advances by
 ``d·sinc(κd/2)·(cos(θ + κd/2), sin(θ + κd/2))`` over arc length ``d``.
 
 **Operators** (dense, batched, differentiable in the vertices): face normals and areas, the graph
-Laplacian ``D - A``, the cotangent Laplacian ``L_ij = -(cot α_ij + cot β_ij)/2``, ``L_ii = -Σ_j L_ij``
+Laplacian ``D - A``, the cotangent Laplacian ``L_ij = -(cot α_ij + cot β_ij)/2``,
+``L_ii = -Σ_j L_ij``
 (positive semi-definite), the lumped mass (a third of the incident face areas), Dijkstra on the edge
 graph (:func:`scipy.sparse.csgraph.dijkstra`) and the heat method (Crane, Weischedel & Wardetzky
 2013): ``(M + tL) u = δ_s``, ``X = -∇u/|∇u|`` per face, ``L φ = -∇·X``, distance ``φ - φ_s``.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +32,14 @@ def _check_mesh(verts: torch.Tensor, faces: torch.Tensor) -> None:
     if verts.ndim != 3 or verts.shape[-1] != 3:
         raise ValueError(f"verts must be (B, V, 3), got {tuple(verts.shape)}")
     if faces.ndim != 2 or faces.shape[-1] != 3 or faces.dtype != torch.long:
-        raise ValueError(f"faces must be a (F, 3) long tensor, got {tuple(faces.shape)} {faces.dtype}")
+        raise ValueError(
+            f"faces must be a (F, 3) long tensor, got {tuple(faces.shape)} {faces.dtype}"
+        )
     if faces.numel() and (faces.min() < 0 or faces.max() >= verts.shape[1]):
-        raise ValueError(f"faces index vertices 0..{verts.shape[1] - 1}, got {int(faces.min())}.."
-                         f"{int(faces.max())}")
+        raise ValueError(
+            f"faces index vertices 0..{verts.shape[1] - 1}, got {int(faces.min())}.."
+            f"{int(faces.max())}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -47,11 +53,14 @@ def _grid_faces(rows: int, cols: int, wrap: bool, device) -> torch.Tensor:
     b = rr * cols + (cc + 1) % cols
     d = (rr + 1) * cols + cc
     e = (rr + 1) * cols + (cc + 1) % cols
-    return torch.cat([torch.stack([a, b, e], -1).reshape(-1, 3), torch.stack([a, e, d], -1).reshape(-1, 3)])
+    return torch.cat(
+        [torch.stack([a, b, e], -1).reshape(-1, 3), torch.stack([a, e, d], -1).reshape(-1, 3)]
+    )
 
 
-def grid_sheet(rows: int, cols: int, width: float = 1.0, height: float = 1.0, device=None,
-               dtype=torch.float32) -> dict[str, torch.Tensor]:
+def grid_sheet(
+    rows: int, cols: int, width: float = 1.0, height: float = 1.0, device=None, dtype=torch.float32
+) -> dict[str, torch.Tensor]:
     """A ``rows × cols`` grid on ``[0, width] × [0, height]``: ``uv (V, 2)`` (``u`` along the
     columns), ``uv_3d (V, 3)`` (flat, ``z = 0``), ``faces (F, 3)`` (counter-clockwise seen from
     +z), ``row (V,)``, ``col (V,)``."""
@@ -61,25 +70,42 @@ def grid_sheet(rows: int, cols: int, width: float = 1.0, height: float = 1.0, de
     u = torch.linspace(0, width, cols, device=device, dtype=dtype)
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     uv = torch.stack([uu, vv], -1).reshape(-1, 2)
-    rr, cc = torch.meshgrid(torch.arange(rows, device=device), torch.arange(cols, device=device),
-                            indexing="ij")
-    return {"uv": uv, "uv_3d": torch.cat([uv, torch.zeros_like(uv[:, :1])], -1),
-            "faces": _grid_faces(rows, cols, False, device), "row": rr.reshape(-1), "col": cc.reshape(-1)}
+    rr, cc = torch.meshgrid(
+        torch.arange(rows, device=device), torch.arange(cols, device=device), indexing="ij"
+    )
+    return {
+        "uv": uv,
+        "uv_3d": torch.cat([uv, torch.zeros_like(uv[:, :1])], -1),
+        "faces": _grid_faces(rows, cols, False, device),
+        "row": rr.reshape(-1),
+        "col": cc.reshape(-1),
+    }
 
 
-def random_bends(n: int, generator: torch.Generator, pieces: int = 3, max_curvature: float = 4.0,
-                 device=None, dtype=torch.float32) -> torch.Tensor:
-    """``n`` piecewise-constant curvature profiles ``(n, pieces)``, uniform in ``±max_curvature``."""
+def random_bends(
+    n: int,
+    generator: torch.Generator,
+    pieces: int = 3,
+    max_curvature: float = 4.0,
+    device=None,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """``n`` piecewise-constant curvature profiles ``(n, pieces)``, uniform in
+    ``±max_curvature``."""
     device = device or generator.device
-    return max_curvature * (2 * torch.rand(n, pieces, generator=generator, device=device, dtype=dtype) - 1)
+    return max_curvature * (
+        2 * torch.rand(n, pieces, generator=generator, device=device, dtype=dtype) - 1
+    )
 
 
 def bend(uv: torch.Tensor, curvature: torch.Tensor, width: float) -> torch.Tensor:
     """Bend flat points ``uv (B, V, 2)`` (``u ∈ [0, width]``) by the curvature profiles
     ``curvature (B, K)`` (``K`` equal pieces of ``u``): ``(B, V, 3)`` (module docstring)."""
     if uv.ndim != 3 or uv.shape[-1] != 2 or curvature.ndim != 2 or len(curvature) != len(uv):
-        raise ValueError(f"expected uv (B, V, 2) and curvature (B, K), got {tuple(uv.shape)} and "
-                         f"{tuple(curvature.shape)}")
+        raise ValueError(
+            f"expected uv (B, V, 2) and curvature (B, K), got {tuple(uv.shape)} and "
+            f"{tuple(curvature.shape)}"
+        )
     B, K = curvature.shape
     seg = width / K
     kappa = curvature.to(uv.dtype)
@@ -113,7 +139,9 @@ def tube(radii: torch.Tensor, height: float = 1.0, cols: int = 24) -> dict[str, 
     z = torch.linspace(0, height, rows, device=dev, dtype=dt)
     x = radii[..., 0:1] * phi.cos()
     y = radii[..., 1:2] * phi.sin()
-    verts = torch.stack([x, y, z[None, :, None].expand(B, rows, cols)], -1).reshape(B, rows * cols, 3)
+    verts = torch.stack([x, y, z[None, :, None].expand(B, rows, cols)], -1).reshape(
+        B, rows * cols, 3
+    )
     row = torch.arange(rows, device=dev).repeat_interleave(cols)
     return {"verts": verts, "faces": _grid_faces(rows, cols, True, dev), "row": row}
 
@@ -124,8 +152,11 @@ def torso_radii(n: int, generator: torch.Generator, rows: int = 16, device=None)
     device = device or generator.device
     t = torch.linspace(0, 1, rows, device=device)
     w = 0.12 + 0.04 * torch.rand(n, 3, generator=generator, device=device)
-    prof = w[:, :1] + (w[:, 1:2] - w[:, :1]) * torch.sin(math.pi * t) ** 2 * (t < 0.5) \
+    prof = (
+        w[:, :1]
+        + (w[:, 1:2] - w[:, :1]) * torch.sin(math.pi * t) ** 2 * (t < 0.5)
         + (w[:, 2:3] - w[:, :1]) * torch.sin(math.pi * t) ** 2 * (t >= 0.5)
+    )
     depth = 0.6 + 0.2 * torch.rand(n, 1, generator=generator, device=device)
     return torch.stack([prof, prof * depth], -1)
 
@@ -250,13 +281,16 @@ def divergence(verts: torch.Tensor, faces: torch.Tensor, X: torch.Tensor) -> tor
         i, j, k = faces[:, s], faces[:, (s + 1) % 3], faces[:, (s + 2) % 3]
         e1 = (verts[:, j] - verts[:, i])[:, :, None]
         e2 = (verts[:, k] - verts[:, i])[:, :, None]
-        val = cot[:, :, (s + 2) % 3, None] * (e1 * X).sum(-1) + cot[:, :, (s + 1) % 3, None] * (e2 * X).sum(-1)
+        val = cot[:, :, (s + 2) % 3, None] * (e1 * X).sum(-1) + cot[:, :, (s + 1) % 3, None] * (
+            e2 * X
+        ).sum(-1)
         out = out.index_add(1, i, 0.5 * val)
     return out
 
 
-def heat_geodesic(verts: torch.Tensor, faces: torch.Tensor, sources: torch.Tensor,
-                  t: float | None = None) -> torch.Tensor:
+def heat_geodesic(
+    verts: torch.Tensor, faces: torch.Tensor, sources: torch.Tensor, t: float | None = None
+) -> torch.Tensor:
     """Geodesic distances ``(B, V, S)`` from the vertices ``sources (S,)`` by the heat method
     (module docstring), dense and differentiable in ``verts (B, V, 3)``. ``t`` defaults to the
     squared mean edge length (Crane et al.'s choice)."""

@@ -10,13 +10,16 @@ Sources ship with the packages: scikit-learn's 8×8 digits (upsampled bilinearly
 intensity by :func:`skimage.measure.find_contours`) and matplotlib's DejaVu Sans glyphs
 (:class:`matplotlib.textpath.TextPath`, outlines flattened to polygons).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 
-def resample_polyline(poly: np.ndarray, n: int, closed: bool = True, offset: float = 0.0) -> np.ndarray:
+def resample_polyline(
+    poly: np.ndarray, n: int, closed: bool = True, offset: float = 0.0
+) -> np.ndarray:
     """``n`` points at equal arc-length steps along a polyline ``(K, 2)`` (closed: back to its first
     vertex), starting ``offset`` (a fraction of a step) after its first vertex."""
     p = np.asarray(poly, dtype=float)
@@ -53,8 +56,9 @@ def normalize_2d(points: np.ndarray) -> np.ndarray:
     return (points - (lo + hi) / 2) / max((hi - lo).max() / 2, 1e-12)
 
 
-def digit_contours(n_points: int = 256, count: int | None = None, upsample: int = 4
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def digit_contours(
+    n_points: int = 256, count: int | None = None, upsample: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Outlines of scikit-learn's digits as point sets: ``(points (count, n_points, 2), labels)``
     for the first ``count`` digits (all 1,797 by default)."""
     from scipy.ndimage import zoom
@@ -75,7 +79,8 @@ def digit_contours(n_points: int = 256, count: int | None = None, upsample: int 
 
 
 def glyph_outline(chars: str, n_points: int = 256, family: str = "DejaVu Sans") -> torch.Tensor:
-    """Outlines of font glyphs (matplotlib ships DejaVu Sans) as point sets ``(len(chars), n, 2)``."""
+    """Outlines of font glyphs (matplotlib ships DejaVu Sans) as point sets
+    ``(len(chars), n, 2)``."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 

@@ -30,6 +30,7 @@ density is inverted by Newton's method), rejection sampling for the ellipsoid (t
 sphere with the area element ``r³ |∇F| eps1/2`` against a per-row bound). Areas are closed forms,
 except the ellipsoid's and the superquadric's: Gauss–Legendre quadrature of the area element.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,17 +42,30 @@ TYPES = ("sphere", "ellipsoid", "box", "cylinder", "cone", "torus", "capsule", "
 TYPE_ID = {name: i for i, name in enumerate(TYPES)}
 N_PARAMS = 5
 #: Which parameters are lengths (they scale with the shape); the superquadric's exponents do not.
-LENGTH_PARAMS = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0],
-                              [1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]],
-                             dtype=torch.bool)
+LENGTH_PARAMS = torch.tensor(
+    [
+        [1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+    ],
+    dtype=torch.bool,
+)
 N_PATCHES = (1, 1, 6, 3, 3, 1, 3, 1)
 
 
 def check_params(types: torch.Tensor, params: torch.Tensor) -> None:
-    """Raise a clear error unless ``types (...)`` are type ids and ``params (..., 5)`` match them."""
+    """Raise a clear error unless ``types (...)`` are type ids and ``params (..., 5)`` match
+    them."""
     if params.shape[-1] != N_PARAMS or params.shape[:-1] != types.shape:
-        raise ValueError(f"expected types (...) and params (..., {N_PARAMS}) with the same leading "
-                         f"shape, got {tuple(types.shape)} and {tuple(params.shape)}")
+        raise ValueError(
+            f"expected types (...) and params (..., {N_PARAMS}) with the same leading "
+            f"shape, got {tuple(types.shape)} and {tuple(params.shape)}"
+        )
     if types.numel() and (types.min() < 0 or types.max() >= len(TYPES)):
         raise ValueError(f"type ids must be in 0..{len(TYPES) - 1} ({', '.join(TYPES)})")
 
@@ -75,7 +89,8 @@ def _sd_cylinder(p, r, h):
 
 
 def _sd_cone(p, r1, r2, h):
-    """Exact distance to a capped cone (frustum), radius ``r1`` at ``z = -h`` and ``r2`` at ``+h``."""
+    """Exact distance to a capped cone (frustum), radius ``r1`` at ``z = -h``, ``r2`` at
+    ``z = +h``."""
     qx, qy = _length(p[..., 0], p[..., 1]), p[..., 2]
     k2x, k2y = r2 - r1, 2 * h
     cax = qx - torch.minimum(qx, torch.where(qy < 0, r1, r2))
@@ -165,8 +180,10 @@ def sdf(types: torch.Tensor, params: torch.Tensor, p: torch.Tensor) -> torch.Ten
     ``params (..., 5)`` → ``(..., Q)``; negative inside (see the module docstring for exactness)."""
     check_params(types, params)
     if p.shape[-1] != 3 or p.shape[:-2] != types.shape:
-        raise ValueError(f"points must be (..., Q, 3) with leading shape {tuple(types.shape)}, "
-                         f"got {tuple(p.shape)}")
+        raise ValueError(
+            f"points must be (..., Q, 3) with leading shape {tuple(types.shape)}, "
+            f"got {tuple(p.shape)}"
+        )
     w = params[..., None, :].expand(*p.shape[:-1], N_PARAMS)
     c = [w[..., i] for i in range(N_PARAMS)]
     out = torch.zeros(p.shape[:-1], dtype=p.dtype, device=p.device)
@@ -197,7 +214,8 @@ def sdf(types: torch.Tensor, params: torch.Tensor, p: torch.Tensor) -> torch.Ten
 
 
 def occupancy(types: torch.Tensor, params: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Exact inside test ``(..., Q)`` bool: the sign of :func:`sdf` (every SDF here has an exact sign)."""
+    """Exact inside test ``(..., Q)`` bool: the sign of :func:`sdf` (every SDF here has an
+    exact sign)."""
     return sdf(types, params, p) < 0
 
 
@@ -209,7 +227,7 @@ def _gauss_sphere(n: int, device, dtype):
     z, wz = np.polynomial.legendre.leggauss(n)
     phi = (np.arange(2 * n) + 0.5) * math.pi / n
     zz, pp = np.meshgrid(z, phi, indexing="ij")
-    s = np.sqrt(1 - zz ** 2)
+    s = np.sqrt(1 - zz**2)
     d = np.stack([s * np.cos(pp), s * np.sin(pp), zz], -1).reshape(-1, 3)
     w = np.repeat(wz, 2 * n) * (math.pi / n)
     return torch.tensor(d, device=device, dtype=dtype), torch.tensor(w, device=device, dtype=dtype)
@@ -225,14 +243,18 @@ def _radial_weight(d, a, e1, e2):
     grad = _superquadric_grad(r[..., None] * d, one, e1, e2)
     gn = _length(*grad.unbind(-1))
     n = grad / gn[..., None].clamp_min(1e-30)
-    return r ** 3 * gn * e1 / 2 * a.prod(-1) * _length(*(n / a).unbind(-1))
+    return r**3 * gn * e1 / 2 * a.prod(-1) * _length(*(n / a).unbind(-1))
 
 
 def _quadrature_area(a, e1, e2, n: int = 64):
     d, w = _gauss_sphere(n, a.device, torch.float64)
     sh = a.shape[:-1]
-    val = _radial_weight(d.expand(*sh, -1, 3), a.double()[..., None, :], e1.double()[..., None],
-                         e2.double()[..., None])
+    val = _radial_weight(
+        d.expand(*sh, -1, 3),
+        a.double()[..., None, :],
+        e1.double()[..., None],
+        e2.double()[..., None],
+    )
     return (val * w).sum(-1)
 
 
@@ -251,16 +273,19 @@ def area(types: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
             e1 = torch.ones_like(c[0][m]) if tid == 1 else c[3][m]
             e2 = torch.ones_like(c[0][m]) if tid == 1 else c[4][m]
             quad = quad.masked_scatter(m, _quadrature_area(a3[m], e1, e2).to(params.dtype))
-    forms = torch.stack([
-        4 * pi * c[0] ** 2,
-        quad,
-        8 * (c[0] * c[1] + c[1] * c[2] + c[0] * c[2]),
-        4 * pi * c[0] * c[1] + 2 * pi * c[0] ** 2,
-        pi * (c[0] + c[1]) * slant + pi * (c[0] ** 2 + c[1] ** 2),
-        4 * pi ** 2 * c[0] * c[1],
-        4 * pi * c[0] * c[1] + 4 * pi * c[0] ** 2,
-        quad,
-    ], -1)
+    forms = torch.stack(
+        [
+            4 * pi * c[0] ** 2,
+            quad,
+            8 * (c[0] * c[1] + c[1] * c[2] + c[0] * c[2]),
+            4 * pi * c[0] * c[1] + 2 * pi * c[0] ** 2,
+            pi * (c[0] + c[1]) * slant + pi * (c[0] ** 2 + c[1] ** 2),
+            4 * pi**2 * c[0] * c[1],
+            4 * pi * c[0] * c[1] + 4 * pi * c[0] ** 2,
+            quad,
+        ],
+        -1,
+    )
     return forms.gather(-1, types[..., None])[..., 0]
 
 
@@ -275,16 +300,19 @@ def volume(types: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     def beta(x, y):
         return torch.exp(torch.lgamma(x) + torch.lgamma(y) - torch.lgamma(x + y))
 
-    forms = torch.stack([
-        4 / 3 * pi * c[0] ** 3,
-        4 / 3 * pi * c[0] * c[1] * c[2],
-        8 * c[0] * c[1] * c[2],
-        2 * pi * c[0] ** 2 * c[1],
-        2 * pi * c[2] / 3 * (c[0] ** 2 + c[0] * c[1] + c[1] ** 2),
-        2 * pi ** 2 * c[0] * c[1] ** 2,
-        2 * pi * c[0] ** 2 * c[1] + 4 / 3 * pi * c[0] ** 3,
-        2 * c[0] * c[1] * c[2] * e1 * e2 * beta(e1 / 2 + 1, e1) * beta(e2 / 2, e2 / 2),
-    ], -1)
+    forms = torch.stack(
+        [
+            4 / 3 * pi * c[0] ** 3,
+            4 / 3 * pi * c[0] * c[1] * c[2],
+            8 * c[0] * c[1] * c[2],
+            2 * pi * c[0] ** 2 * c[1],
+            2 * pi * c[2] / 3 * (c[0] ** 2 + c[0] * c[1] + c[1] ** 2),
+            2 * pi**2 * c[0] * c[1] ** 2,
+            2 * pi * c[0] ** 2 * c[1] + 4 / 3 * pi * c[0] ** 3,
+            2 * c[0] * c[1] * c[2] * e1 * e2 * beta(e1 / 2 + 1, e1) * beta(e2 / 2, e2 / 2),
+        ],
+        -1,
+    )
     return forms.gather(-1, types[..., None])[..., 0]
 
 
@@ -293,8 +321,9 @@ def superquadric_bound(params: torch.Tensor, n: int = 24) -> torch.Tensor:
     its maximum on a quadrature grid, times 1.25 (the element is smooth for ``eps ≤ 2``)."""
     d, _ = _gauss_sphere(n, params.device, params.dtype)
     sh = params.shape[:-1]
-    val = _radial_weight(d.expand(*sh, -1, 3), params[..., None, :3], params[..., None, 3],
-                         params[..., None, 4])
+    val = _radial_weight(
+        d.expand(*sh, -1, 3), params[..., None, :3], params[..., None, 3], params[..., None, 4]
+    )
     return 1.25 * val.max(-1).values
 
 
@@ -350,11 +379,11 @@ def _sample_cylinder_like(c, g, kind):
     if kind == "cone":
         r1, r2, h = c[0], c[1], c[2]
         slant = _length(r1 - r2, 2 * h)
-        w = torch.stack([math.pi * (r1 + r2) * slant, math.pi * r1 ** 2, math.pi * r2 ** 2], -1)
+        w = torch.stack([math.pi * (r1 + r2) * slant, math.pi * r1**2, math.pi * r2**2], -1)
     else:
         r1 = r2 = c[0]
         h = c[1]
-        cap = math.pi * r1 ** 2 if kind == "cylinder" else 2 * math.pi * r1 ** 2
+        cap = math.pi * r1**2 if kind == "cylinder" else 2 * math.pi * r1**2
         w = torch.stack([4 * math.pi * r1 * h, cap, cap], -1)
     patch = _pick(_uniform(m, g, dev, dt), w)
     # side: radius linear in s ∈ [0, 1] from z = -h to +h, density ∝ radius (inverse CDF)
@@ -406,7 +435,8 @@ def _rejection(propose, accept_prob, m, g, device, max_rounds: int = 200):
         p, n = propose(todo)
         if out_p is None:
             out_p, out_n = torch.empty(m, 3, dtype=p.dtype, device=device), torch.empty(
-                m, 3, dtype=p.dtype, device=device)
+                m, 3, dtype=p.dtype, device=device
+            )
         ok = _uniform(len(todo), g, device, p.dtype) < accept_prob(todo, p)
         out_p[todo[ok]], out_n[todo[ok]] = p[ok], n[ok]
         todo = todo[~ok]
@@ -426,14 +456,20 @@ def _sample_ellipsoid(c, g):
 
     def accept(idx, u):
         ai = a[idx]
-        gu = _length(ai[:, 1] * ai[:, 2] * u[:, 0], ai[:, 0] * ai[:, 2] * u[:, 1],
-                     ai[:, 0] * ai[:, 1] * u[:, 2])
+        gu = _length(
+            ai[:, 1] * ai[:, 2] * u[:, 0],
+            ai[:, 0] * ai[:, 2] * u[:, 1],
+            ai[:, 0] * ai[:, 1] * u[:, 2],
+        )
         return gu / gmax[idx]
 
     u, _ = _rejection(propose, accept, len(a), g, dev)
     n = u / a
-    return a * u, n / _length(*n.unbind(-1))[:, None], torch.zeros(len(a), dtype=torch.long,
-                                                                   device=dev)
+    return (
+        a * u,
+        n / _length(*n.unbind(-1))[:, None],
+        torch.zeros(len(a), dtype=torch.long, device=dev),
+    )
 
 
 def _sample_superquadric(c, g, bound):
@@ -453,12 +489,19 @@ def _sample_superquadric(c, g, bound):
     one = torch.ones_like(a)
     x = (superquadric_F(d, one, e1, e2).clamp_min(1e-30) ** (-e1 / 2))[:, None] * d * a
     n = _superquadric_grad(x, a, e1, e2)
-    return x, n / _length(*n.unbind(-1)).clamp_min(1e-30)[:, None], torch.zeros(
-        len(a), dtype=torch.long, device=dev)
+    return (
+        x,
+        n / _length(*n.unbind(-1)).clamp_min(1e-30)[:, None],
+        torch.zeros(len(a), dtype=torch.long, device=dev),
+    )
 
 
-def sample_surface(types: torch.Tensor, params: torch.Tensor, generator: torch.Generator,
-                   sq_bound: torch.Tensor | None = None):
+def sample_surface(
+    types: torch.Tensor,
+    params: torch.Tensor,
+    generator: torch.Generator,
+    sq_bound: torch.Tensor | None = None,
+):
     """One area-uniform surface sample per row: ``types (M,)``, ``params (M, 5)`` → local points
     ``(M, 3)``, outward unit normals ``(M, 3)`` and patch ids ``(M,)`` (module docstring).
 
@@ -467,7 +510,9 @@ def sample_surface(types: torch.Tensor, params: torch.Tensor, generator: torch.G
     """
     check_params(types, params)
     if types.ndim != 1:
-        raise ValueError(f"sample_surface takes rows: types (M,), params (M, 5); got {tuple(types.shape)}")
+        raise ValueError(
+            f"sample_surface takes rows: types (M,), params (M, 5); got {tuple(types.shape)}"
+        )
     m = len(types)
     pts = torch.zeros(m, 3, dtype=params.dtype, device=params.device)
     nrm = torch.zeros_like(pts)
@@ -488,6 +533,8 @@ def sample_surface(types: torch.Tensor, params: torch.Tensor, generator: torch.G
         elif tid == 5:
             p, n, k = _sample_torus(c, generator)
         else:
-            p, n, k = _sample_superquadric(c, generator, None if sq_bound is None else sq_bound[idx])
+            p, n, k = _sample_superquadric(
+                c, generator, None if sq_bound is None else sq_bound[idx]
+            )
         pts[idx], nrm[idx], patch[idx] = p, n, k
     return pts, nrm, patch

@@ -11,16 +11,18 @@ reader                    layout
 ``read_pcd``              one PCL ``.pcd`` file, ``DATA ascii`` or ``DATA binary``
 ``read_modelnet40``       ``<root>/ply_data_<split>*.h5``: ``data (N, 2048, 3)``, ``label (N, 1)``
 ``read_scanobjectnn``     one ``.h5``: ``data (N, 2048, 3)``, ``label (N,)``, optional ``mask``
-``read_completion3d``     ``<root>/<split>/{partial,gt}/<synset>/<model>.h5``, each ``data (2048, 3)``
-``read_pc15k``            ``<root>/<synset>/<split>/<model>.npy``, each ``(15000, 3)`` (ShapeNet PC15k)
-``read_onet_points``      ONet ``points.npz``: ``points`` (float16), ``occupancies`` (``np.packbits``),
-                          ``loc``, ``scale``
+``read_completion3d``     ``<root>/<split>/{partial,gt}/<synset>/<model>.h5``,
+                          each ``data (2048, 3)``
+``read_pc15k``            ``<root>/<synset>/<split>/<model>.npy``, each ``(15000, 3)``
+``read_onet_points``      ONet ``points.npz``: ``points`` (float16), ``occupancies``
+                          (``np.packbits``), ``loc``, ``scale``
 ``read_onet_pointcloud``  ONet ``pointcloud.npz``: ``points``, ``normals``, ``loc``, ``scale``
 ``read_faust``            ``<root>/tr_reg_<iii>.ply`` registrations (6,890 vertices, shared faces)
-``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``: ``<subject>_<sequence> (6890, 3, T)``,
-                          ``faces (13776, 3)``
+``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``:
+                          ``<subject>_<sequence> (6890, 3, T)``, ``faces (13776, 3)``
 ========================  =====================================================================
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,7 +46,9 @@ def _h5py():
 
 def _dataset(f, key: str, path, shape_hint: str):
     if key not in f:
-        raise ValueError(f"{path}: no dataset {key!r} (has {sorted(f.keys())}); expected {shape_hint}")
+        raise ValueError(
+            f"{path}: no dataset {key!r} (has {sorted(f.keys())}); expected {shape_hint}"
+        )
     return f[key][()]
 
 
@@ -61,11 +65,20 @@ def read_mesh(path) -> tuple[torch.Tensor, torch.Tensor]:
     if not hasattr(mesh, "faces") or len(mesh.faces) == 0:
         raise ValueError(f"{p}: no triangles found; expected a triangle mesh")
     return torch.tensor(np.asarray(mesh.vertices), dtype=torch.float32), torch.tensor(
-        np.asarray(mesh.faces), dtype=torch.long)
+        np.asarray(mesh.faces), dtype=torch.long
+    )
 
 
-_PCD_TYPES = {("F", 4): np.float32, ("F", 8): np.float64, ("U", 1): np.uint8, ("U", 2): np.uint16,
-              ("U", 4): np.uint32, ("I", 1): np.int8, ("I", 2): np.int16, ("I", 4): np.int32}
+_PCD_TYPES = {
+    ("F", 4): np.float32,
+    ("F", 8): np.float64,
+    ("U", 1): np.uint8,
+    ("U", 2): np.uint16,
+    ("U", 4): np.uint32,
+    ("I", 1): np.int8,
+    ("I", 2): np.int16,
+    ("I", 4): np.int32,
+}
 
 
 def read_pcd(path) -> dict[str, torch.Tensor]:
@@ -105,7 +118,7 @@ def read_pcd(path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{p}: expected {n} rows of {sum(counts)} values, got {table.shape}")
         cols, k = {}, 0
         for f, c, dt in zip(fields, counts, dtypes):
-            cols[f] = table[:, k:k + c].astype(dt)
+            cols[f] = table[:, k : k + c].astype(dt)
             k += c
     elif mode == "binary":
         rec = np.dtype([(f, dt, (c,)) for f, dt, c in zip(fields, dtypes, counts)])
@@ -114,16 +127,21 @@ def read_pcd(path) -> dict[str, torch.Tensor]:
         arr = np.frombuffer(raw, dtype=rec, count=n, offset=pos)
         cols = {f: arr[f] for f in fields}
     else:
-        raise ValueError(f"{p}: DATA {mode} is not supported (ascii or binary; re-save compressed files)")
-    out = {f: torch.from_numpy(np.ascontiguousarray(v[:, 0] if v.shape[1] == 1 else v)) for f, v in cols.items()}
+        raise ValueError(
+            f"{p}: DATA {mode} is not supported (ascii or binary; re-save compressed files)"
+        )
+    out = {
+        f: torch.from_numpy(np.ascontiguousarray(v[:, 0] if v.shape[1] == 1 else v))
+        for f, v in cols.items()
+    }
     if all(k in out for k in "xyz"):
         out["points"] = torch.stack([out["x"], out["y"], out["z"]], -1).float()
     return out
 
 
 def read_modelnet40(root, split: str = "train") -> dict[str, torch.Tensor]:
-    """ModelNet40 as the PointNet HDF5 files (``modelnet40_ply_hdf5_2048``): ``points (N, 2048, 3)``,
-    ``label (N,)``, and ``normals`` when the files have them."""
+    """ModelNet40 as the PointNet HDF5 files (``modelnet40_ply_hdf5_2048``):
+    ``points (N, 2048, 3)``, ``label (N,)``, and ``normals`` when the files have them."""
     h5py = _h5py()
     r = _existing(root, "the modelnet40_ply_hdf5_2048 folder")
     files = sorted(r.glob(f"ply_data_{split}*.h5"))
@@ -136,8 +154,10 @@ def read_modelnet40(root, split: str = "train") -> dict[str, torch.Tensor]:
             lab.append(_dataset(h, "label", f, "label (N, 1)").reshape(-1))
             if "normal" in h:
                 nrm.append(h["normal"][()])
-    out = {"points": torch.tensor(np.concatenate(pts), dtype=torch.float32),
-           "label": torch.tensor(np.concatenate(lab), dtype=torch.long)}
+    out = {
+        "points": torch.tensor(np.concatenate(pts), dtype=torch.float32),
+        "label": torch.tensor(np.concatenate(lab), dtype=torch.long),
+    }
     if nrm and len(nrm) == len(files):
         out["normals"] = torch.tensor(np.concatenate(nrm), dtype=torch.float32)
     if out["points"].ndim != 3 or out["points"].shape[-1] != 3:
@@ -147,12 +167,20 @@ def read_modelnet40(root, split: str = "train") -> dict[str, torch.Tensor]:
 
 def read_scanobjectnn(path) -> dict[str, torch.Tensor]:
     """One ScanObjectNN HDF5 file (e.g. ``training_objectdataset_augmentedrot_scale75.h5``):
-    ``points (N, 2048, 3)``, ``label (N,)`` and ``mask (N, 2048)`` (object vs background) if present."""
+    ``points (N, 2048, 3)``, ``label (N,)`` and ``mask (N, 2048)`` (object vs background) if
+    present.
+    """
     h5py = _h5py()
     p = _existing(path, "a ScanObjectNN .h5 file")
     with h5py.File(p, "r") as h:
-        out = {"points": torch.tensor(_dataset(h, "data", p, "data (N, 2048, 3)"), dtype=torch.float32),
-               "label": torch.tensor(_dataset(h, "label", p, "label (N,)").reshape(-1), dtype=torch.long)}
+        out = {
+            "points": torch.tensor(
+                _dataset(h, "data", p, "data (N, 2048, 3)"), dtype=torch.float32
+            ),
+            "label": torch.tensor(
+                _dataset(h, "label", p, "label (N,)").reshape(-1), dtype=torch.long
+            ),
+        }
         if "mask" in h:
             out["mask"] = torch.tensor(h["mask"][()]).long()
     return out
@@ -177,13 +205,18 @@ def read_completion3d(root, split: str = "train") -> dict:
                 out.append(_dataset(h, "data", path, "data (2048, 3)"))
         syn.append(f.parent.name)
         model.append(f.stem)
-    return {"partial": torch.tensor(np.stack(partial), dtype=torch.float32),
-            "gt": torch.tensor(np.stack(gt), dtype=torch.float32), "synset": syn, "model": model}
+    return {
+        "partial": torch.tensor(np.stack(partial), dtype=torch.float32),
+        "gt": torch.tensor(np.stack(gt), dtype=torch.float32),
+        "synset": syn,
+        "model": model,
+    }
 
 
 def read_pc15k(root, synsets: list[str], split: str = "train", n_points: int | None = None) -> dict:
-    """ShapeNet PC15k (PointFlow's ``ShapeNetCore.v2.PC15k``): ``<root>/<synset>/<split>/<model>.npy``,
-    each ``(15000, 3)``; ``points (N, n_points or 15000, 3)`` (the first ``n_points``), ``synset``,
+    """ShapeNet PC15k (PointFlow's ``ShapeNetCore.v2.PC15k``):
+    ``<root>/<synset>/<split>/<model>.npy``, each ``(15000, 3)``;
+    ``points (N, n_points or 15000, 3)`` (the first ``n_points``), ``synset``,
     ``model``."""
     r = _existing(root, "the ShapeNetCore.v2.PC15k folder")
     pts, syn, model = [], [], []
@@ -198,7 +231,11 @@ def read_pc15k(root, synsets: list[str], split: str = "train", n_points: int | N
             pts.append(a[:n_points] if n_points else a)
             syn.append(s)
             model.append(f.stem)
-    return {"points": torch.tensor(np.stack(pts), dtype=torch.float32), "synset": syn, "model": model}
+    return {
+        "points": torch.tensor(np.stack(pts), dtype=torch.float32),
+        "synset": syn,
+        "model": model,
+    }
 
 
 def _npz(path, keys: tuple[str, ...]):
@@ -212,7 +249,8 @@ def _npz(path, keys: tuple[str, ...]):
 
 def read_onet_points(path) -> dict[str, torch.Tensor]:
     """ONet's ``points.npz``: query ``points (N, 3)`` float32 (stored as float16), their
-    ``occupancies (N,)`` bool (stored bit-packed with ``np.packbits``), ``loc (3,)``, ``scale ()``."""
+    ``occupancies (N,)`` bool (stored bit-packed with ``np.packbits``), ``loc (3,)``, ``scale ()``.
+    """
     p, z = _npz(path, ("points", "occupancies"))
     pts = z["points"].astype(np.float32)
     occ = np.unpackbits(z["occupancies"])[: len(pts)].astype(bool)
@@ -229,8 +267,10 @@ def read_onet_pointcloud(path) -> dict[str, torch.Tensor]:
     """ONet's ``pointcloud.npz``: surface ``points (N, 3)`` and ``normals (N, 3)`` (float32),
     ``loc``, ``scale``."""
     _, z = _npz(path, ("points", "normals"))
-    out = {"points": torch.tensor(z["points"], dtype=torch.float32),
-           "normals": torch.tensor(z["normals"], dtype=torch.float32)}
+    out = {
+        "points": torch.tensor(z["points"], dtype=torch.float32),
+        "normals": torch.tensor(z["normals"], dtype=torch.float32),
+    }
     for k in ("loc", "scale"):
         if k in z:
             out[k] = torch.tensor(z[k], dtype=torch.float32)
@@ -238,8 +278,8 @@ def read_onet_pointcloud(path) -> dict[str, torch.Tensor]:
 
 
 def read_faust(root, pattern: str = "tr_reg_*.ply") -> dict[str, torch.Tensor]:
-    """FAUST registrations (``MPI-FAUST/training/registrations``): ``verts (n, V, 3)`` stacked and the
-    shared ``faces (F, 3)``; raises if two registrations differ in connectivity."""
+    """FAUST registrations (``MPI-FAUST/training/registrations``): ``verts (n, V, 3)`` stacked
+    and the shared ``faces (F, 3)``; raises if two registrations differ in connectivity."""
     r = _existing(root, "the FAUST registrations folder (tr_reg_000.ply ...)")
     files = sorted(r.glob(pattern))
     if not files:
@@ -250,15 +290,17 @@ def read_faust(root, pattern: str = "tr_reg_*.ply") -> dict[str, torch.Tensor]:
         if faces is None:
             faces = fc
         elif not torch.equal(fc, faces):
-            raise ValueError(f"{f}: its faces differ from {files[0].name}'s; registrations share a template")
+            raise ValueError(
+                f"{f}: its faces differ from {files[0].name}'s; registrations share a template"
+            )
         verts.append(v)
     return {"verts": torch.stack(verts), "faces": faces, "names": [f.stem for f in files]}
 
 
 def read_dfaust(path, sequence: str | None = None) -> dict:
     """DFAUST registrations (``registrations_m.hdf5`` / ``_f``): the dataset ``sequence``
-    (``"<subject>_<sequence>"``, shape ``(V, 3, T)``) as ``verts (T, V, 3)`` and ``faces``; without a
-    sequence, the ``sequences`` the file holds."""
+    (``"<subject>_<sequence>"``, shape ``(V, 3, T)``) as ``verts (T, V, 3)`` and ``faces``;
+    without a sequence, the ``sequences`` the file holds."""
     h5py = _h5py()
     p = _existing(path, "DFAUST's registrations_m.hdf5 or registrations_f.hdf5")
     with h5py.File(p, "r") as h:
@@ -271,5 +313,7 @@ def read_dfaust(path, sequence: str | None = None) -> dict:
         faces = _dataset(h, "faces", p, "faces (F, 3)")
     if v.ndim != 3 or v.shape[1] != 3:
         raise ValueError(f"{p}:{sequence} must be (V, 3, T), got {v.shape}")
-    return {"verts": torch.tensor(v.transpose(2, 0, 1), dtype=torch.float32),
-            "faces": torch.tensor(faces, dtype=torch.long)}
+    return {
+        "verts": torch.tensor(v.transpose(2, 0, 1), dtype=torch.float32),
+        "faces": torch.tensor(faces, dtype=torch.long),
+    }

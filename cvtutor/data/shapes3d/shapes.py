@@ -16,6 +16,7 @@ categories are built in a z-up frame and normalised into the cube ``[-0.5, 0.5]�
 at their joints by a margin, so that no face of one part lies on another's boundary (such a face
 would be neither inside the union nor on its surface).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,18 @@ import torch
 from cvtutor.data.shapes3d import primitives as prim
 
 #: The ten categories of the classification set (ModelNet10 / ShapeNet stand-ins) and their parts.
-CATEGORIES = ("airplane", "bookcase", "bottle", "car", "chair", "lamp", "mug", "sofa", "table",
-              "vessel")
+CATEGORIES = (
+    "airplane",
+    "bookcase",
+    "bottle",
+    "car",
+    "chair",
+    "lamp",
+    "mug",
+    "sofa",
+    "table",
+    "vessel",
+)
 PARTS = {
     "airplane": ("fuselage", "wing", "tail"),
     "bookcase": ("side", "shelf", "back"),
@@ -41,17 +52,27 @@ PARTS = {
     "vessel": ("hull", "cabin", "mast"),
 }
 #: Rough size (largest extent, metres) of each category when placed in a room.
-SIZE_M = {"airplane": 1.0, "bookcase": 1.6, "bottle": 0.5, "car": 1.0, "chair": 0.9, "lamp": 1.2,
-          "mug": 0.4, "sofa": 1.6, "table": 1.2, "vessel": 1.0}
+SIZE_M = {
+    "airplane": 1.0,
+    "bookcase": 1.6,
+    "bottle": 0.5,
+    "car": 1.0,
+    "chair": 0.9,
+    "lamp": 1.2,
+    "mug": 0.4,
+    "sofa": 1.6,
+    "table": 1.2,
+    "vessel": 1.0,
+}
 MAX_SLOTS = 12
 ROOM_SEMANTICS = ("floor", "wall", *CATEGORIES)
 
 
 @dataclass
 class ShapeBatch:
-    """``B`` shapes of ``P`` slots: ``types (B, P)`` long, ``params (B, P, 5)``, ``rot (B, P, 3, 3)``,
-    ``trans (B, P, 3)``, ``part (B, P)`` long (the category's part index, ``PARTS``),
-    ``valid (B, P)`` bool, ``label (B,)`` long (index into ``CATEGORIES``) and
+    """``B`` shapes of ``P`` slots: ``types (B, P)`` long, ``params (B, P, 5)``,
+    ``rot (B, P, 3, 3)``, ``trans (B, P, 3)``, ``part (B, P)`` long (the category's part index,
+    ``PARTS``), ``valid (B, P)`` bool, ``label (B,)`` long (index into ``CATEGORIES``) and
     ``instance (B, P)`` long (which object of a room a slot belongs to; 0 for single objects)."""
 
     types: torch.Tensor
@@ -65,12 +86,20 @@ class ShapeBatch:
 
     def __post_init__(self) -> None:
         B, P = self.types.shape
-        want = {"params": (B, P, prim.N_PARAMS), "rot": (B, P, 3, 3), "trans": (B, P, 3),
-                "part": (B, P), "valid": (B, P), "label": (B,), "instance": (B, P)}
+        want = {
+            "params": (B, P, prim.N_PARAMS),
+            "rot": (B, P, 3, 3),
+            "trans": (B, P, 3),
+            "part": (B, P),
+            "valid": (B, P),
+            "label": (B,),
+            "instance": (B, P),
+        }
         for name, shape in want.items():
             if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"ShapeBatch.{name} must be {shape}, got "
-                                 f"{tuple(getattr(self, name).shape)}")
+                raise ValueError(
+                    f"ShapeBatch.{name} must be {shape}, got " f"{tuple(getattr(self, name).shape)}"
+                )
 
     def __len__(self) -> int:
         return self.types.shape[0]
@@ -91,8 +120,12 @@ class ShapeBatch:
     def cat(batches: list["ShapeBatch"]) -> "ShapeBatch":
         """Concatenate batches, padding the slots with invalid ones to the largest ``P``."""
         P = max(b.types.shape[1] for b in batches)
-        return ShapeBatch(**{f.name: torch.cat([_pad(getattr(b, f.name), P, f.name)
-                                                for b in batches]) for f in fields(ShapeBatch)})
+        return ShapeBatch(
+            **{
+                f.name: torch.cat([_pad(getattr(b, f.name), P, f.name) for b in batches])
+                for f in fields(ShapeBatch)
+            }
+        )
 
     # -- geometry -----------------------------------------------------------------------------
     def local(self, points: torch.Tensor) -> torch.Tensor:
@@ -103,7 +136,8 @@ class ShapeBatch:
         return torch.einsum("bpji,bpqj->bpqi", self.rot, d)
 
     def slot_sdf(self, points: torch.Tensor) -> torch.Tensor:
-        """Signed distance of ``points (B, Q, 3)`` to every slot, ``(B, P, Q)`` (+inf where invalid)."""
+        """Signed distance of ``points (B, Q, 3)`` to every slot, ``(B, P, Q)`` (+inf where
+        invalid)."""
         d = prim.sdf(self.types, self.params.to(points.dtype), self.local(points))
         return d.masked_fill(~self.valid[..., None], math.inf)
 
@@ -128,12 +162,19 @@ class ShapeBatch:
         """An axis-aligned box ``(lo, hi)``, each ``(B, 3)``, that contains the union (exact for
         axis-aligned slots, conservative for rotated ones)."""
         c = self.params.unbind(-1)
-        ext = torch.stack([
-            torch.stack([c[0], c[0], c[0]], -1), torch.stack(c[:3], -1), torch.stack(c[:3], -1),
-            torch.stack([c[0], c[0], c[1]], -1),
-            torch.stack([torch.maximum(c[0], c[1]), torch.maximum(c[0], c[1]), c[2]], -1),
-            torch.stack([c[0] + c[1], c[0] + c[1], c[1]], -1),
-            torch.stack([c[0], c[0], c[1] + c[0]], -1), torch.stack(c[:3], -1)], -2)
+        ext = torch.stack(
+            [
+                torch.stack([c[0], c[0], c[0]], -1),
+                torch.stack(c[:3], -1),
+                torch.stack(c[:3], -1),
+                torch.stack([c[0], c[0], c[1]], -1),
+                torch.stack([torch.maximum(c[0], c[1]), torch.maximum(c[0], c[1]), c[2]], -1),
+                torch.stack([c[0] + c[1], c[0] + c[1], c[1]], -1),
+                torch.stack([c[0], c[0], c[1] + c[0]], -1),
+                torch.stack(c[:3], -1),
+            ],
+            -2,
+        )
         ext = ext.gather(-2, self.types[..., None, None].expand(*self.types.shape, 1, 3))[..., 0, :]
         half = torch.einsum("bpij,bpj->bpi", self.rot.abs(), ext)
         big = torch.finfo(half.dtype).max
@@ -141,8 +182,12 @@ class ShapeBatch:
         hi = torch.where(self.valid[..., None], self.trans + half, -big).max(1).values
         return lo, hi
 
-    def transform(self, rot: torch.Tensor | None = None, trans: torch.Tensor | None = None,
-                  scale: torch.Tensor | None = None) -> "ShapeBatch":
+    def transform(
+        self,
+        rot: torch.Tensor | None = None,
+        trans: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> "ShapeBatch":
         """``x ↦ scale · rot @ x + trans`` per shape (``rot (B, 3, 3)``, ``trans (B, 3)``,
         ``scale (B,)``); distances scale by ``scale``, so everything stays exact."""
         B, dev, dt = len(self), self.device, self.params.dtype
@@ -150,14 +195,18 @@ class ShapeBatch:
         trans = torch.zeros(B, 3, device=dev, dtype=dt) if trans is None else trans.to(dt)
         scale = torch.ones(B, device=dev, dtype=dt) if scale is None else scale.to(dt)
         if rot.shape != (B, 3, 3) or trans.shape != (B, 3) or scale.shape != (B,):
-            raise ValueError(f"expected rot ({B}, 3, 3), trans ({B}, 3), scale ({B},); got "
-                             f"{tuple(rot.shape)}, {tuple(trans.shape)}, {tuple(scale.shape)}")
+            raise ValueError(
+                f"expected rot ({B}, 3, 3), trans ({B}, 3), scale ({B},); got "
+                f"{tuple(rot.shape)}, {tuple(trans.shape)}, {tuple(scale.shape)}"
+            )
         if (scale <= 0).any():
             raise ValueError("scale must be positive")
         lm = prim.LENGTH_PARAMS.to(dev)[self.types]
         params = torch.where(lm, self.params * scale[:, None, None], self.params)
         new_rot = rot[:, None] @ self.rot
-        new_t = scale[:, None, None] * torch.einsum("bij,bpj->bpi", rot, self.trans) + trans[:, None]
+        new_t = (
+            scale[:, None, None] * torch.einsum("bij,bpj->bpi", rot, self.trans) + trans[:, None]
+        )
         return replace(self, params=params, rot=new_rot, trans=new_t)
 
     def normalized(self) -> "ShapeBatch":
@@ -176,12 +225,25 @@ class ShapeBatch:
             shape = idx.shape + x.shape[2:]
             return x.gather(1, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))).expand(shape))
 
-        return ShapeBatch(types=take(self.types), params=take(self.params), rot=take(self.rot),
-                          trans=take(self.trans), part=take(self.part), valid=take(self.valid),
-                          label=self.label, instance=take(self.instance))
+        return ShapeBatch(
+            types=take(self.types),
+            params=take(self.params),
+            rot=take(self.rot),
+            trans=take(self.trans),
+            part=take(self.part),
+            valid=take(self.valid),
+            label=self.label,
+            instance=take(self.instance),
+        )
 
-    def sample(self, n: int, generator: torch.Generator, oversample: float = 1.5,
-               tol: float = 1e-7, max_rounds: int = 50) -> dict[str, torch.Tensor]:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator,
+        oversample: float = 1.5,
+        tol: float = 1e-7,
+        max_rounds: int = 50,
+    ) -> dict[str, torch.Tensor]:
         """``n`` area-uniform samples of each union surface: ``points (B, n, 3)``, ``normals``,
         ``part (B, n)``, ``slot (B, n)``, ``patch (B, n)``, ``instance (B, n)``.
 
@@ -224,14 +286,21 @@ class ShapeBatch:
         B, k = slot.shape
         types = self.types.gather(1, slot).reshape(-1)
         params = self.params.gather(1, slot[..., None].expand(B, k, prim.N_PARAMS))
-        p, nrm, patch = prim.sample_surface(types, params.reshape(-1, prim.N_PARAMS), g,
-                                            sq_bound=bound.gather(1, slot).reshape(-1))
+        p, nrm, patch = prim.sample_surface(
+            types, params.reshape(-1, prim.N_PARAMS), g, sq_bound=bound.gather(1, slot).reshape(-1)
+        )
         R = self.rot.gather(1, slot[..., None, None].expand(B, k, 3, 3))
         t = self.trans.gather(1, slot[..., None].expand(B, k, 3))
         pw = torch.einsum("bkij,bkj->bki", R, p.reshape(B, k, 3)) + t
         nw = torch.einsum("bkij,bkj->bki", R, nrm.reshape(B, k, 3))
-        return {"points": pw, "normals": nw, "part": self.part.gather(1, slot), "slot": slot,
-                "patch": patch.reshape(B, k), "instance": self.instance.gather(1, slot)}
+        return {
+            "points": pw,
+            "normals": nw,
+            "part": self.part.gather(1, slot),
+            "slot": slot,
+            "patch": patch.reshape(B, k),
+            "instance": self.instance.gather(1, slot),
+        }
 
 
 def _pad(x: torch.Tensor, P: int, name: str) -> torch.Tensor:
@@ -252,8 +321,11 @@ def axis_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
     """Rotations ``(..., 3, 3)`` by ``angle (...)`` radians about ``axis`` in ``x|y|z``."""
     c, s = torch.cos(angle), torch.sin(angle)
     o, z = torch.ones_like(c), torch.zeros_like(c)
-    rows = {"x": ((o, z, z), (z, c, -s), (z, s, c)), "y": ((c, z, s), (z, o, z), (-s, z, c)),
-            "z": ((c, -s, z), (s, c, z), (z, z, o))}[axis]
+    rows = {
+        "x": ((o, z, z), (z, c, -s), (z, s, c)),
+        "y": ((c, z, s), (z, o, z), (-s, z, c)),
+        "z": ((c, -s, z), (s, c, z), (z, z, o)),
+    }[axis]
     return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
@@ -268,17 +340,23 @@ class _Builder:
         self.cols: list[tuple] = []
 
     def u(self, lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(self.n, generator=self.g, device=self.device,
-                                           dtype=self.dtype)
+        return lo + (hi - lo) * torch.rand(
+            self.n, generator=self.g, device=self.device, dtype=self.dtype
+        )
 
     def add(self, kind: str, params: list, t: list, part: int, rot=None, valid=None) -> None:
         n = self.n
         row = torch.zeros(n, prim.N_PARAMS, device=self.device, dtype=self.dtype)
         for i, v in enumerate(params):
             row[:, i] = v
-        tt = torch.stack([torch.as_tensor(v, dtype=self.dtype, device=self.device).expand(n)
-                          for v in t], -1)
-        R = torch.eye(3, device=self.device, dtype=self.dtype).expand(n, 3, 3) if rot is None else rot
+        tt = torch.stack(
+            [torch.as_tensor(v, dtype=self.dtype, device=self.device).expand(n) for v in t], -1
+        )
+        R = (
+            torch.eye(3, device=self.device, dtype=self.dtype).expand(n, 3, 3)
+            if rot is None
+            else rot
+        )
         ok = torch.ones(n, dtype=torch.bool, device=self.device) if valid is None else valid
         self.cols.append((prim.TYPE_ID[kind], row, tt, R.to(self.dtype), part, ok))
 
@@ -293,13 +371,15 @@ class _Builder:
             part=torch.tensor([c[4] for c in self.cols], device=dev).expand(n, P).clone(),
             valid=torch.stack([c[5] for c in self.cols], 1),
             label=torch.full((n,), label, device=dev, dtype=torch.long),
-            instance=torch.zeros(n, P, dtype=torch.long, device=dev))
+            instance=torch.zeros(n, P, dtype=torch.long, device=dev),
+        )
 
 
 def _table(b: _Builder) -> None:
     """Top (box, or a disc for three legs) on 3, 4 or 6 cylinder legs."""
     legs = torch.tensor([3, 4, 6], device=b.device)[
-        torch.randint(0, 3, (b.n,), generator=b.g, device=b.device)]
+        torch.randint(0, 3, (b.n,), generator=b.g, device=b.device)
+    ]
     hx, hy, th, H = b.u(0.35, 0.5), b.u(0.2, 0.35), b.u(0.015, 0.03), b.u(0.25, 0.4)
     lr = b.u(0.015, 0.03)
     round_top = legs == 3
@@ -308,10 +388,16 @@ def _table(b: _Builder) -> None:
     inset = 0.85
     for k in range(6):
         ang = 2 * math.pi * k / 3 + math.pi / 2
-        cx = torch.where(round_top, 0.8 * (hy + 0.05) * math.cos(ang),
-                         inset * hx * torch.tensor([-1, 1, -1, 1, 0, 0.0])[k].to(b.device))
-        cy = torch.where(round_top, 0.8 * (hy + 0.05) * math.sin(ang),
-                         inset * hy * torch.tensor([-1, -1, 1, 1, -1, 1.0])[k].to(b.device))
+        cx = torch.where(
+            round_top,
+            0.8 * (hy + 0.05) * math.cos(ang),
+            inset * hx * torch.tensor([-1, 1, -1, 1, 0, 0.0])[k].to(b.device),
+        )
+        cy = torch.where(
+            round_top,
+            0.8 * (hy + 0.05) * math.sin(ang),
+            inset * hy * torch.tensor([-1, -1, 1, 1, -1, 1.0])[k].to(b.device),
+        )
         b.add("cylinder", [lr, H / 2], [cx, cy, H / 2], 1, valid=k < legs)
 
 
@@ -322,13 +408,25 @@ def _chair(b: _Builder) -> None:
     b.add("box", [w, th, bh], [0, d - th, H + bh - th / 2], 1)
     for sx in (-1, 1):
         for sy in (-1, 1):
-            b.add("box", [leg, leg, H / 2], [sx * (w - leg - 0.01), sy * (d - leg - 0.01), H / 2], 2)
+            b.add(
+                "box", [leg, leg, H / 2], [sx * (w - leg - 0.01), sy * (d - leg - 0.01), H / 2], 2
+            )
     arms = b.u(0, 1) < 0.5
     for sx in (-1, 1):
-        b.add("box", [th / 2 + 0.005, d * 0.9, th / 2 + 0.005], [sx * (w - th / 2), 0, H + 0.12],
-              3, valid=arms)
-        b.add("box", [th / 2 + 0.005, th / 2 + 0.005, 0.07], [sx * (w - th / 2), -d * 0.7, H + 0.06],
-              3, valid=arms)
+        b.add(
+            "box",
+            [th / 2 + 0.005, d * 0.9, th / 2 + 0.005],
+            [sx * (w - th / 2), 0, H + 0.12],
+            3,
+            valid=arms,
+        )
+        b.add(
+            "box",
+            [th / 2 + 0.005, th / 2 + 0.005, 0.07],
+            [sx * (w - th / 2), -d * 0.7, H + 0.06],
+            3,
+            valid=arms,
+        )
 
 
 def _sofa(b: _Builder) -> None:
@@ -386,10 +484,16 @@ def _bookcase(b: _Builder) -> None:
         b.add("box", [t, d, H + 0.005], [sx * (w - t), 0, H], 0)
     b.add("box", [w - t, t, H], [0, d - t - 0.002, H], 2)
     for k in range(6):  # bottom, top and up to four shelves between them
-        z = torch.where(torch.tensor(k == 0, device=b.device), t,
-                        torch.where(torch.tensor(k == 1, device=b.device), 2 * H - t,
-                                    2 * H * (k - 1) / (shelves + 1)))
-        b.add("box", [w - t * 0.5, d - t * 0.5, t], [0, 0, z], 1, valid=(k < 2) | (k - 1 <= shelves))
+        z = torch.where(
+            torch.tensor(k == 0, device=b.device),
+            t,
+            torch.where(
+                torch.tensor(k == 1, device=b.device), 2 * H - t, 2 * H * (k - 1) / (shelves + 1)
+            ),
+        )
+        b.add(
+            "box", [w - t * 0.5, d - t * 0.5, t], [0, 0, z], 1, valid=(k < 2) | (k - 1 <= shelves)
+        )
 
 
 def _bottle(b: _Builder) -> None:
@@ -409,13 +513,23 @@ def _mug(b: _Builder) -> None:
     b.add("torus", [hr, ht], [r, 0, h], 1, rot=rx)
 
 
-_BUILDERS = {"airplane": _airplane, "bookcase": _bookcase, "bottle": _bottle, "car": _car,
-             "chair": _chair, "lamp": _lamp, "mug": _mug, "sofa": _sofa, "table": _table,
-             "vessel": _vessel}
+_BUILDERS = {
+    "airplane": _airplane,
+    "bookcase": _bookcase,
+    "bottle": _bottle,
+    "car": _car,
+    "chair": _chair,
+    "lamp": _lamp,
+    "mug": _mug,
+    "sofa": _sofa,
+    "table": _table,
+    "vessel": _vessel,
+}
 
 
-def make_category(name: str, n: int, generator: torch.Generator, device=None,
-                  normalize: bool = True) -> ShapeBatch:
+def make_category(
+    name: str, n: int, generator: torch.Generator, device=None, normalize: bool = True
+) -> ShapeBatch:
     """``n`` random shapes of category ``name`` (``CATEGORIES``), z up; in the unit cube when
     ``normalize`` (else in their own units, standing on ``z = 0``)."""
     if name not in _BUILDERS:
@@ -435,8 +549,9 @@ def _to_slots(s: ShapeBatch) -> ShapeBatch:
     return ShapeBatch(**{f.name: _pad(getattr(s, f.name), MAX_SLOTS, f.name) for f in fields(s)})
 
 
-def make_classes(n_per_class: int, generator: torch.Generator, device=None,
-                 classes: tuple[str, ...] = CATEGORIES) -> ShapeBatch:
+def make_classes(
+    n_per_class: int, generator: torch.Generator, device=None, classes: tuple[str, ...] = CATEGORIES
+) -> ShapeBatch:
     """The classification set: ``n_per_class`` shapes of each class, class-major order."""
     return ShapeBatch.cat([make_category(c, n_per_class, generator, device) for c in classes])
 
@@ -454,8 +569,13 @@ def cad_library(per_class: int = 8, device=None) -> ShapeBatch:
 # ------------------------------------------------------------------------------------------------
 # Rooms
 # ------------------------------------------------------------------------------------------------
-def make_rooms(n: int, generator: torch.Generator, device=None, n_objects: tuple[int, int] = (3, 8),
-               wall_height: float = 1.4) -> ShapeBatch:
+def make_rooms(
+    n: int,
+    generator: torch.Generator,
+    device=None,
+    n_objects: tuple[int, int] = (3, 8),
+    wall_height: float = 1.4,
+) -> ShapeBatch:
     """``n`` rooms: a floor (top at ``z = 0``), four walls and ``n_objects`` (inclusive range)
     objects of random categories on a 3×3 grid of cells, turned about ``z``.
 
@@ -487,9 +607,14 @@ def make_rooms(n: int, generator: torch.Generator, device=None, n_objects: tuple
             parts.append((idx, make_category(name, len(idx), generator, dev)))
     P = MAX_SLOTS
     template = parts[0][1]
-    buf = {f.name: torch.zeros((flat.numel(), *getattr(template, f.name).shape[1:]),
-                               dtype=getattr(template, f.name).dtype, device=dev)
-           for f in fields(ShapeBatch)}
+    buf = {
+        f.name: torch.zeros(
+            (flat.numel(), *getattr(template, f.name).shape[1:]),
+            dtype=getattr(template, f.name).dtype,
+            device=dev,
+        )
+        for f in fields(ShapeBatch)
+    }
     for idx, sb in parts:
         for f in fields(ShapeBatch):
             buf[f.name][idx] = getattr(sb, f.name)
@@ -497,8 +622,9 @@ def make_rooms(n: int, generator: torch.Generator, device=None, n_objects: tuple
     # place: scale to the category's size, turn about z, stand on the floor in its cell
     size = torch.tensor([SIZE_M[c] for c in CATEGORIES], device=dev)[flat]
     cell = torch.minimum(2 * X / 3, 2 * Y / 3).repeat_interleave(hi)
-    s = torch.minimum(size, 0.65 * cell) * (0.85 + 0.15 * torch.rand(len(flat), generator=generator,
-                                                                     device=dev))
+    s = torch.minimum(size, 0.65 * cell) * (
+        0.85 + 0.15 * torch.rand(len(flat), generator=generator, device=dev)
+    )
     ang = 2 * math.pi * torch.rand(len(flat), generator=generator, device=dev)
     obj = obj.transform(rot=axis_rotation(ang, "z"), scale=s)
     lo_box, hi_box = obj.bbox()
@@ -506,22 +632,39 @@ def make_rooms(n: int, generator: torch.Generator, device=None, n_objects: tuple
     Xr, Yr = X.repeat_interleave(hi), Y.repeat_interleave(hi)
     cx = (2 * ci.to(X.dtype) - 2) / 3 * Xr
     cy = (2 * cj.to(X.dtype) - 2) / 3 * Yr
-    shift = torch.stack([cx - (lo_box[:, 0] + hi_box[:, 0]) / 2, cy - (lo_box[:, 1] + hi_box[:, 1]) / 2,
-                         -lo_box[:, 2] - 0.01], -1)  # sunk 1 cm: no face on the floor's
+    shift = torch.stack(
+        [
+            cx - (lo_box[:, 0] + hi_box[:, 0]) / 2,
+            cy - (lo_box[:, 1] + hi_box[:, 1]) / 2,
+            -lo_box[:, 2] - 0.01,
+        ],
+        -1,
+    )  # sunk 1 cm: no face on the floor's
     obj = obj.transform(trans=shift)
     present = (torch.arange(hi, device=dev)[None] < k[:, None]).reshape(-1)
 
     def per_room(x):
         return x.reshape(n, hi * P, *x.shape[2:])
 
-    objects = ShapeBatch(types=per_room(obj.types), params=per_room(obj.params), rot=per_room(obj.rot),
-                         trans=per_room(obj.trans),
-                         part=per_room((2 + obj.label[:, None]).expand(-1, P)),
-                         valid=per_room(obj.valid & present[:, None]),
-                         label=torch.zeros(n, dtype=torch.long, device=dev),
-                         instance=per_room((5 + torch.arange(hi, device=dev).repeat(n))[:, None]
-                                           .expand(-1, P)))
+    objects = ShapeBatch(
+        types=per_room(obj.types),
+        params=per_room(obj.params),
+        rot=per_room(obj.rot),
+        trans=per_room(obj.trans),
+        part=per_room((2 + obj.label[:, None]).expand(-1, P)),
+        valid=per_room(obj.valid & present[:, None]),
+        label=torch.zeros(n, dtype=torch.long, device=dev),
+        instance=per_room((5 + torch.arange(hi, device=dev).repeat(n))[:, None].expand(-1, P)),
+    )
     room.part = torch.tensor([0, 1, 1, 1, 1], device=dev).expand(n, 5).clone()
-    full = ShapeBatch(**{f.name: (torch.cat([getattr(room, f.name), getattr(objects, f.name)], 1)
-                                  if f.name != "label" else room.label) for f in fields(ShapeBatch)})
+    full = ShapeBatch(
+        **{
+            f.name: (
+                torch.cat([getattr(room, f.name), getattr(objects, f.name)], 1)
+                if f.name != "label"
+                else room.label
+            )
+            for f in fields(ShapeBatch)
+        }
+    )
     return full.compact()

@@ -12,6 +12,7 @@ radius ``r`` at the origin seen from ``eye = (0, 0, D)`` keeps exactly ``z > r²
 the parts hidden behind other parts. Samples keep their index, so two scans of the same samples
 have exact correspondences (the indices seen by both) and an exact overlap ratio.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,15 +22,18 @@ import torch
 
 def _check_cloud(x: torch.Tensor, name: str = "points") -> None:
     if not torch.is_tensor(x) or x.ndim != 3 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must be a (B, N, 3) tensor, got "
-                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise ValueError(
+            f"{name} must be a (B, N, 3) tensor, got "
+            f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # Transforms
 # ------------------------------------------------------------------------------------------------
-def normalize(points: torch.Tensor, mode: str = "sphere") -> tuple[torch.Tensor, torch.Tensor,
-                                                                     torch.Tensor]:
+def normalize(
+    points: torch.Tensor, mode: str = "sphere"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Centre each cloud and scale it into the unit ``sphere`` (centroid, max radius 1) or the
     unit ``cube`` (bounding-box centre, largest side 1). Returns ``(points, centre (B, 3),
     scale (B,))`` with ``normalized = (points - centre) / scale``."""
@@ -46,8 +50,9 @@ def normalize(points: torch.Tensor, mode: str = "sphere") -> tuple[torch.Tensor,
     return (points - c[:, None]) / s[:, None, None], c, s
 
 
-def random_rotation(n: int, generator: torch.Generator, mode: str = "so3", device=None,
-                    up: str = "z") -> torch.Tensor:
+def random_rotation(
+    n: int, generator: torch.Generator, mode: str = "so3", device=None, up: str = "z"
+) -> torch.Tensor:
     """``n`` rotations ``(n, 3, 3)``: uniform on SO(3) (``"so3"``, from normalised Gaussian
     quaternions) or about the ``up`` axis only (``"up"``, uniform angle)."""
     device = device or generator.device
@@ -61,10 +66,20 @@ def random_rotation(n: int, generator: torch.Generator, mode: str = "so3", devic
     q = torch.randn(n, 4, generator=generator, device=device)
     q = q / q.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).reshape(n, 3, 3)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
+        ],
+        -1,
+    ).reshape(n, 3, 3)
 
 
 def rotate(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
@@ -75,26 +90,30 @@ def rotate(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     return points @ rot.transpose(1, 2)
 
 
-def anisotropic_scale(points: torch.Tensor, generator: torch.Generator, lo: float = 2 / 3,
-                      hi: float = 3 / 2) -> tuple[torch.Tensor, torch.Tensor]:
+def anisotropic_scale(
+    points: torch.Tensor, generator: torch.Generator, lo: float = 2 / 3, hi: float = 3 / 2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale each axis by a factor uniform in ``[lo, hi]`` (PointNet++'s augmentation).
     Returns ``(points, factors (B, 3))``."""
     _check_cloud(points)
-    f = lo + (hi - lo) * torch.rand(len(points), 3, generator=generator, device=points.device,
-                                    dtype=points.dtype)
+    f = lo + (hi - lo) * torch.rand(
+        len(points), 3, generator=generator, device=points.device, dtype=points.dtype
+    )
     return points * f[:, None], f
 
 
-def jitter(points: torch.Tensor, generator: torch.Generator, sigma: float = 0.01,
-           clip: float = 0.05) -> torch.Tensor:
+def jitter(
+    points: torch.Tensor, generator: torch.Generator, sigma: float = 0.01, clip: float = 0.05
+) -> torch.Tensor:
     """Add clipped Gaussian noise ``clip(σ·ε, -clip, clip)`` to every coordinate."""
     _check_cloud(points)
     eps = torch.randn(points.shape, generator=generator, device=points.device, dtype=points.dtype)
     return points + (sigma * eps).clamp(-clip, clip)
 
 
-def drop_points(points: torch.Tensor, generator: torch.Generator, max_ratio: float = 0.875
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_points(
+    points: torch.Tensor, generator: torch.Generator, max_ratio: float = 0.875
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random point dropout (PointNet++): per cloud a ratio uniform in ``[0, max_ratio]`` of
     points is replaced by the cloud's first point. Returns ``(points, kept (B, N) bool)``."""
     _check_cloud(points)
@@ -105,8 +124,9 @@ def drop_points(points: torch.Tensor, generator: torch.Generator, max_ratio: flo
     return torch.where(kept[..., None], points, points[:, :1]), kept
 
 
-def resample(points: torch.Tensor, n: int, generator: torch.Generator,
-             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def resample(
+    points: torch.Tensor, n: int, generator: torch.Generator, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``n`` points per cloud uniformly from the points where ``mask (B, N)`` holds (all
     when None): without replacement when there are at least ``n``, else with replacement.
     Returns ``(points (B, n, 3), index (B, n))`` into the input."""
@@ -131,7 +151,9 @@ def resample(points: torch.Tensor, n: int, generator: torch.Generator,
 # ------------------------------------------------------------------------------------------------
 # Cameras and partial scans
 # ------------------------------------------------------------------------------------------------
-def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
+def look_at(
+    eye: torch.Tensor, target: torch.Tensor | None = None, up=(0.0, 0.0, 1.0)
+) -> torch.Tensor:
     """World-to-camera rotations ``(B, 3, 3)`` (rows: camera x right, y down, z forward) of
     cameras at ``eye (B, 3)`` looking at ``target (B, 3)`` (the origin by default)."""
     target = torch.zeros_like(eye) if target is None else target
@@ -148,8 +170,14 @@ def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up=(0.0, 0.0,
     return torch.stack([right, down, fwd], 1)
 
 
-def sphere_cameras(n: int, generator: torch.Generator, radius: float = 2.0, device=None,
-                   min_elevation: float = -90.0, max_elevation: float = 90.0) -> torch.Tensor:
+def sphere_cameras(
+    n: int,
+    generator: torch.Generator,
+    radius: float = 2.0,
+    device=None,
+    min_elevation: float = -90.0,
+    max_elevation: float = 90.0,
+) -> torch.Tensor:
     """``n`` camera positions ``(n, 3)`` uniform on the sphere of ``radius`` between two elevations
     (degrees), looking at the origin."""
     device = device or generator.device
@@ -160,9 +188,15 @@ def sphere_cameras(n: int, generator: torch.Generator, radius: float = 2.0, devi
     return radius * torch.stack([s * phi.cos(), s * phi.sin(), z], -1)
 
 
-def scan(points: torch.Tensor, normals: torch.Tensor, eye: torch.Tensor,
-         target: torch.Tensor | None = None, size: int = 64, fov: float = 60.0,
-         tol: float | None = None) -> dict[str, torch.Tensor]:
+def scan(
+    points: torch.Tensor,
+    normals: torch.Tensor,
+    eye: torch.Tensor,
+    target: torch.Tensor | None = None,
+    size: int = 64,
+    fov: float = 60.0,
+    tol: float | None = None,
+) -> dict[str, torch.Tensor]:
     """The samples that a camera at ``eye (B, 3)`` sees (module docstring): ``visible (B, N)``
     bool, ``depth (B, size, size)`` (the z-buffer, ``inf`` where empty), ``uv (B, N, 2)`` pixel
     coordinates, ``cam_points (B, N, 3)`` in the camera frame and the rotation ``R (B, 3, 3)``.
@@ -187,15 +221,20 @@ def scan(points: torch.Tensor, normals: torch.Tensor, eye: torch.Tensor,
     pix = uv.floor().long()
     inside = (z > 1e-6) & (pix >= 0).all(-1) & (pix < size).all(-1)
     cand = facing & inside
-    flat = (pix[..., 1].clamp(0, size - 1) * size + pix[..., 0].clamp(0, size - 1))
+    flat = pix[..., 1].clamp(0, size - 1) * size + pix[..., 0].clamp(0, size - 1)
     zbuf = torch.full((B, size * size), math.inf, dtype=points.dtype, device=points.device)
     zbuf = zbuf.scatter_reduce(1, flat, torch.where(cand, z, math.inf), reduce="amin")
     # a surface at grazing angle θ spans a depth range of about footprint·tan θ within one pixel
     c = cos.clamp(0.05, 1)
     tol_z = 2 * z / f * (1 + (1 - c * c).sqrt() / c) if tol is None else torch.full_like(z, tol)
     visible = cand & (z <= zbuf.gather(1, flat) + tol_z)
-    return {"visible": visible, "depth": zbuf.reshape(B, size, size), "uv": uv, "cam_points": pc,
-            "R": R}
+    return {
+        "visible": visible,
+        "depth": zbuf.reshape(B, size, size),
+        "uv": uv,
+        "cam_points": pc,
+        "R": R,
+    }
 
 
 def overlap(visible_a: torch.Tensor, visible_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -203,17 +242,23 @@ def overlap(visible_a: torch.Tensor, visible_b: torch.Tensor) -> dict[str, torch
     sample ``i`` is seen in both views), ``ratio_a`` / ``ratio_b`` (``|A∩B|/|A|``, ``|A∩B|/|B|``,
     PointContrast's overlap) and ``iou`` (``|A∩B|/|A∪B|``), each ``(B,)``."""
     if visible_a.shape != visible_b.shape or visible_a.ndim != 2:
-        raise ValueError(f"visibility masks must both be (B, N), got {tuple(visible_a.shape)} and "
-                         f"{tuple(visible_b.shape)}")
+        raise ValueError(
+            f"visibility masks must both be (B, N), got {tuple(visible_a.shape)} and "
+            f"{tuple(visible_b.shape)}"
+        )
     both = visible_a & visible_b
     nb = both.sum(1).double()
-    return {"both": both, "ratio_a": nb / visible_a.sum(1).clamp_min(1),
-            "ratio_b": nb / visible_b.sum(1).clamp_min(1),
-            "iou": nb / (visible_a | visible_b).sum(1).clamp_min(1)}
+    return {
+        "both": both,
+        "ratio_a": nb / visible_a.sum(1).clamp_min(1),
+        "ratio_b": nb / visible_b.sum(1).clamp_min(1),
+        "iou": nb / (visible_a | visible_b).sum(1).clamp_min(1),
+    }
 
 
-def correspondences(visible_a: torch.Tensor, visible_b: torch.Tensor, index_a: torch.Tensor,
-                    index_b: torch.Tensor) -> list[torch.Tensor]:
+def correspondences(
+    visible_a: torch.Tensor, visible_b: torch.Tensor, index_a: torch.Tensor, index_b: torch.Tensor
+) -> list[torch.Tensor]:
     """Matched pairs between two resampled scans: scan ``a`` holds samples ``index_a (B, n_a)``,
     scan ``b`` ``index_b (B, n_b)``; returns, per batch item, ``(K, 2)`` positions ``(i, j)`` with
     ``index_a[i] == index_b[j]`` (the same surface sample), each ``i`` once."""
@@ -230,8 +275,9 @@ def correspondences(visible_a: torch.Tensor, visible_b: torch.Tensor, index_a: t
 # ------------------------------------------------------------------------------------------------
 # Voxels
 # ------------------------------------------------------------------------------------------------
-def grid_points(resolution: int, lo: float = -0.5, hi: float = 0.5, device=None,
-                dtype=torch.float32) -> torch.Tensor:
+def grid_points(
+    resolution: int, lo: float = -0.5, hi: float = 0.5, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Centres of a ``resolution³`` voxel grid over ``[lo, hi]³``, ``(resolution³, 3)`` in
     ``(i, j, k)`` ↔ ``(x, y, z)`` order (index ``(i·R + j)·R + k``)."""
     if resolution < 1:
@@ -240,17 +286,25 @@ def grid_points(resolution: int, lo: float = -0.5, hi: float = 0.5, device=None,
     return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
 
 
-def voxelize_occupancy(occupancy_fn, batch: int, resolution: int, lo: float = -0.5,
-                       hi: float = 0.5, device=None, chunk: int = 32768) -> torch.Tensor:
+def voxelize_occupancy(
+    occupancy_fn,
+    batch: int,
+    resolution: int,
+    lo: float = -0.5,
+    hi: float = 0.5,
+    device=None,
+    chunk: int = 32768,
+) -> torch.Tensor:
     """Exact occupancy at the voxel centres: ``occupancy_fn(points (B, Q, 3)) → (B, Q)`` bool
     (e.g. ``ShapeBatch.occupancy``), evaluated in chunks; returns ``(B, R, R, R)`` bool."""
     pts = grid_points(resolution, lo, hi, device)
-    out = [occupancy_fn(pts[i:i + chunk].expand(batch, -1, 3)) for i in range(0, len(pts), chunk)]
+    out = [occupancy_fn(pts[i : i + chunk].expand(batch, -1, 3)) for i in range(0, len(pts), chunk)]
     return torch.cat(out, 1).reshape(batch, resolution, resolution, resolution)
 
 
-def voxelize_points(points: torch.Tensor, resolution: int, lo: float = -0.5, hi: float = 0.5
-                    ) -> torch.Tensor:
+def voxelize_points(
+    points: torch.Tensor, resolution: int, lo: float = -0.5, hi: float = 0.5
+) -> torch.Tensor:
     """Point counts per voxel, ``(B, R, R, R)`` float (points outside ``[lo, hi)³`` are dropped);
     ``> 0`` is the binary voxelisation of the cloud."""
     _check_cloud(points)
@@ -258,6 +312,6 @@ def voxelize_points(points: torch.Tensor, resolution: int, lo: float = -0.5, hi:
     ijk = ((points - lo) / (hi - lo) * resolution).floor().long()
     ok = ((ijk >= 0) & (ijk < resolution)).all(-1)
     flat = (ijk[..., 0] * resolution + ijk[..., 1]) * resolution + ijk[..., 2]
-    out = torch.zeros(B, resolution ** 3, dtype=points.dtype, device=points.device)
-    out.scatter_add_(1, flat.clamp(0, resolution ** 3 - 1), ok.to(points.dtype))
+    out = torch.zeros(B, resolution**3, dtype=points.dtype, device=points.device)
+    out.scatter_add_(1, flat.clamp(0, resolution**3 - 1), ok.to(points.dtype))
     return out.reshape(B, resolution, resolution, resolution)
