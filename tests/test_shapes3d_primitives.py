@@ -239,3 +239,23 @@ def test_cad_library_is_fixed_and_rooms_are_exact():
     assert out["part"].max() < len(S.ROOM_SEMANTICS)
     lo, hi = rooms.bbox()
     assert (lo[:, 2] > -0.2).all() and (hi[:, 2] < 1.5).all()
+
+
+def test_shape_batch_helpers_and_errors():
+    g = torch.Generator().manual_seed(5)
+    sb = S.make_category("table", 4, g)
+    out = sb.sample(256, g)
+    assert torch.equal(sb.nearest_part(out["points"]), out["part"])  # a sample's own part is nearest
+    c = sb.compact()
+    assert c.types.shape[1] == int(sb.valid.sum(1).max())
+    q = torch.rand(4, 64, 3, generator=g) - 0.5
+    assert torch.equal(c.sdf(q), sb.sdf(q))
+    with pytest.raises(ValueError, match=r"ShapeBatch.params must be"):
+        S.ShapeBatch(sb.types, sb.params[..., :4], sb.rot, sb.trans, sb.part, sb.valid, sb.label,
+                     sb.instance)
+    with pytest.raises(ValueError, match=r"points must be \(4, Q, 3\)"):
+        sb.sdf(torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError, match="n_objects"):
+        S.make_rooms(1, g, n_objects=(0, 3))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        sb.transform(scale=torch.zeros(4))
