@@ -203,13 +203,13 @@ def set_distance_matrix(sets_a: torch.Tensor, sets_b: torch.Tensor, metric: str 
     if metric not in ("cd", "emd"):
         raise ValueError(f"metric must be 'cd' or 'emd', got {metric!r}")
     n, m = len(sets_a), len(sets_b)
-    ia = torch.arange(n).repeat_interleave(m)
-    ib = torch.arange(m).repeat(n)
+    ia = torch.arange(n, device=sets_a.device).repeat_interleave(m)
+    ib = torch.arange(m, device=sets_a.device).repeat(n)
     if metric == "cd":
         d = torch.cat([chamfer_distance(sets_a[ia[i:i + 256]], sets_b[ib[i:i + 256]], squared=True,
                                         reduce="none") for i in range(0, n * m, 256)])
     else:
-        d = torch.as_tensor(emd_exact(sets_a[ia], sets_b[ib]), dtype=sets_a.dtype)
+        d = torch.as_tensor(emd_exact(sets_a[ia], sets_b[ib]), dtype=sets_a.dtype, device=sets_a.device)
     return d.reshape(n, m)
 
 
@@ -227,6 +227,6 @@ def generation_metrics(d_gr: torch.Tensor, d_gg: torch.Tensor, d_rr: torch.Tenso
     cov = d_gr.argmin(1).unique().numel() / nr
     full = torch.cat([torch.cat([d_gg, d_gr], 1), torch.cat([d_gr.T, d_rr], 1)], 0).double()
     full.fill_diagonal_(math.inf)
-    labels = torch.cat([torch.zeros(ng), torch.ones(nr)])
+    labels = torch.cat([torch.zeros(ng), torch.ones(nr)]).to(full.device)
     acc = (labels[full.argmin(1)] == labels).double().mean()
     return {"mmd": float(mmd), "cov": float(cov), "1nna": float(acc)}

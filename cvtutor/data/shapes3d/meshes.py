@@ -304,12 +304,13 @@ def heat_geodesic(
     else:
         t = torch.full((B,), float(t), dtype=verts.dtype, device=verts.device)
     delta = torch.zeros(B, V, len(sources), dtype=verts.dtype, device=verts.device)
-    delta[:, sources, torch.arange(len(sources))] = 1
+    cols = torch.arange(len(sources), device=verts.device)
+    delta[:, sources, cols] = 1
     u = torch.linalg.solve(torch.diag_embed(Mv) + t[:, None, None] * L, delta)
     g = face_gradient(verts, faces, u)
     X = -g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     div = divergence(verts, faces, X)
     ones = torch.ones(V, V, dtype=verts.dtype, device=verts.device) / V
     phi = torch.linalg.solve(L + ones, -div)  # Δφ = ∇·X with Δ = -L; the ones fix the constant
-    phi = phi - phi[:, sources, torch.arange(len(sources))][:, None]
+    phi = phi - phi[:, sources, cols][:, None]
     return phi
