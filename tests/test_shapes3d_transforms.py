@@ -106,3 +106,17 @@ def test_voxelisation():
         torch.tensor([[[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.9, 0, 0]]]), 4
     )
     assert counts.sum() == 2 and counts[0, 2, 2, 2] == 2
+
+
+def test_hidden_point_removal_sees_the_near_cap_of_a_sphere():
+    r, D = 0.5, 2.0
+    p, n = _sphere_samples(3000, r, 4)
+    vis = T.hidden_point_removal(p, torch.tensor([[0.0, 0, D]]))[0]
+    z = p[0, vis, 2]
+    # it keeps the near side (z > 0), about the visible cap (z > r²/D, 37.5 % of the samples)
+    assert (z > 0).all() and (z > r * r / D).float().mean() > 0.9
+    assert abs(vis.float().mean().item() - (1 - r / D) / 2) < 0.05
+    exact = T.scan(p, n, torch.tensor([[0.0, 0, D]]), size=128)["visible"][0]
+    assert (vis & exact).sum() / vis.sum() > 0.95  # what HPR keeps, the exact test sees too
+    with pytest.raises(ValueError, match="eye"):
+        T.hidden_point_removal(p, torch.zeros(2, 3))

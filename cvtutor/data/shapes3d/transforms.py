@@ -10,13 +10,16 @@ A surface sample ``p`` with outward normal ``n`` is *visible* when (i) it faces 
 z-buffer built with a scatter-min over pixels). On a convex surface (i) alone is exact: a sphere of
 radius ``r`` at the origin seen from ``eye = (0, 0, D)`` keeps exactly ``z > r²/D``; (ii) removes
 the parts hidden behind other parts. Samples keep their index, so two scans of the same samples
-have exact correspondences (the indices seen by both) and an exact overlap ratio.
+have exact correspondences (the indices seen by both) and an exact overlap ratio. For clouds
+without normals, :func:`hidden_point_removal` (Katz et al.'s spherical flip) approximates the
+visible set.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -235,6 +238,30 @@ def scan(
         "cam_points": pc,
         "R": R,
     }
+
+
+def hidden_point_removal(points: torch.Tensor, eye: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Katz, Tal & Basri's direct visibility of point sets (SIGGRAPH 2007), for clouds without
+    normals: with ``q = p - eye``, flip every point about the sphere of radius
+    ``R = 10^gamma · max |q|``, ``q ↦ q + 2 (R - |q|) q/|q|``; the points whose flips are vertices of
+    the convex hull of the flips and the eye are visible. Returns ``visible (B, N)`` bool
+    (:class:`scipy.spatial.ConvexHull` per cloud, on the CPU). Larger ``gamma`` keeps more points;
+    beyond about 2 the flipped points crowd onto one sphere and the hull loses precision."""
+    from scipy.spatial import ConvexHull
+
+    _check_cloud(points)
+    if eye.shape != (len(points), 3):
+        raise ValueError(f"eye must be ({len(points)}, 3), got {tuple(eye.shape)}")
+    q = (points - eye[:, None]).detach().double().cpu()
+    norm = q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    R = norm.amax(1, keepdim=True) * 10.0 ** gamma
+    flipped = (q + 2 * (R - norm) * q / norm).numpy()
+    visible = torch.zeros(points.shape[:2], dtype=torch.bool)
+    for i, f in enumerate(flipped):
+        hull = ConvexHull(np.vstack([f, np.zeros((1, 3))]))
+        v = hull.vertices[hull.vertices < len(f)]
+        visible[i, torch.from_numpy(v)] = True
+    return visible.to(points.device)
 
 
 def overlap(visible_a: torch.Tensor, visible_b: torch.Tensor) -> dict[str, torch.Tensor]:
