@@ -37,10 +37,13 @@ def cloud_traces(
     colorbar_title: str | None = "z",
     size: float = 2.5,
     showscale: bool = True,
+    seen: set | None = None,
 ) -> list[go.Scatter3d]:
     """The traces of one cloud ``(N, 3)``: one trace coloured by ``values (N,)`` (default: ``z``)
     on a continuous scale, or, with ``labels (N,)`` (``names`` maps ids to names), one trace per
-    class with a discrete colour and a legend entry."""
+    class with a discrete colour and a legend entry. ``seen``: for several clouds in one figure,
+    the names already in the legend (updated here); colours then follow the class id, so a class
+    has one colour and one legend entry across the clouds."""
     c = _points3(cloud)
     if labels is None:
         v = c[:, 2] if values is None else _np(values).ravel()
@@ -68,14 +71,21 @@ def cloud_traces(
     traces = []
     for i, cls in enumerate(np.unique(lab)):
         m = lab == cls
+        name = str(names[cls]) if names is not None else str(cls)
+        group = {}
+        if seen is not None:
+            i = int(cls)
+            group = dict(legendgroup=name, showlegend=name not in seen)
+            seen.add(name)
         traces.append(
             go.Scatter3d(
                 x=c[m, 0],
                 y=c[m, 1],
                 z=c[m, 2],
                 mode="markers",
-                name=str(names[cls]) if names is not None else str(cls),
+                name=name,
                 marker=dict(size=size, color=CATEGORICAL[i % len(CATEGORICAL)]),
+                **group,
             )
         )
     return traces
@@ -180,28 +190,8 @@ def cloud_grid(
     fig, rows, cols, height = _scene_grid(n, cols, titles, height)
     seen = set()
     for i, c in enumerate(clouds):
-        if labels is None:
-            traces = cloud_traces(c, size=size, showscale=False)
-        else:
-            lab = _np(labels[i]).astype(int).ravel()
-            traces = []
-            for cls in np.unique(lab):
-                m = lab == cls
-                p = _points3(c)[m]
-                nm = str(names[cls]) if names is not None else str(cls)
-                traces.append(
-                    go.Scatter3d(
-                        x=p[:, 0],
-                        y=p[:, 1],
-                        z=p[:, 2],
-                        mode="markers",
-                        name=nm,
-                        legendgroup=nm,
-                        showlegend=nm not in seen,
-                        marker=dict(size=size, color=CATEGORICAL[int(cls) % len(CATEGORICAL)]),
-                    )
-                )
-                seen.add(nm)
+        lab = None if labels is None else labels[i]
+        traces = cloud_traces(c, lab, names, size=size, showscale=False, seen=seen)
         for t in traces:
             fig.add_trace(t, row=i // cols + 1, col=i % cols + 1)
     return _grid_layout(fig, n, rows, cols, height, title, camera)
