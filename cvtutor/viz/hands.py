@@ -9,10 +9,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cvtutor.data.hands.skeleton import BONES, FINGERS
-from cvtutor.viz import CATEGORICAL, SUBPLOT_TITLE_SIZE, TOP_MARGIN, spacing
+from cvtutor.viz import SUBPLOT_TITLE_SIZE, TOP_MARGIN, geometry, spacing
 
 FINGER_COLORS = ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4", "#9467bd")  # thumb .. pinky
 PALM_COLOR = "#7f7f7f"
+#: The camera's own view (y down, looking along +z), as the hand images are seen.
+CAMERA_VIEW = dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0, y=0, z=-2))
 
 
 def _np(x) -> np.ndarray:
@@ -98,34 +100,14 @@ def point_cloud(cloud, joints=None, title: str | None = None, labels=None, names
                 axis_titles: tuple[str, str, str] = ("x", "y", "z")) -> go.Figure:
     """A point cloud ``(N, 3)`` (with an optional skeleton ``(21, 3)`` in the same frame), coloured by
     depth; with ``labels (N,)`` (e.g. part ids; ``names`` maps ids to names) each class is its own
-    trace with a discrete colour and a legend entry instead."""
-    c = _np(cloud)
-    if c.ndim != 2 or c.shape[1] != 3:
-        raise ValueError(f"point_cloud expects (N, 3) points, got {c.shape}")
-    fig = go.Figure()
-    if labels is None:
-        fig.add_trace(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], mode="markers", name="cloud",
-                                   showlegend=False,
-                                   marker=dict(size=2.5, color=c[:, 2], colorscale="Viridis",
-                                               colorbar=dict(title=axis_titles[2], thickness=12))))
-    else:
-        lab = _np(labels).astype(int).ravel()
-        if lab.shape[0] != c.shape[0]:
-            raise ValueError(f"labels must have one entry per point ({c.shape[0]}), got {lab.shape[0]}")
-        for i, cls in enumerate(np.unique(lab)):
-            m = lab == cls
-            fig.add_trace(go.Scatter3d(x=c[m, 0], y=c[m, 1], z=c[m, 2], mode="markers",
-                                       name=str(names[cls]) if names is not None else str(cls),
-                                       marker=dict(size=2.5, color=CATEGORICAL[i % len(CATEGORICAL)])))
+    trace with a discrete colour and a legend entry instead. The geometry viewer
+    (:func:`cvtutor.viz.geometry.point_cloud`) with the bones as overlays, seen from the camera."""
+    lines = None
     if joints is not None:
         j = _np(joints)
-        for p, ch in BONES:
-            fig.add_trace(go.Scatter3d(x=j[[p, ch], 0], y=j[[p, ch], 1], z=j[[p, ch], 2], mode="lines",
-                                       line=dict(color=_bone_color(ch), width=5), showlegend=False))
-    fig.update_layout(title=title, height=420, margin=dict(l=0, r=30, t=TOP_MARGIN if title else 10, b=0),
-                      scene=dict(aspectmode="data", xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
-                                 zaxis_title=axis_titles[2], camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0, y=0, z=-2))))
-    return fig
+        lines = [(j[[p, ch]], _bone_color(ch)) for p, ch in BONES]
+    return geometry.point_cloud(cloud, labels=labels, names=names, lines=lines, title=title,
+                                axis_titles=axis_titles, camera=CAMERA_VIEW)
 
 
 def pck_curves(df: pd.DataFrame, x: str = "threshold_mm", y: str = "pck", by: str = "model",
