@@ -153,3 +153,40 @@ def test_corruption_bad_input():
         C.corrupt(torch.rand(1, 3, 8, 8), "fog", 6)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         C.corrupt(torch.rand(3, 8, 8), "fog", 1)
+
+
+def test_rand_augment_identity_per_image_and_closed_form_translation():
+    from cvtutor.data.imageclass import augment
+
+    x = sets.shapes_textures(16, seed=0).x
+    assert torch.equal(augment.rand_augment(x, n_ops=3, magnitude=0, seed=1), x)  # M = 0
+    assert torch.equal(augment.rand_augment(x, n_ops=2, magnitude=9, ops=("identity",)), x)
+    same = x[:1].expand(32, -1, -1, -1)
+    out = augment.rand_augment(same, n_ops=2, magnitude=9, seed=1)
+    assert len({o.numpy().tobytes() for o in out}) > 16  # each image draws its own ops
+    assert torch.equal(out, augment.rand_augment(same, n_ops=2, magnitude=9, seed=1))
+    # translate_x at M = 10 moves a 10 px wide image by 0.3 * 10 = 3 px, left or right, zero fill
+    img = torch.rand(8, 1, 10, 10)
+    t = augment.rand_augment(img, n_ops=1, magnitude=10, ops=("translate_x",), seed=2)
+    left = torch.zeros_like(img)
+    left[..., :7] = img[..., 3:]
+    right = torch.zeros_like(img)
+    right[..., 3:] = img[..., :7]
+    for i in range(8):
+        assert min((t[i] - left[i]).abs().max(), (t[i] - right[i]).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="magnitude"):
+        augment.rand_augment(x, magnitude=11)
+    with pytest.raises(ValueError, match="ops must be"):
+        augment.rand_augment(x, ops=("solarize",))
+
+
+def test_torchvision_v2_policies_draw_one_op_per_batch_call():
+    from cvtutor.data.imageclass import augment
+
+    same = sets.shapes_textures(1, seed=0).x.expand(16, -1, -1, -1).contiguous()
+    for fn in (augment.tv_rand_augment, augment.tv_auto_augment):
+        batch = fn(same, seed=0, per_image=False)
+        assert all(torch.equal(batch[0], b) for b in batch), fn.__name__  # one policy for the batch
+        per = fn(same, seed=0, per_image=True)
+        assert len({p.numpy().tobytes() for p in per}) > 1 and per.min() >= 0 and per.max() <= 1
+        assert torch.equal(per, fn(same, seed=0, per_image=True))  # seeded
