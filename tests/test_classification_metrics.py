@@ -1,4 +1,5 @@
 """Classification metrics against scikit-learn and hand cases; the world's class splits."""
+
 import math
 
 import numpy as np
@@ -19,10 +20,14 @@ def test_auroc_and_aupr_match_sklearn_with_ties(seed):
     s = np.r_[known, unknown]
     assert M.open_set_auroc(known, unknown) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert M.aupr_in(known, unknown) == pytest.approx(average_precision_score(y, s), abs=1e-12)
-    assert M.aupr_out(known, unknown) == pytest.approx(average_precision_score(1 - y, -s), abs=1e-12)
+    assert M.aupr_out(known, unknown) == pytest.approx(
+        average_precision_score(1 - y, -s), abs=1e-12
+    )
     cont = rng.normal(size=110)
     assert M.roc_auc(y, cont) == pytest.approx(roc_auc_score(y, cont), abs=1e-12)
-    assert M.average_precision(y, cont) == pytest.approx(average_precision_score(y, cont), abs=1e-12)
+    assert M.average_precision(y, cont) == pytest.approx(
+        average_precision_score(y, cont), abs=1e-12
+    )
 
 
 def test_auroc_hand_cases_and_bad_input():
@@ -44,8 +49,13 @@ def test_open_set_f1_is_sklearn_macro_over_k_plus_one(seed):
     k = 6
     t = rng.integers(0, 10, 300)  # classes 6..9 are unknown
     p = np.where(rng.random(300) < 0.6, t, rng.integers(0, 8, 300))
-    ref = f1_score(np.minimum(t, k), np.minimum(p, k), labels=list(range(k + 1)), average="macro",
-                   zero_division=0)
+    ref = f1_score(
+        np.minimum(t, k),
+        np.minimum(p, k),
+        labels=list(range(k + 1)),
+        average="macro",
+        zero_division=0,
+    )
     assert M.open_set_f1(t, p, k) == pytest.approx(ref, abs=1e-12)
     assert M.open_set_f1(t, t, k) == 1.0
     # never predicting "unknown" costs the unknown class its whole F1 share
@@ -70,9 +80,13 @@ def test_corruption_errors_hand_case():
     assert M.corruption_errors(err, base) == pytest.approx({"fog": 0.5, "snow": 0.5})
     assert M.mean_corruption_error(err, base) == pytest.approx(0.5)
     # relative: (sum E - 3 * 0.1) / (sum E_base - 3 * 0.2)
-    rel = M.corruption_errors({"fog": err["fog"]}, {"fog": base["fog"]}, clean=0.1, baseline_clean=0.2)
+    rel = M.corruption_errors(
+        {"fog": err["fog"]}, {"fog": base["fog"]}, clean=0.1, baseline_clean=0.2
+    )
     assert rel["fog"] == pytest.approx((1.0 - 0.3) / (2.0 - 0.6))
-    with pytest.raises(ValueError, match="snow: .* cannot normalise"):  # the baseline never degrades
+    with pytest.raises(
+        ValueError, match="snow: .* cannot normalise"
+    ):  # the baseline never degrades
         M.corruption_errors(err, base, clean=0.1, baseline_clean=0.2)
     with pytest.raises(ValueError, match="same corruptions"):
         M.corruption_errors({"fog": [0.1]}, {"snow": [0.1]})
@@ -99,11 +113,15 @@ def test_pgd_reaches_the_closed_form_worst_case_on_a_linear_model(norm):
     y = torch.ones(4, dtype=torch.long)
     eps = 0.1
     adv = M.pgd_attack(model, x, y, eps, steps=20, norm=norm, random_start=False)
-    drop = (x.flatten(1) @ w - adv.flatten(1) @ w)
+    drop = x.flatten(1) @ w - adv.flatten(1) @ w
     closed = eps * (w.abs().sum() if norm == "linf" else w.norm())  # eps ||w||_1 or eps ||w||_2
     assert torch.allclose(drop, closed.expand(4), rtol=1e-4)
     d = (adv - x).flatten(1)
-    assert (d.abs().amax(1) <= eps + 1e-6).all() if norm == "linf" else (d.norm(dim=1) <= eps + 1e-5).all()
+    assert (
+        (d.abs().amax(1) <= eps + 1e-6).all()
+        if norm == "linf"
+        else (d.norm(dim=1) <= eps + 1e-5).all()
+    )
     # a random start stays in the ball and the box, and the result is seeded
     adv2 = M.pgd_attack(model, x, y, eps, steps=20, norm=norm, seed=3)
     assert torch.equal(adv2, M.pgd_attack(model, x, y, eps, steps=20, norm=norm, seed=3))
@@ -121,24 +139,35 @@ def test_accuracy():
 def test_open_set_splits_distinct_seeded_and_relabelled():
     s = splits.open_set_splits(10, 6, 5, seed=0)
     assert len(s) == 5 and len(set(s)) == 5 and all(len(k) == 6 for k in s)
-    assert s == splits.open_set_splits(10, 6, 5, seed=0) and s != splits.open_set_splits(10, 6, 5, seed=1)
+    assert s == splits.open_set_splits(10, 6, 5, seed=0) and s != splits.open_set_splits(
+        10, 6, 5, seed=1
+    )
     y = torch.arange(10)
     r = splits.relabel_known(y, s[0])
-    assert sorted(r[list(s[0])].tolist()) == list(range(6)) and (r[[c for c in range(10) if c not in s[0]]] == 6).all()
+    assert (
+        sorted(r[list(s[0])].tolist()) == list(range(6))
+        and (r[[c for c in range(10) if c not in s[0]]] == 6).all()
+    )
     with pytest.raises(ValueError, match="n_splits must be in"):
         splits.open_set_splits(4, 2, 7)  # only C(4, 2) = 6 partitions
 
 
 def test_incremental_tasks_and_label_fraction():
     tasks = splits.class_incremental_tasks(10, 5, seed=0)
-    assert sorted(c for t in tasks for c in t) == list(range(10)) and all(len(t) == 2 for t in tasks)
+    assert sorted(c for t in tasks for c in t) == list(range(10)) and all(
+        len(t) == 2 for t in tasks
+    )
     assert splits.class_incremental_tasks(4, 2) == [(0, 1), (2, 3)]
     assert splits.task_of_class(tasks, torch.tensor(tasks[3])).tolist() == [3, 3]
     with pytest.raises(ValueError, match="must divide"):
         splits.class_incremental_tasks(10, 3)
     y = torch.arange(100) % 4
     idx = splits.label_fraction(y, 0.1, seed=0)
-    assert torch.equal(y[idx].bincount(), torch.full((4,), 2)) or torch.equal(y[idx].bincount(), torch.full((4,), 3))
-    assert torch.equal(idx, splits.label_fraction(y, 0.1, seed=0)) and len(torch.unique(idx)) == len(idx)
+    assert torch.equal(y[idx].bincount(), torch.full((4,), 2)) or torch.equal(
+        y[idx].bincount(), torch.full((4,), 3)
+    )
+    assert torch.equal(idx, splits.label_fraction(y, 0.1, seed=0)) and len(
+        torch.unique(idx)
+    ) == len(idx)
     with pytest.raises(ValueError, match="fraction must be in"):
         splits.label_fraction(y, 0.0)

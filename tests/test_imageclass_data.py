@@ -1,4 +1,5 @@
 """The image-classification world's data: image sets and corruptions (ground truth, determinism)."""
+
 import pytest
 import torch
 
@@ -9,14 +10,20 @@ from cvtutor.data.imageclass import sets
 def test_digits16_shapes_range_and_fixed_split():
     for size in (16, 32):
         d = sets.digits16(size)
-        assert d["train"].x.shape == (1347, 1, size, size) and d["test"].x.shape == (450, 1, size, size)
+        assert d["train"].x.shape == (1347, 1, size, size) and d["test"].x.shape == (
+            450,
+            1,
+            size,
+            size,
+        )
         assert d["train"].x.min() >= 0 and d["train"].x.max() <= 1
         assert d["train"].n_classes == 10 and set(d["test"].y.tolist()) == set(range(10))
     a, b = sets.digits16(16), sets.digits16(16)
     assert torch.equal(a["train"].x, b["train"].x) and torch.equal(a["test"].y, b["test"].y)
-    # upsampling keeps the 8x8 image: 2x2 average pooling of the 16 px image is close to it (bilinear
-    # interpolation mixes each pixel with a quarter of its neighbours, so not equal)
+    # upsampling keeps the 8x8 image: 2x2 average pooling of the 16 px image is close to it
+    # (bilinear interpolation mixes each pixel with a quarter of its neighbours, so not equal)
     from cvtutor.data.digits import load_digits
+
     x8 = load_digits()["x_train"].reshape(-1, 1, 8, 8)
     back = torch.nn.functional.avg_pool2d(a["train"].x, 2)
     assert (back - x8).abs().mean() < 0.1 and torch.equal(a["train"].y, load_digits()["y_train"])
@@ -91,6 +98,7 @@ def test_ood_sets_range_shape_determinism(kind):
 
 def test_fast_profile_data_within_three_cpu_seconds():
     import time
+
     torch.set_num_threads(1)
     sets.digits16(16)  # scikit-learn's import is a one-time cost, not generation
     t = time.process_time()
@@ -106,7 +114,10 @@ def test_fast_profile_data_within_three_cpu_seconds():
 
 @pytest.fixture(scope="module")
 def batches():
-    return {"shapes": sets.shapes_textures(128, seed=3).x, "digits": sets.digits16(16)["test"].x[:128]}
+    return {
+        "shapes": sets.shapes_textures(128, seed=3).x,
+        "digits": sets.digits16(16)["test"].x[:128],
+    }
 
 
 @pytest.mark.parametrize("name", list(C.CORRUPTIONS))
@@ -130,16 +141,20 @@ def test_corruption_suites_and_closed_forms():
     # contrast keeps each image's mean and scales its deviations by the factor
     y = C.corrupt(x, "contrast", 2)
     assert torch.allclose(y.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-6)
-    assert torch.allclose(y - y.mean((1, 2, 3), keepdim=True), 0.5 * (x - x.mean((1, 2, 3), keepdim=True)),
-                          atol=1e-6)
+    assert torch.allclose(
+        y - y.mean((1, 2, 3), keepdim=True), 0.5 * (x - x.mean((1, 2, 3), keepdim=True)), atol=1e-6
+    )
     # brightness keeps hue and saturation: the ratio between channels is unchanged (where unclipped)
     dim = 0.5 * x
     b = C.corrupt(dim, "brightness", 1)
     assert torch.allclose(b / b.amax(1, keepdim=True), dim / dim.amax(1, keepdim=True), atol=1e-5)
     assert torch.allclose(b.amax(1), dim.amax(1) + 0.05, atol=1e-6)
     # a Gaussian blur of a constant image is the image
-    assert torch.allclose(C.corrupt(torch.full((2, 1, 16, 16), 0.3), "gaussian_blur", 5),
-                          torch.full((2, 1, 16, 16), 0.3), atol=1e-6)
+    assert torch.allclose(
+        C.corrupt(torch.full((2, 1, 16, 16), 0.3), "gaussian_blur", 5),
+        torch.full((2, 1, 16, 16), 0.3),
+        atol=1e-6,
+    )
     # impulse noise at severity 5 replaces about 7 % of the values with 0 or 1
     big = torch.full((8, 3, 32, 32), 0.5)
     frac = (C.corrupt(big, "impulse_noise", 5) != 0.5).float().mean()

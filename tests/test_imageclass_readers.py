@@ -1,4 +1,5 @@
 """Readers of the real image-classification formats, on fixture files the tests write."""
+
 import pickle
 import struct
 
@@ -15,7 +16,9 @@ rng = np.random.default_rng(0)
 def _idx(path, arr):
     """Write an IDX file: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian dims, data."""
     with open(path, "wb") as f:
-        f.write(struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape))
+        f.write(
+            struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        )
         f.write(arr.astype(np.uint8).tobytes())
 
 
@@ -39,8 +42,11 @@ def test_mnist_idx(tmp_path):
 
 
 def _cifar_batch(n, label_key="labels"):
-    return {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), label_key: rng.integers(0, 10, n).tolist(),
-            "batch_label": "fixture"}
+    return {
+        "data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+        label_key: rng.integers(0, 10, n).tolist(),
+        "batch_label": "fixture",
+    }
 
 
 def test_cifar10_and_100_pickles_through_the_restricted_unpickler(tmp_path):
@@ -60,8 +66,12 @@ def test_cifar10_and_100_pickles_through_the_restricted_unpickler(tmp_path):
     c100.mkdir()
     b = _cifar_batch(6, "fine_labels")
     b["coarse_labels"] = [0] * 6
-    (c100 / "train").write_bytes(pickle.dumps({k.encode() if k != "batch_label" else k: v for k, v in b.items()}))
-    assert R.read_cifar(tmp_path, "train", classes=100).y.tolist() == b["fine_labels"]  # bytes keys too
+    (c100 / "train").write_bytes(
+        pickle.dumps({k.encode() if k != "batch_label" else k: v for k, v in b.items()})
+    )
+    assert (
+        R.read_cifar(tmp_path, "train", classes=100).y.tolist() == b["fine_labels"]
+    )  # bytes keys too
     with pytest.raises(R.DataLayoutError, match="test_batch"):
         R.read_cifar(tmp_path / "empty", "test")
 
@@ -109,15 +119,21 @@ def test_image_folder_and_list_file(tmp_path):
             imgs[(cls, i)] = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
             _png(tmp_path / "folder" / cls / f"{i}.png", imgs[(cls, i)])
     s = R.read_image_folder(tmp_path / "folder")
-    assert s.classes == ("ant", "cat") and s.y.tolist() == [0, 0, 1, 1] and s.x.shape == (4, 3, 8, 8)
-    assert torch.allclose(s.x[2].permute(1, 2, 0) * 255, torch.tensor(imgs[("cat", 0)], dtype=torch.float32))
+    assert (
+        s.classes == ("ant", "cat") and s.y.tolist() == [0, 0, 1, 1] and s.x.shape == (4, 3, 8, 8)
+    )
+    assert torch.allclose(
+        s.x[2].permute(1, 2, 0) * 255, torch.tensor(imgs[("cat", 0)], dtype=torch.float32)
+    )
     with pytest.raises(R.DataLayoutError, match="one folder per class"):
         R.read_image_folder(tmp_path / "missing")
     lst = tmp_path / "val.txt"
     lst.write_text("folder/cat/1.png 3\nfolder/ant/0.png 0\n")
     t = R.read_list_file(lst)
     assert t.y.tolist() == [3, 0] and len(t.classes) == 4
-    assert torch.allclose(t.x[0].permute(1, 2, 0) * 255, torch.tensor(imgs[("cat", 1)], dtype=torch.float32))
+    assert torch.allclose(
+        t.x[0].permute(1, 2, 0) * 255, torch.tensor(imgs[("cat", 1)], dtype=torch.float32)
+    )
     lst.write_text("folder/cat/1.png\n")
     with pytest.raises(R.DataLayoutError, match="is not '<path> <label>'"):
         R.read_list_file(lst)

@@ -1,4 +1,5 @@
 """The image-classification world's chapter module: profiles, run, findings."""
+
 import pytest
 import torch
 
@@ -33,17 +34,22 @@ def test_smoke_run_findings_and_results_file(tmp_path):
     r = wi.run(wi.Config.smoke())
     f = r["findings"]
     assert set(f["kind"]) <= set(report.KINDS)
-    for text in ("a seed gives bit-identical images", "RandAugment with magnitude 0 is the identity",
-                 "every set's and every corruption's values stay in [0, 1]",
-                 "each corruption moves images further at each higher severity",
-                 "our AUROC, AUPR-in/out and (k+1)-F1 equal scikit-learn's on this run's scores",
-                 "FlopCounterMode's MAdds equal the closed form of every convolution and linear layer",
-                 "our openness formula gives E07's four openness values (to their two decimals)"):
+    for text in (
+        "a seed gives bit-identical images",
+        "RandAugment with magnitude 0 is the identity",
+        "every set's and every corruption's values stay in [0, 1]",
+        "each corruption moves images further at each higher severity",
+        "our AUROC, AUPR-in/out and (k+1)-F1 equal scikit-learn's on this run's scores",
+        "FlopCounterMode's MAdds equal the closed form of every convolution and linear layer",
+        "our openness formula gives E07's four openness values (to their two decimals)",
+    ):
         assert bool(f.loc[text, "holds"]), text  # tool and construction checks hold at any size
     assert f.loc["a seed gives bit-identical images", "kind"] == "construction"
     assert set(r["accuracy"]["set"]) == {"digits16", "ShapesTextures", "ShapesTextures-fine"}
     assert set(r["corruption"]["corruption"]) == {"clean", *wi.corruptions.CORRUPTIONS}
-    report.save_results(r, tmp_path / "r.json", report.run_metadata("world_images", "smoke", "cpu", 0))
+    report.save_results(
+        r, tmp_path / "r.json", report.run_metadata("world_images", "smoke", "cpu", 0)
+    )
     back, _ = report.load_results(tmp_path / "r.json")
     assert back["scores"]["known_classes"] == r["scores"]["known_classes"]
 

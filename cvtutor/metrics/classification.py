@@ -6,6 +6,7 @@ Derived and shown in ``notebooks/eccv2020/world_images.ipynb`` (section 5); used
 likely a known class / in-distribution. All functions take torch tensors or array-likes and
 return Python floats unless stated.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,8 +146,12 @@ def _errors_table(errors: Mapping[str, Sequence[float]], name: str) -> dict[str,
     return out
 
 
-def corruption_errors(errors: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]],
-                      clean: float | None = None, baseline_clean: float | None = None) -> dict[str, float]:
+def corruption_errors(
+    errors: Mapping[str, Sequence[float]],
+    baseline: Mapping[str, Sequence[float]],
+    clean: float | None = None,
+    baseline_clean: float | None = None,
+) -> dict[str, float]:
     """Corruption error ``CE_c = sum_s E_{s,c} / sum_s E^base_{s,c}`` per corruption ``c``.
 
     With ``clean`` and ``baseline_clean`` (the clean-test errors) it is the *relative* corruption
@@ -156,7 +161,9 @@ def corruption_errors(errors: Mapping[str, Sequence[float]], baseline: Mapping[s
     """
     e, b = _errors_table(errors, "errors"), _errors_table(baseline, "baseline")
     if set(e) != set(b):
-        raise ValueError(f"errors and baseline must name the same corruptions, got {sorted(e)} and {sorted(b)}")
+        raise ValueError(
+            f"errors and baseline must name the same corruptions, got {sorted(e)} and {sorted(b)}"
+        )
     if (clean is None) != (baseline_clean is None):
         raise ValueError("give both clean and baseline_clean, or neither")
     out = {}
@@ -165,7 +172,9 @@ def corruption_errors(errors: Mapping[str, Sequence[float]], baseline: Mapping[s
             raise ValueError(f"{c}: {len(e[c])} severities in errors but {len(b[c])} in baseline")
         num, den = (e[c], b[c]) if clean is None else (e[c] - clean, b[c] - baseline_clean)
         if float(den.sum()) <= 0:
-            raise ValueError(f"{c}: the baseline's (relative) error sums to {float(den.sum())}, cannot normalise")
+            raise ValueError(
+                f"{c}: the baseline's (relative) error sums to {float(den.sum())}, cannot normalise"
+            )
         out[c] = float(num.sum() / den.sum())
     return out
 
@@ -176,11 +185,20 @@ def mean_corruption_error(errors, baseline, clean=None, baseline_clean=None) -> 
     return sum(ce.values()) / len(ce)
 
 
-def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-               eps: float, steps: int = 10, step_size: float | None = None, norm: str = "linf",
-               random_start: bool = True, seed: int = 0,
-               loss_fn: Callable = F.cross_entropy) -> torch.Tensor:
-    """Projected gradient ascent on ``loss_fn(model(x + d), y)`` over ``||d||_p <= eps`` (Madry et al.).
+def pgd_attack(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    norm: str = "linf",
+    random_start: bool = True,
+    seed: int = 0,
+    loss_fn: Callable = F.cross_entropy,
+) -> torch.Tensor:
+    """Projected gradient ascent on ``loss_fn(model(x + d), y)`` over ``||d||_p <= eps`` (Madry
+    et al. 2018).
 
     ``x (B, ...)`` in [0, 1]; each step moves ``d`` by ``step_size`` (default ``2.5 eps / steps``)
     along the gradient's sign (``norm="linf"``) or its per-sample unit direction (``"l2"``), then
@@ -235,5 +253,7 @@ def pgd_attack(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of ``logits (N, K)`` against ``y (N,)``."""
     if logits.ndim != 2 or y.shape != (len(logits),):
-        raise ValueError(f"expected logits (N, K) and y (N,), got {tuple(logits.shape)}, {tuple(y.shape)}")
+        raise ValueError(
+            f"expected logits (N, K) and y (N,), got {tuple(logits.shape)}, {tuple(y.shape)}"
+        )
     return float((logits.argmax(1) == y).double().mean())

@@ -6,6 +6,7 @@ products of one forward pass, 2 FLOPs per multiply-add; bias additions, normalis
 and pooling are not counted, as in the papers' MAdds tables (MobileNet's convention), so
 ``madds = flops / 2``. :func:`conv2d_flops` is the closed form the counts are checked against.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def conv2d_flops(c_in: int, c_out: int, kernel: int | tuple[int, int], out_hw: tuple[int, int],
-                 groups: int = 1, batch: int = 1) -> int:
+def conv2d_flops(
+    c_in: int,
+    c_out: int,
+    kernel: int | tuple[int, int],
+    out_hw: tuple[int, int],
+    groups: int = 1,
+    batch: int = 1,
+) -> int:
     """Closed form of one convolution: ``2 B C_out H_out W_out (C_in / groups) k_h k_w`` FLOPs
     (each output value is a dot product of ``C_in / groups * k_h * k_w`` terms). A depthwise
     convolution is ``groups = C_in = C_out``."""
@@ -47,5 +54,10 @@ def flop_count(model: nn.Module, x: torch.Tensor) -> dict:
     total = counter.get_total_flops()
     by_op = {str(op).removeprefix("aten."): int(v) for op, v in counts.get("Global", {}).items()}
     by_module = {name: int(sum(ops.values())) for name, ops in counts.items() if name != "Global"}
-    return {"flops": int(total), "madds": int(total) // 2, "params": count_parameters(model),
-            "by_op": by_op, "by_module": by_module}
+    return {
+        "flops": int(total),
+        "madds": int(total) // 2,
+        "params": count_parameters(model),
+        "by_op": by_op,
+        "by_module": by_module,
+    }

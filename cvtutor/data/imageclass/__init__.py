@@ -10,7 +10,7 @@ Derived and shown in ``notebooks/eccv2020/world_images.ipynb``. Rooms:
 - :mod:`.readers`: readers of the real formats (MNIST IDX, CIFAR pickles, SVHN ``.mat``,
   ImageFolder, list files, CIFAR-10-C ``.npy``).
 """
-from cvtutor.data.imageclass.sets import (OOD_KINDS, ImageSet, digits16, ood_images,
-                                          shapes_textures)
+
+from cvtutor.data.imageclass.sets import OOD_KINDS, ImageSet, digits16, ood_images, shapes_textures
 
 __all__ = ["ImageSet", "digits16", "shapes_textures", "ood_images", "OOD_KINDS"]

@@ -16,6 +16,7 @@ sample: **one call draws one policy (ops, magnitudes, signs) for the whole batch
 with ``per_image=True`` (a Python loop, one draw per image; slow) or ``False`` (one draw a batch).
 Use :func:`rand_augment` where per-image sampling matters at speed.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,14 @@ import torch.nn.functional as F
 
 GEOMETRIC_OPS = ("identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "scale")
 #: the op's strength at M = 10: degrees, shear factor, fraction of the image, relative scale change
-MAX_STRENGTH = {"rotate": 30.0, "shear_x": 0.3, "shear_y": 0.3, "translate_x": 0.3, "translate_y": 0.3,
-                "scale": 0.3}
+MAX_STRENGTH = {
+    "rotate": 30.0,
+    "shear_x": 0.3,
+    "shear_y": 0.3,
+    "translate_x": 0.3,
+    "translate_y": 0.3,
+    "scale": 0.3,
+}
 LEVELS = 10
 
 
@@ -40,13 +47,23 @@ def _op_matrices(op: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     m[:, 0, 1] = torch.where(rot, -ang.sin(), m[:, 0, 1])
     m[:, 1, 0] = torch.where(rot, ang.sin(), m[:, 1, 0])
     m[:, 1, 1] = torch.where(rot, ang.cos(), m[:, 1, 1])
-    m[:, 0, 1] = torch.where(op == GEOMETRIC_OPS.index("shear_x"), strength * MAX_STRENGTH["shear_x"], m[:, 0, 1])
-    m[:, 1, 0] = torch.where(op == GEOMETRIC_OPS.index("shear_y"), strength * MAX_STRENGTH["shear_y"], m[:, 1, 0])
+    m[:, 0, 1] = torch.where(
+        op == GEOMETRIC_OPS.index("shear_x"), strength * MAX_STRENGTH["shear_x"], m[:, 0, 1]
+    )
+    m[:, 1, 0] = torch.where(
+        op == GEOMETRIC_OPS.index("shear_y"), strength * MAX_STRENGTH["shear_y"], m[:, 1, 0]
+    )
     # a translation by a fraction f of the image is 2 f in normalised [-1, 1] coordinates
-    m[:, 0, 2] = torch.where(op == GEOMETRIC_OPS.index("translate_x"), 2 * strength * MAX_STRENGTH["translate_x"],
-                             m[:, 0, 2])
-    m[:, 1, 2] = torch.where(op == GEOMETRIC_OPS.index("translate_y"), 2 * strength * MAX_STRENGTH["translate_y"],
-                             m[:, 1, 2])
+    m[:, 0, 2] = torch.where(
+        op == GEOMETRIC_OPS.index("translate_x"),
+        2 * strength * MAX_STRENGTH["translate_x"],
+        m[:, 0, 2],
+    )
+    m[:, 1, 2] = torch.where(
+        op == GEOMETRIC_OPS.index("translate_y"),
+        2 * strength * MAX_STRENGTH["translate_y"],
+        m[:, 1, 2],
+    )
     sc = op == GEOMETRIC_OPS.index("scale")
     zoom = 1 / (1 + strength * MAX_STRENGTH["scale"])
     m[:, 0, 0] = torch.where(sc, zoom, m[:, 0, 0])
@@ -54,8 +71,14 @@ def _op_matrices(op: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
     return m
 
 
-def rand_augment(x: torch.Tensor, n_ops: int = 2, magnitude: int = 9, seed: int = 0,
-                 ops: tuple[str, ...] = GEOMETRIC_OPS, padding_mode: str = "zeros") -> torch.Tensor:
+def rand_augment(
+    x: torch.Tensor,
+    n_ops: int = 2,
+    magnitude: int = 9,
+    seed: int = 0,
+    ops: tuple[str, ...] = GEOMETRIC_OPS,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
     """Per-image RandAugment of ``x (B, C, H, W)``: ``n_ops`` ops per image from ``ops``, magnitude
     ``M`` in 0..10 (strength ``M / 10`` times :data:`MAX_STRENGTH`, random sign per op).
 
@@ -65,10 +88,14 @@ def rand_augment(x: torch.Tensor, n_ops: int = 2, magnitude: int = 9, seed: int 
     if x.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got {tuple(x.shape)}")
     if not 0 <= magnitude <= LEVELS or n_ops < 0:
-        raise ValueError(f"need 0 <= magnitude <= {LEVELS} and n_ops >= 0, got {magnitude}, {n_ops}")
+        raise ValueError(
+            f"need 0 <= magnitude <= {LEVELS} and n_ops >= 0, got {magnitude}, {n_ops}"
+        )
     unknown = set(ops) - set(GEOMETRIC_OPS)
     if unknown or not ops:
-        raise ValueError(f"ops must be a non-empty subset of {GEOMETRIC_OPS}, got {sorted(unknown) or ops}")
+        raise ValueError(
+            f"ops must be a non-empty subset of {GEOMETRIC_OPS}, got {sorted(unknown) or ops}"
+        )
     g = torch.Generator(device=x.device).manual_seed(int(seed))
     allowed = torch.tensor([GEOMETRIC_OPS.index(o) for o in ops], device=x.device)
     b = len(x)
@@ -95,8 +122,9 @@ def _tv_apply(transform, x: torch.Tensor, seed: int, per_image: bool) -> torch.T
     return out.to(x.dtype) / 255
 
 
-def tv_rand_augment(x: torch.Tensor, n_ops: int = 2, magnitude: int = 9, seed: int = 0,
-                    per_image: bool = True) -> torch.Tensor:
+def tv_rand_augment(
+    x: torch.Tensor, n_ops: int = 2, magnitude: int = 9, seed: int = 0, per_image: bool = True
+) -> torch.Tensor:
     """torchvision ``v2.RandAugment(n_ops, magnitude)`` (its full colour + geometric space, 31
     levels) on ``x (B, C, H, W)`` in [0, 1]; ``per_image=False`` draws one policy for the batch."""
     from torchvision.transforms import v2

@@ -8,12 +8,14 @@ noise (gaussian, shot, impulse), blur (gaussian, motion, zoom), weather (fog, sn
 test suite. Parameters follow the CIFAR-10-C ones (``make_cifar_c.py``) where they carry over to
 a batched torch form; blur sizes and displacements are in pixels at 32 px and scale with the image
 size. Pixelation uses resolution factors 1/2 .. 1/5 rather than CIFAR-10-C's 0.95 .. 0.65: at 32 px
-those change few pixels and, through block alignment, not monotonically in severity. ``frost`` (needs photographs of frost) is not reproduced; ``snow`` and ``fog`` are simplified
-procedural versions (a motion-blurred sparse flake layer; a multi-octave smooth noise field).
+those change few pixels and, through block alignment, not monotonically in severity. ``frost``
+(needs photographs of frost) is not reproduced; ``snow`` and ``fog`` are simplified procedural
+versions (a motion-blurred sparse flake layer; a multi-octave smooth noise field).
 
 Every corruption maps ``x (B, C, H, W)`` in [0, 1] (C = 1 or 3) to the same shape in [0, 1];
 random ones draw from ``generator`` (on ``x``'s device), so a seed gives one corrupted set.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,13 +27,29 @@ import torch
 import torch.nn.functional as F
 
 SEVERITIES = (1, 2, 3, 4, 5)
-TEST_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "motion_blur",
-                    "zoom_blur", "fog", "snow", "contrast", "brightness", "pixelate", "jpeg", "elastic")
+TEST_CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "gaussian_blur",
+    "motion_blur",
+    "zoom_blur",
+    "fog",
+    "snow",
+    "contrast",
+    "brightness",
+    "pixelate",
+    "jpeg",
+    "elastic",
+)
 HELD_OUT = ("speckle_noise",)
-GROUPS = {"noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-          "blur": ("gaussian_blur", "motion_blur", "zoom_blur"), "weather": ("fog", "snow"),
-          "digital": ("contrast", "brightness", "pixelate", "jpeg", "elastic"),
-          "held out": HELD_OUT}
+GROUPS = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("gaussian_blur", "motion_blur", "zoom_blur"),
+    "weather": ("fog", "snow"),
+    "digital": ("contrast", "brightness", "pixelate", "jpeg", "elastic"),
+    "held out": HELD_OUT,
+}
 
 _PARAMS = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # std
@@ -156,9 +174,9 @@ def _smooth_noise(shape: tuple[int, int, int, int], decay: float, g, device) -> 
     b, _, h, w = shape
     out = torch.zeros(b, 1, h, w, device=device)
     k = 1
-    while 2 ** k <= max(h, w):
-        n = torch.rand(b, 1, 2 ** k, 2 ** k, generator=g, device=device)
-        out = out + F.interpolate(n, size=(h, w), mode="bicubic", align_corners=False) * decay ** -k
+    while 2**k <= max(h, w):
+        n = torch.rand(b, 1, 2**k, 2**k, generator=g, device=device)
+        out = out + F.interpolate(n, size=(h, w), mode="bicubic", align_corners=False) * decay**-k
         k += 1
     lo, hi = out.amin((2, 3), keepdim=True), out.amax((2, 3), keepdim=True)
     return (out - lo) / (hi - lo).clamp_min(1e-8)
@@ -207,7 +225,9 @@ def pixelate(x, s, g):
     h, w = x.shape[-2:]
     f = _PARAMS["pixelate"][s - 1]
     small = (max(1, round(h * f)), max(1, round(w * f)))
-    return F.interpolate(F.interpolate(x, size=small, mode="area"), size=(h, w), mode="nearest-exact")
+    return F.interpolate(
+        F.interpolate(x, size=small, mode="area"), size=(h, w), mode="nearest-exact"
+    )
 
 
 def jpeg(x, s, g):

@@ -17,6 +17,7 @@ raises :class:`DataLayoutError` naming the expected layout when files are missin
 - :func:`read_cifar_c`: ``root/<corruption>.npy`` (``(5 n, 32, 32, 3)`` uint8, severities 1-5 in
   order) and ``root/labels.npy`` (CIFAR-10-C, CIFAR-100-C; ImageNet-C's ``.npy`` exports alike).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,18 @@ import torch
 from cvtutor.data import safe_pickle
 from cvtutor.data.imageclass.sets import ImageSet
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DataLayoutError(FileNotFoundError):
@@ -50,15 +62,23 @@ def read_mnist(root: str | Path, split: str = "train") -> ImageSet:
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    layout = (f"expected {Path(root) / 'MNIST' / 'raw'} to hold train-images-idx3-ubyte, "
-              "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (uncompressed)")
+    layout = (
+        f"expected {Path(root) / 'MNIST' / 'raw'} to hold train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (uncompressed)"
+    )
     try:
         ds = MNIST(str(root), train=split == "train", download=False)
     except RuntimeError as err:
         raise DataLayoutError(f"MNIST not found: {layout}") from err
-    except (AssertionError, ValueError, KeyError) as err:  # torchvision's IDX parser, malformed file
+    except (
+        AssertionError,
+        ValueError,
+        KeyError,
+    ) as err:  # torchvision's IDX parser, malformed file
         raise DataLayoutError(f"MNIST files are not valid IDX files ({err}): {layout}") from err
-    return ImageSet(ds.data.float()[:, None] / 255, ds.targets.long(), tuple(str(d) for d in range(10)))
+    return ImageSet(
+        ds.data.float()[:, None] / 255, ds.targets.long(), tuple(str(d) for d in range(10))
+    )
 
 
 def _get(d: dict, key: str):
@@ -92,8 +112,10 @@ def read_cifar(root: str | Path, split: str = "train", classes: int = 10) -> Ima
         except (KeyError, TypeError) as err:
             raise DataLayoutError(f"{folder / n}: no '{err.args[0]}' entry; {layout}") from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-            raise DataLayoutError(f"{folder / n}: data must be (N, 3072) uint8 with N labels, got {data.shape}, "
-                                  f"{len(labels)} labels; {layout}")
+            raise DataLayoutError(
+                f"{folder / n}: data must be (N, 3072) uint8 with N labels, got {data.shape}, "
+                f"{len(labels)} labels; {layout}"
+            )
         xs.append(data.reshape(-1, 3, 32, 32))
         ys.append(labels)
     x = torch.from_numpy(np.concatenate(xs)).float() / 255
@@ -109,7 +131,8 @@ def read_svhn(root: str | Path, split: str = "train") -> ImageSet:
     if split not in ("train", "test", "extra"):
         raise ValueError(f"split must be 'train', 'test' or 'extra', got {split!r}")
     path = Path(root) / f"{split}_32x32.mat"
-    layout = f"expected {path} with X (32, 32, 3, N) uint8 and y (N, 1) in 1..10 (format 2, cropped digits)"
+    layout = (f"expected {path} with X (32, 32, 3, N) uint8 and y (N, 1) in 1..10 "
+              "(format 2, cropped digits)")
     if not path.is_file():
         raise DataLayoutError(f"SVHN not found: {layout}")
     try:
@@ -117,9 +140,13 @@ def read_svhn(root: str | Path, split: str = "train") -> ImageSet:
     except Exception as err:  # scipy raises several types on a non-.mat file
         raise DataLayoutError(f"{path} is not a MATLAB file ({err}); {layout}") from err
     if "X" not in mat or "y" not in mat or mat["X"].ndim != 4 or mat["X"].shape[2] != 3:
-        raise DataLayoutError(f"{path}: found keys {sorted(k for k in mat if not k.startswith('__'))}; {layout}")
+        raise DataLayoutError(
+            f"{path}: found keys {sorted(k for k in mat if not k.startswith('__'))}; {layout}"
+        )
     y = torch.from_numpy(mat["y"].astype(np.int64).reshape(-1)) % 10
-    return ImageSet(_images(np.transpose(mat["X"], (3, 0, 1, 2))), y, tuple(str(d) for d in range(10)))
+    return ImageSet(
+        _images(np.transpose(mat["X"], (3, 0, 1, 2))), y, tuple(str(d) for d in range(10))
+    )
 
 
 def _load_rgb(paths: list[Path], layout: str) -> torch.Tensor:
@@ -134,12 +161,14 @@ def _load_rgb(paths: list[Path], layout: str) -> torch.Tensor:
             raise DataLayoutError(f"{p} is not a readable image ({err}); {layout}") from err
     sizes = {a.shape for a in arrs}
     if len(sizes) != 1:
-        raise DataLayoutError(f"images must share one size to form a batch, found {sorted(sizes)}; {layout}")
+        raise DataLayoutError(
+            f"images must share one size to form a batch, found {sorted(sizes)}; {layout}"
+        )
     return _images(np.stack(arrs))
 
 
 def read_image_folder(root: str | Path) -> ImageSet:
-    """``root/<class name>/<image>`` (classes sorted by name), via ``torchvision.datasets.ImageFolder``;
+    """``root/<class name>/<image>`` (classes sorted by name), via torchvision's ``ImageFolder``;
     images of one size, converted to RGB."""
     from torchvision.datasets import ImageFolder
 
@@ -153,12 +182,14 @@ def read_image_folder(root: str | Path) -> ImageSet:
 
 
 def read_list_file(list_file: str | Path, image_root: str | Path | None = None) -> ImageSet:
-    """A ``<relative path> <integer label>`` line per image (TinyImageNet / ImageNet-style ``val.txt``,
-    the open-set benchmarks' split files), paths relative to ``image_root`` (default: the list's folder).
+    """A ``<relative path> <integer label>`` line per image (TinyImageNet / ImageNet-style
+    ``val.txt``, the open-set benchmarks' split files), paths relative to ``image_root`` (default:
+    the list's folder).
     Class names are the label numbers."""
     list_file = Path(list_file)
     image_root = Path(image_root) if image_root is not None else list_file.parent
-    layout = f"expected {list_file} with one '<path relative to {image_root}> <integer label>' line per image"
+    layout = (f"expected {list_file} with one '<path relative to {image_root}> <integer label>' "
+              "line per image")
     if not list_file.is_file():
         raise DataLayoutError(f"list file not found: {layout}")
     paths, labels = [], []
@@ -174,19 +205,24 @@ def read_list_file(list_file: str | Path, image_root: str | Path | None = None) 
         raise DataLayoutError(f"{list_file} lists no image; {layout}")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise DataLayoutError(f"{len(missing)} listed images are missing, e.g. {missing[0]}; {layout}")
+        raise DataLayoutError(
+            f"{len(missing)} listed images are missing, e.g. {missing[0]}; {layout}"
+        )
     y = torch.tensor(labels, dtype=torch.long)
     return ImageSet(_load_rgb(paths, layout), y, tuple(str(c) for c in range(int(y.max()) + 1)))
 
 
 def read_cifar_c(root: str | Path, corruption: str, severity: int) -> ImageSet:
     """One corruption and severity of CIFAR-10-C / CIFAR-100-C: ``root/<corruption>.npy`` holds the
-    5 severities stacked in order (``(5 n, 32, 32, 3)`` uint8) and ``root/labels.npy`` their labels."""
+    5 severities stacked in order (``(5 n, 32, 32, 3)`` uint8) and ``root/labels.npy`` their labels.
+    """
     if severity not in (1, 2, 3, 4, 5):
         raise ValueError(f"severity must be 1..5, got {severity!r}")
     root = Path(root)
-    layout = (f"expected {root}/<corruption>.npy of shape (5 n, H, W, 3) uint8 (severities 1-5 stacked) "
-              f"and {root}/labels.npy of shape (5 n,)")
+    layout = (
+        f"expected {root}/<corruption>.npy of shape (5 n, H, W, 3) uint8 (severities 1-5 stacked) "
+        f"and {root}/labels.npy of shape (5 n,)"
+    )
     path, lab = root / f"{corruption}.npy", root / "labels.npy"
     if not path.is_file() or not lab.is_file():
         have = sorted(p.stem for p in root.glob("*.npy")) if root.is_dir() else []
@@ -194,8 +230,13 @@ def read_cifar_c(root: str | Path, corruption: str, severity: int) -> ImageSet:
     x = np.load(path, mmap_mode="r", allow_pickle=False)
     y = np.load(lab, allow_pickle=False)
     if x.ndim != 4 or x.shape[-1] != 3 or len(x) % 5 or len(y) != len(x) or x.dtype != np.uint8:
-        raise DataLayoutError(f"{path}: shape {x.shape} dtype {x.dtype} with {len(y)} labels; {layout}")
+        raise DataLayoutError(
+            f"{path}: shape {x.shape} dtype {x.dtype} with {len(y)} labels; {layout}"
+        )
     n = len(x) // 5
     sl = slice((severity - 1) * n, severity * n)
-    return ImageSet(_images(np.array(x[sl])), torch.from_numpy(y[sl].astype(np.int64)),
-                    tuple(str(c) for c in range(int(y.max()) + 1)))
+    return ImageSet(
+        _images(np.array(x[sl])),
+        torch.from_numpy(y[sl].astype(np.int64)),
+        tuple(str(c) for c in range(int(y.max()) + 1)),
+    )

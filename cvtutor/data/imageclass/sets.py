@@ -13,6 +13,7 @@ Derived and shown in ``notebooks/eccv2020/world_images.ipynb`` (section 2). Ever
 - :func:`ood_images`: procedural out-of-distribution sets (stroke glyphs, near-constant images,
   noise, full-frame textures) at any size and channel count, for the open-set / OOD chapters.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,10 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4 or self.y.shape != (len(self.x),):
-            raise ValueError(f"expected x (N, C, S, S) and y (N,), got {tuple(self.x.shape)}, "
-                             f"{tuple(self.y.shape)}")
+            raise ValueError(
+                f"expected x (N, C, S, S) and y (N,), got {tuple(self.x.shape)}, "
+                f"{tuple(self.y.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -68,8 +71,9 @@ def _check_size(size: int, allowed: tuple[int, ...] | None = None) -> None:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
 
 
-def digits16(size: int = 16, test_fraction: float = 0.25, split_seed: int = 0,
-             device="cpu") -> dict[str, ImageSet]:
+def digits16(
+    size: int = 16, test_fraction: float = 0.25, split_seed: int = 0, device="cpu"
+) -> dict[str, ImageSet]:
     """scikit-learn's 1,797 digits as ``(N, 1, size, size)`` images, ``size`` 16 or 32.
 
     The 8x8 images (values 0..16, scaled to [0, 1]) are upsampled bilinearly on the device. The
@@ -119,7 +123,9 @@ def shape_sdf(name: str, q: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"shape must be one of {SHAPES}, got {name!r}")
 
 
-def texture_pattern(name: str, t: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+def texture_pattern(
+    name: str, t: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor
+) -> torch.Tensor:
     """A binary pattern in {0, 1} at pixel coordinates ``t (N, S, S, 2)`` (in the shape's frame).
 
     ``omega (N,)`` is the angular frequency (2 pi / period in pixels), ``phase (N, 2)``.
@@ -166,18 +172,26 @@ def _render_shapes(p: dict, size: int, fine: bool, grid: torch.Tensor) -> torch.
     px = p["scale"][:, None, None] * size / 2  # pixels per local unit
     img = p["bg"][:, :, None, None].expand(n, 3, size, size)
     if p["clutter_r"].shape[1]:  # clutter: small discs behind the object, the nearest one's colour
-        cd = (grid[None, None] - p["clutter_xy"][:, :, None, None]).norm(dim=-1) - p["clutter_r"][..., None, None]
+        cd = (grid[None, None] - p["clutter_xy"][:, :, None, None]).norm(dim=-1) - p["clutter_r"][
+            ..., None, None
+        ]
         dmin, which = cd.min(1)
         rgb = torch.gather(p["clutter_rgb"], 1, which.reshape(n, -1, 1).expand(-1, -1, 3))
         cov = (0.5 - dmin * size / 2).clamp(0, 1)[:, None]
         img = torch.lerp(img, rgb.transpose(1, 2).reshape(n, 3, size, size), cov)
-    q = _rotate(grid[None] - p["centre"][:, None, None], p["theta"]) / p["scale"][:, None, None, None]
+    q = (
+        _rotate(grid[None] - p["centre"][:, None, None], p["theta"])
+        / p["scale"][:, None, None, None]
+    )
     if fine:
         d = shape_sdf("square", q)
     else:
         d = _per_class(p["shape"], SHAPES, lambda name: shape_sdf(name, q))
-    tex = _per_class(p["texture"], TEXTURES,
-                     lambda name: texture_pattern(name, q * px[..., None], p["omega"], p["phase"]))
+    tex = _per_class(
+        p["texture"],
+        TEXTURES,
+        lambda name: texture_pattern(name, q * px[..., None], p["omega"], p["phase"]),
+    )
     fg = torch.lerp(p["col_a"][:, :, None, None], p["col_b"][:, :, None, None], tex[:, None])
     img = torch.lerp(img, fg, _coverage(d, px)[:, None])
     if fine:  # the small part: a shape of radius 0.32 at one corner of the body
@@ -185,33 +199,47 @@ def _render_shapes(p: dict, size: int, fine: bool, grid: torch.Tensor) -> torch.
         off = 0.45 * sgn[p["corner"]]
         qp = (q - off[:, None, None]) / 0.32
         dp = _per_class(p["part"], PART_SHAPES, lambda name: shape_sdf(name, qp))
-        img = torch.lerp(img, p["col_part"][:, :, None, None].expand_as(img), _coverage(dp, px * 0.32)[:, None])
+        img = torch.lerp(
+            img, p["col_part"][:, :, None, None].expand_as(img), _coverage(dp, px * 0.32)[:, None]
+        )
     return img
 
 
-def shapes_textures(n: int, size: int = 32, seed: int = 0, device="cpu", fine: bool = False,
-                    n_shapes: int = 4, n_textures: int = 4, clutter: int = 3,
-                    noise: float = 0.03, labels: torch.Tensor | None = None) -> ImageSet:
+def shapes_textures(
+    n: int,
+    size: int = 32,
+    seed: int = 0,
+    device="cpu",
+    fine: bool = False,
+    n_shapes: int = 4,
+    n_textures: int = 4,
+    clutter: int = 3,
+    noise: float = 0.03,
+    labels: torch.Tensor | None = None,
+) -> ImageSet:
     """``n`` RGB images ``(n, 3, size, size)`` of ``ShapesTextures`` (or its fine variant).
 
-    Coarse (``fine=False``): class ``y = shape * n_textures + texture`` over the first
-    ``n_shapes`` of :data:`SHAPES` and ``n_textures`` of :data:`TEXTURES` (4 x 4 = 16 by default,
-    5 x 4 = 20 at most). Fine (``fine=True``): every object is a square body whose texture is a
-    nuisance; class ``y = part * 4 + corner`` is the shape (of :data:`PART_SHAPES`) and the corner
-    of a small mark on it (16 classes); rotation is limited to +-20 degrees so corners stay
-    corners. Nuisances, drawn per image: centre (+-0.25 of the half-width), scale (0.45-0.7),
-    rotation, colours (body, pattern and background at cyclic per-channel distance 0.3-0.7 from
-    each other), texture period (3.5-5 px) and phase, ``clutter`` small background discs, and
-    Gaussian noise of std ``noise``. Labels are balanced: ``n // n_classes`` or one more each;
-    ``labels (n,)`` imposes them instead, with the same nuisances as the drawn ones (so two calls
-    with one seed and different labels show the same scenes with other classes).
+    Coarse (``fine=False``): class ``y = shape * n_textures + texture`` over the first ``n_shapes``
+    of :data:`SHAPES` and ``n_textures`` of :data:`TEXTURES` (4 x 4 = 16 by default, 5 x 4 = 20 at
+    most). Fine (``fine=True``): every object is a square body whose texture is a nuisance; class
+    ``y = part * 4 + corner`` is the shape (of :data:`PART_SHAPES`) and the corner of a small mark
+    on it (16 classes); rotation is limited to +-20 degrees so corners stay corners. Nuisances,
+    drawn per image: centre (+-0.25 of the half-width), scale (0.45-0.7), rotation, colours (a
+    bright body colour in [0.65, 1]^3, the pattern's 0.25-0.35 darker in each channel, a dark
+    background in [0, 0.3]^3: the object is brighter than the scene, as a digit is), texture period
+    (3.5-5 px) and phase, ``clutter`` small background discs, and Gaussian noise of std ``noise``.
+    Labels are balanced: ``n // n_classes`` or one more each; ``labels (n,)`` imposes them instead,
+    with the same nuisances as the drawn ones (so two calls with one seed and different labels show
+    the same scenes with other classes).
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
     _check_size(size)
     if not (1 <= n_shapes <= len(SHAPES) and 1 <= n_textures <= len(TEXTURES)):
-        raise ValueError(f"n_shapes must be in 1..{len(SHAPES)} and n_textures in 1..{len(TEXTURES)}, "
-                         f"got {n_shapes}, {n_textures}")
+        raise ValueError(
+            f"n_shapes must be in 1..{len(SHAPES)} and n_textures in 1..{len(TEXTURES)}, "
+            f"got {n_shapes}, {n_textures}"
+        )
     if clutter < 0 or noise < 0:
         raise ValueError(f"clutter and noise must be non-negative, got {clutter}, {noise}")
     g = _generator(seed, device)
@@ -228,28 +256,34 @@ def shapes_textures(n: int, size: int = 32, seed: int = 0, device="cpu", fine: b
     y = (torch.arange(n, device=dev) % k)[torch.randperm(n, generator=g, device=dev)]
     if labels is not None:
         if labels.shape != (n,) or not bool(((labels >= 0) & (labels < k)).all()):
-            raise ValueError(f"labels must be (n,) = ({n},) integers in [0, {k}), got {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must be (n,) = ({n},) integers in [0, {k}), got {tuple(labels.shape)}"
+            )
         y = labels.to(dev, torch.long)
-    col_a = u(n, 3)
+    col_a = u(n, 3, lo=0.65, hi=1.0)
     p = {
-        "centre": u(n, 2, lo=-0.25, hi=0.25), "scale": u(n, lo=0.45, hi=0.7),
+        "centre": u(n, 2, lo=-0.25, hi=0.25),
+        "scale": u(n, lo=0.45, hi=0.7),
         "theta": u(n, lo=-math.pi / 9, hi=math.pi / 9) if fine else u(n, hi=2 * math.pi),
-        "col_a": col_a, "col_b": (col_a + u(n, 3, lo=0.3, hi=0.7)) % 1,
-        "bg": (col_a + u(n, 3, lo=0.3, hi=0.7)) % 1,
-        "omega": 2 * math.pi / u(n, lo=3.5, hi=5.0), "phase": u(n, 2, hi=2 * math.pi),
-        "clutter_xy": u(n, clutter, 2, lo=-1, hi=1), "clutter_r": u(n, clutter, lo=0.06, hi=0.12),
+        "col_a": col_a,
+        "col_b": col_a - u(n, 3, lo=0.25, hi=0.35),
+        "bg": u(n, 3, hi=0.3),
+        "omega": 2 * math.pi / u(n, lo=3.5, hi=5.0),
+        "phase": u(n, 2, hi=2 * math.pi),
+        "clutter_xy": u(n, clutter, 2, lo=-1, hi=1),
+        "clutter_r": u(n, clutter, lo=0.06, hi=0.12),
         "clutter_rgb": u(n, clutter, 3),
     }
     if fine:
         p["part"], p["corner"] = y // 4, y % 4
         p["texture"] = torch.randint(0, len(TEXTURES), (n,), generator=g, device=dev)
-        p["col_part"] = (col_a + 0.5) % 1
+        p["col_part"] = col_a - 0.6
     else:
         p["shape"], p["texture"] = y // n_textures, y % n_textures
     grid = _pixel_grid(size, dev)
     chunks = []
     for i in range(0, n, _CHUNK):
-        img = _render_shapes({key: v[i:i + _CHUNK] for key, v in p.items()}, size, fine, grid)
+        img = _render_shapes({key: v[i : i + _CHUNK] for key, v in p.items()}, size, fine, grid)
         if noise > 0:
             img = img + noise * torch.randn(img.shape, generator=g, device=dev)
         chunks.append(img.clamp(0, 1))
@@ -264,8 +298,9 @@ def _segment_distance(pts: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
     return (ap - h[..., None] * ab).norm(dim=-1)
 
 
-def ood_images(kind: str, n: int, size: int = 32, channels: int = 3, seed: int = 0,
-               device="cpu") -> torch.Tensor:
+def ood_images(
+    kind: str, n: int, size: int = 32, channels: int = 3, seed: int = 0, device="cpu"
+) -> torch.Tensor:
     """``n`` out-of-distribution images ``(n, channels, size, size)`` in [0, 1] of one ``kind``.
 
     ``glyphs``: a bright 3-stroke polyline (thickness 0.08-0.14 of the half-width) on a dark
@@ -288,8 +323,9 @@ def ood_images(kind: str, n: int, size: int = 32, channels: int = 3, seed: int =
 
     grid = _pixel_grid(size, dev)
     if kind == "constant":
-        x = u(n, channels)[:, :, None, None] + 0.02 * torch.randn(n, channels, size, size, generator=g,
-                                                                  device=dev)
+        x = u(n, channels)[:, :, None, None] + 0.02 * torch.randn(
+            n, channels, size, size, generator=g, device=dev
+        )
     elif kind == "noise":
         x = 0.5 + 0.25 * torch.randn(n, channels, size, size, generator=g, device=dev)
     elif kind == "glyphs":
@@ -303,7 +339,9 @@ def ood_images(kind: str, n: int, size: int = 32, channels: int = 3, seed: int =
         t = _rotate(grid[None].expand(n, -1, -1, -1), u(n, hi=2 * math.pi)) * size / 2
         which = torch.randint(1, len(TEXTURES), (n,), generator=g, device=dev)
         omega, phase = 2 * math.pi / u(n, lo=3.5, hi=8.0), u(n, 2, hi=2 * math.pi)
-        tex = _per_class(which, TEXTURES, lambda name: texture_pattern(name, t, omega, phase))[:, None]
+        tex = _per_class(which, TEXTURES, lambda name: texture_pattern(name, t, omega, phase))[
+            :, None
+        ]
         a, b = u(n, channels), u(n, channels)
         x = a[:, :, None, None] * (1 - tex) + b[:, :, None, None] * tex
     return x.clamp(0, 1)

@@ -5,6 +5,7 @@ Derived in ``notebooks/eccv2020/world_images.ipynb`` (section 4); used by the op
 (E07, E30: "6 known of 10, five random partitions"), side-tuning's incremental tasks (E41) and the
 label-fraction experiments. All seeded (CPU generator: a split is the same on every device).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,19 +14,30 @@ import torch
 
 from cvtutor.metrics.classification import open_set_labels, openness
 
-__all__ = ["open_set_splits", "relabel_known", "open_set_labels", "openness", "class_incremental_tasks",
-           "task_of_class", "label_fraction"]
+__all__ = [
+    "open_set_splits",
+    "relabel_known",
+    "open_set_labels",
+    "openness",
+    "class_incremental_tasks",
+    "task_of_class",
+    "label_fraction",
+]
 
 
-def open_set_splits(n_classes: int, n_known: int, n_splits: int = 5, seed: int = 0) -> list[tuple[int, ...]]:
+def open_set_splits(
+    n_classes: int, n_known: int, n_splits: int = 5, seed: int = 0
+) -> list[tuple[int, ...]]:
     """``n_splits`` distinct random sets of ``n_known`` known classes (sorted tuples) of
     ``0 .. n_classes-1``; the rest are unknown. The benchmarks' protocol (Neal et al. 2018):
     e.g. 6 known of 10 classes in 5 partitions, openness :func:`openness(6, 10)` = 22.54 %."""
     if not 1 <= n_known < n_classes:
         raise ValueError(f"need 1 <= n_known < n_classes, got {n_known}, {n_classes}")
     if not 1 <= n_splits <= math.comb(n_classes, n_known):
-        raise ValueError(f"n_splits must be in 1..C({n_classes}, {n_known}) = "
-                         f"{math.comb(n_classes, n_known)}, got {n_splits}")
+        raise ValueError(
+            f"n_splits must be in 1..C({n_classes}, {n_known}) = "
+            f"{math.comb(n_classes, n_known)}, got {n_splits}"
+        )
     g = torch.Generator().manual_seed(int(seed))
     out: list[tuple[int, ...]] = []
     while len(out) < n_splits:
@@ -38,22 +50,31 @@ def open_set_splits(n_classes: int, n_known: int, n_splits: int = 5, seed: int =
 def relabel_known(y: torch.Tensor, known: tuple[int, ...]) -> torch.Tensor:
     """Known class ``known[i]`` becomes label ``i``; every other class the unknown label ``k``."""
     y = torch.as_tensor(y)
-    lut = torch.full((int(y.max()) + 1 if len(y) else 1,), len(known), dtype=torch.long, device=y.device)
+    lut = torch.full(
+        (int(y.max()) + 1 if len(y) else 1,), len(known), dtype=torch.long, device=y.device
+    )
     for i, c in enumerate(known):
         if c < len(lut):
             lut[c] = i
     return lut[y.long()]
 
 
-def class_incremental_tasks(n_classes: int, n_tasks: int, seed: int | None = None) -> list[tuple[int, ...]]:
+def class_incremental_tasks(
+    n_classes: int, n_tasks: int, seed: int | None = None
+) -> list[tuple[int, ...]]:
     """Split the classes into ``n_tasks`` disjoint tasks of equal size, in class order or, with a
     ``seed``, in a random class order (iCaRL's protocol)."""
     if n_tasks < 1 or n_classes % n_tasks:
-        raise ValueError(f"n_tasks must divide n_classes, got {n_tasks} tasks for {n_classes} classes")
-    order = list(range(n_classes)) if seed is None else \
-        torch.randperm(n_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()
+        raise ValueError(
+            f"n_tasks must divide n_classes, got {n_tasks} tasks for {n_classes} classes"
+        )
+    order = (
+        list(range(n_classes))
+        if seed is None
+        else torch.randperm(n_classes, generator=torch.Generator().manual_seed(int(seed))).tolist()
+    )
     size = n_classes // n_tasks
-    return [tuple(order[t * size:(t + 1) * size]) for t in range(n_tasks)]
+    return [tuple(order[t * size : (t + 1) * size]) for t in range(n_tasks)]
 
 
 def task_of_class(tasks: list[tuple[int, ...]], y: torch.Tensor) -> torch.Tensor:
