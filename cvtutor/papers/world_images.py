@@ -547,28 +547,18 @@ def run(config: Config, progress: bool = False) -> dict:
             bool(mean_acc["ShapesTextures-fine"] < mean_acc["ShapesTextures"]),
             f"{mean_acc['ShapesTextures-fine']:.1f} % vs {mean_acc['ShapesTextures']:.1f} %",
         )
+    every_seed = {key: all(c[key] for c in checks) for key in checks[0]}
     findings = report.claims_table(
         {
             "ShapesTextures classes are balanced (counts differ by at most one)": (
-                "construction",
-                all(c["balanced"] for c in checks),
-            ),
-            "a seed gives bit-identical images": (
-                "construction",
-                all(c["deterministic"] for c in checks),
-            ),
+                "construction", every_seed["balanced"]),
+            "a seed gives bit-identical images": ("construction", every_seed["deterministic"]),
             "every set's and every corruption's values stay in [0, 1]": (
-                "construction",
-                all(c["sets_in_range"] and c["corruptions_in_range"] for c in checks),
-            ),
+                "construction", every_seed["sets_in_range"] and every_seed["corruptions_in_range"]),
             "each corruption moves images further at each higher severity": (
-                "construction",
-                all(c["severity_monotone"] for c in checks),
-            ),
+                "construction", every_seed["severity_monotone"]),
             "RandAugment with magnitude 0 is the identity": (
-                "construction",
-                all(c["randaugment_m0_identity"] for c in checks),
-            ),
+                "construction", every_seed["randaugment_m0_identity"]),
             "the classifier learns (ShapesTextures accuracy above 3x chance)": (
                 "sanity check",
                 bool(mean_acc["ShapesTextures"] > 300 / 16),
