@@ -145,7 +145,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E44', 'info_ground', 'Contrastive Learning for Weakly Supervised Phrase Grounding (ECCV 2020)', 'eccv2020'),
     # The shared worlds: each opens its theme section of the ECCV part (like the hand world).
     Tutorial("WI", "world_images", "The image-classification world: procedural image sets, corruptions, "
-             "open-set and incremental splits", "eccv2020", paper=False),
+             "open-set and incremental splits", "eccv2020", "done", paper=False),
     Tutorial("WS", "world_scenes2d", "The 2-D scene world: a batched rasteriser, attributed scenes with parts "
              "and language, critters, pedestrians", "eccv2020", paper=False),
     Tutorial("WT", "world_translation", "The image-translation world: one scene, many domains; GAN building "

@@ -1,0 +1,242 @@
+"""Readers of the real image-classification data sets, for readers who own them (no download).
+
+Used by the chapters of the section "Recognition, robustness and efficiency" in place of the
+procedural sets (``notebooks/eccv2020/world_images.ipynb``, section 1). Each returns an
+:class:`~cvtutor.data.imageclass.sets.ImageSet` of float images ``(N, C, H, W)`` in [0, 1] and
+raises :class:`DataLayoutError` naming the expected layout when files are missing or malformed.
+
+- :func:`read_mnist`: ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``, read by
+  ``torchvision.datasets.MNIST(download=False)``;
+- :func:`read_cifar`: ``root/cifar-10-batches-py/{data_batch_1..5,test_batch}`` or
+  ``root/cifar-100-python/{train,test}``, through the restricted unpickler (torchvision's reader
+  unpickles with ``pickle.load``, which would run code a hostile file holds);
+- :func:`read_svhn`: ``root/{train,test,extra}_32x32.mat`` via ``scipy.io.loadmat`` (torchvision's
+  reader insists on the official checksums, so it cannot read a subset or a fixture);
+- :func:`read_image_folder`: ``root/<class>/<image>`` via ``torchvision.datasets.ImageFolder``;
+- :func:`read_list_file`: a text file of ``<relative path> <label>`` lines and an image folder;
+- :func:`read_cifar_c`: ``root/<corruption>.npy`` (``(5 n, 32, 32, 3)`` uint8, severities 1-5 in
+  order) and ``root/labels.npy`` (CIFAR-10-C, CIFAR-100-C; ImageNet-C's ``.npy`` exports alike).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cvtutor.data import safe_pickle
+from cvtutor.data.imageclass.sets import ImageSet
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+class DataLayoutError(FileNotFoundError):
+    """The data set's files are absent or not in the expected layout."""
+
+
+def _images(arr: np.ndarray) -> torch.Tensor:
+    """``(N, H, W)`` or ``(N, H, W, C)`` uint8 -> float ``(N, C, H, W)`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 3:
+        t = t[:, None]
+    else:
+        t = t.permute(0, 3, 1, 2)
+    return t.float() / 255
+
+
+def read_mnist(root: str | Path, split: str = "train") -> ImageSet:
+    """MNIST's IDX files: ``(N, 1, 28, 28)`` images and labels 0-9, via torchvision."""
+    from torchvision.datasets import MNIST
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    layout = (
+        f"expected {Path(root) / 'MNIST' / 'raw'} to hold train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (uncompressed)"
+    )
+    try:
+        ds = MNIST(str(root), train=split == "train", download=False)
+    except RuntimeError as err:
+        raise DataLayoutError(f"MNIST not found: {layout}") from err
+    except (
+        AssertionError,
+        ValueError,
+        KeyError,
+    ) as err:  # torchvision's IDX parser, malformed file
+        raise DataLayoutError(f"MNIST files are not valid IDX files ({err}): {layout}") from err
+    return ImageSet(
+        ds.data.float()[:, None] / 255, ds.targets.long(), tuple(str(d) for d in range(10))
+    )
+
+
+def _get(d: dict, key: str):
+    for k in (key, key.encode()):
+        if k in d:
+            return d[k]
+    raise KeyError(key)
+
+
+def read_cifar(root: str | Path, split: str = "train", classes: int = 10) -> ImageSet:
+    """CIFAR-10 (``classes=10``) or CIFAR-100 (``classes=100``, fine labels) from the Python
+    pickles, through :mod:`cvtutor.data.safe_pickle`: ``(N, 3, 32, 32)`` images."""
+    if split not in ("train", "test") or classes not in (10, 100):
+        raise ValueError(f"need split 'train'/'test' and classes 10/100, got {split!r}, {classes}")
+    if classes == 10:
+        folder = Path(root) / "cifar-10-batches-py"
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        label_key = "labels"
+    else:
+        folder = Path(root) / "cifar-100-python"
+        names, label_key = [split], "fine_labels"
+    layout = f"expected {folder} with {', '.join(names)} (the 'python version' pickles)"
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataLayoutError(f"CIFAR-{classes} files missing ({', '.join(missing)}): {layout}")
+    xs, ys = [], []
+    for n in names:
+        batch = safe_pickle.load(folder / n)
+        try:
+            data, labels = np.asarray(_get(batch, "data")), np.asarray(_get(batch, label_key))
+        except (KeyError, TypeError) as err:
+            raise DataLayoutError(f"{folder / n}: no '{err.args[0]}' entry; {layout}") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+            raise DataLayoutError(
+                f"{folder / n}: data must be (N, 3072) uint8 with N labels, got {data.shape}, "
+                f"{len(labels)} labels; {layout}"
+            )
+        xs.append(data.reshape(-1, 3, 32, 32))
+        ys.append(labels)
+    x = torch.from_numpy(np.concatenate(xs)).float() / 255
+    names_out = CIFAR10_CLASSES if classes == 10 else tuple(str(i) for i in range(100))
+    return ImageSet(x, torch.from_numpy(np.concatenate(ys)).long(), names_out)
+
+
+def read_svhn(root: str | Path, split: str = "train") -> ImageSet:
+    """SVHN's cropped digits ``<split>_32x32.mat`` (``X (32, 32, 3, N)``, ``y (N, 1)`` with 10 for
+    the digit 0): ``(N, 3, 32, 32)`` images, labels 0-9."""
+    import scipy.io
+
+    if split not in ("train", "test", "extra"):
+        raise ValueError(f"split must be 'train', 'test' or 'extra', got {split!r}")
+    path = Path(root) / f"{split}_32x32.mat"
+    layout = (f"expected {path} with X (32, 32, 3, N) uint8 and y (N, 1) in 1..10 "
+              "(format 2, cropped digits)")
+    if not path.is_file():
+        raise DataLayoutError(f"SVHN not found: {layout}")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises several types on a non-.mat file
+        raise DataLayoutError(f"{path} is not a MATLAB file ({err}); {layout}") from err
+    if "X" not in mat or "y" not in mat or mat["X"].ndim != 4 or mat["X"].shape[2] != 3:
+        raise DataLayoutError(
+            f"{path}: found keys {sorted(k for k in mat if not k.startswith('__'))}; {layout}"
+        )
+    y = torch.from_numpy(mat["y"].astype(np.int64).reshape(-1)) % 10
+    return ImageSet(
+        _images(np.transpose(mat["X"], (3, 0, 1, 2))), y, tuple(str(d) for d in range(10))
+    )
+
+
+def _load_rgb(paths: list[Path], layout: str) -> torch.Tensor:
+    from PIL import Image
+
+    arrs = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                arrs.append(np.asarray(im.convert("RGB")))
+        except (OSError, ValueError) as err:
+            raise DataLayoutError(f"{p} is not a readable image ({err}); {layout}") from err
+    sizes = {a.shape for a in arrs}
+    if len(sizes) != 1:
+        raise DataLayoutError(
+            f"images must share one size to form a batch, found {sorted(sizes)}; {layout}"
+        )
+    return _images(np.stack(arrs))
+
+
+def read_image_folder(root: str | Path) -> ImageSet:
+    """``root/<class name>/<image>`` (classes sorted by name), via torchvision's ``ImageFolder``;
+    images of one size, converted to RGB."""
+    from torchvision.datasets import ImageFolder
+
+    layout = f"expected {root}/<class>/<image>.png|jpg, one folder per class, images of one size"
+    try:
+        ds = ImageFolder(str(root))
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise DataLayoutError(f"no image folder: {err}; {layout}") from err
+    x = _load_rgb([Path(p) for p, _ in ds.samples], layout)
+    return ImageSet(x, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
+
+
+def read_list_file(list_file: str | Path, image_root: str | Path | None = None) -> ImageSet:
+    """A ``<relative path> <integer label>`` line per image (TinyImageNet / ImageNet-style
+    ``val.txt``, the open-set benchmarks' split files), paths relative to ``image_root`` (default:
+    the list's folder).
+    Class names are the label numbers."""
+    list_file = Path(list_file)
+    image_root = Path(image_root) if image_root is not None else list_file.parent
+    layout = (f"expected {list_file} with one '<path relative to {image_root}> <integer label>' "
+              "line per image")
+    if not list_file.is_file():
+        raise DataLayoutError(f"list file not found: {layout}")
+    paths, labels = [], []
+    for i, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataLayoutError(f"{list_file}:{i}: {line!r} is not '<path> <label>'; {layout}")
+        paths.append(image_root / parts[0])
+        labels.append(int(parts[1]))
+    if not paths:
+        raise DataLayoutError(f"{list_file} lists no image; {layout}")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataLayoutError(
+            f"{len(missing)} listed images are missing, e.g. {missing[0]}; {layout}"
+        )
+    y = torch.tensor(labels, dtype=torch.long)
+    return ImageSet(_load_rgb(paths, layout), y, tuple(str(c) for c in range(int(y.max()) + 1)))
+
+
+def read_cifar_c(root: str | Path, corruption: str, severity: int) -> ImageSet:
+    """One corruption and severity of CIFAR-10-C / CIFAR-100-C: ``root/<corruption>.npy`` holds the
+    5 severities stacked in order (``(5 n, 32, 32, 3)`` uint8) and ``root/labels.npy`` their labels.
+    """
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be 1..5, got {severity!r}")
+    root = Path(root)
+    layout = (
+        f"expected {root}/<corruption>.npy of shape (5 n, H, W, 3) uint8 (severities 1-5 stacked) "
+        f"and {root}/labels.npy of shape (5 n,)"
+    )
+    path, lab = root / f"{corruption}.npy", root / "labels.npy"
+    if not path.is_file() or not lab.is_file():
+        have = sorted(p.stem for p in root.glob("*.npy")) if root.is_dir() else []
+        raise DataLayoutError(f"{corruption!r} not found (have {have}): {layout}")
+    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    y = np.load(lab, allow_pickle=False)
+    if x.ndim != 4 or x.shape[-1] != 3 or len(x) % 5 or len(y) != len(x) or x.dtype != np.uint8:
+        raise DataLayoutError(
+            f"{path}: shape {x.shape} dtype {x.dtype} with {len(y)} labels; {layout}"
+        )
+    n = len(x) // 5
+    sl = slice((severity - 1) * n, severity * n)
+    return ImageSet(
+        _images(np.array(x[sl])),
+        torch.from_numpy(y[sl].astype(np.int64)),
+        tuple(str(c) for c in range(int(y.max()) + 1)),
+    )
