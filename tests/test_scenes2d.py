@@ -79,7 +79,6 @@ def test_lookalikes_copy_category_colour_and_texture():
 def test_every_visible_pixel_is_its_front_object(world):
     checks = W.consistency_checks(world[0])
     assert checks["ids equal the front object"] == 1.0 and checks["RGB equals the front colour"] == 1.0
-    assert checks["visible inside amodal"] and checks["max |sum of weights - 1|"] < 1e-5
 
 
 def test_parts_map_names_the_parts_of_its_object(world):
@@ -92,11 +91,6 @@ def test_parts_map_names_the_parts_of_its_object(world):
             names = {p.name for t in K.TEMPLATES if K.TEMPLATE_CATEGORY[K.TEMPLATES.index(t)] == cat[b, slot]
                      for p in t if p.name}
             assert found <= names
-
-
-def test_each_bias_knob_moves_its_metric():
-    df = W.bias_checks(W.Config.smoke().replace(n_bias=1500, size=48))
-    assert df["moves as planted"].all(), df[~df["moves as planted"]]
 
 
 def test_bad_arguments_name_the_problem():
@@ -210,19 +204,3 @@ def test_duplicates_appear_as_second_annotations(tmp_path):
     for d in dups:
         first = by_id[d["duplicate_of"]]
         assert d["segmentation"] == first["segmentation"] and d["category_id"] != first["category_id"]
-
-
-# ---------------------------------------------------------------------------------------------
-# the chapter
-# ---------------------------------------------------------------------------------------------
-def test_raster_checks_meet_the_closed_forms():
-    df = W.raster_checks()
-    assert (df["relative error"] < 0.01).all()
-
-
-def test_fast_scenes_generate_within_the_budget():
-    torch.set_num_threads(1)
-    cfg = W.Config.fast()
-    start = __import__("time").process_time()
-    scenes2d(cfg.n_scenes, cfg.size, max_objects=cfg.max_objects, seed=0).render()
-    assert __import__("time").process_time() - start < 3.0 * 2              # 3 s, with slack for load
