@@ -1,5 +1,6 @@
 """Tests of the 2-D scene world: cvtutor.data.scenes2d, cvtutor.data.language and the chapter
 module cvtutor.papers.world_scenes2d (hand-built scenes for the phrases, pycocotools for COCO)."""
+
 from __future__ import annotations
 
 import math
@@ -49,6 +50,7 @@ def test_aspect_ratios_reach_8_to_1_in_both_orientations():
 
 def test_overlap_knob_bounds_the_iou():
     from cvtutor.data.scenes2d.generate import box_iou
+
     for cap in (0.0, 0.3):
         s = scenes2d(100, 64, max_overlap=cap, seed=1)
         iou = box_iou(s.boxes, s.boxes)
@@ -56,7 +58,7 @@ def test_overlap_knob_bounds_the_iou():
         iou = iou.masked_fill(torch.eye(s.boxes.shape[1], dtype=torch.bool), 0)
         assert float(iou.max()) <= cap + 1e-5
         if cap:
-            assert float(iou.max()) > 0.05                                 # overlaps do occur
+            assert float(iou.max()) > 0.05  # overlaps do occur
 
 
 def test_scene_types_condition_the_objects():
@@ -64,7 +66,7 @@ def test_scene_types_condition_the_objects():
     freq = pd.crosstab(t["scene"], t["category"])
     for scene, spec in K.SCENES.items():
         absent = [c for c in K.NAMES if spec["weights"].get(c, 0) == 0 and c in freq.columns]
-        assert freq.loc[scene, absent].sum() == 0                          # never drawn there
+        assert freq.loc[scene, absent].sum() == 0  # never drawn there
     assert freq.loc["winter", "snowman"] > freq.loc["park", "snowman"]
 
 
@@ -78,7 +80,9 @@ def test_lookalikes_copy_category_colour_and_texture():
 
 def test_every_visible_pixel_is_its_front_object(world):
     checks = W.consistency_checks(world[0])
-    assert checks["ids equal the front object"] == 1.0 and checks["RGB equals the front colour"] == 1.0
+    assert (
+        checks["ids equal the front object"] == 1.0 and checks["RGB equals the front colour"] == 1.0
+    )
 
 
 def test_parts_map_names_the_parts_of_its_object(world):
@@ -88,8 +92,13 @@ def test_parts_map_names_the_parts_of_its_object(world):
     for b in range(len(s)):
         for slot in np.unique(ids[b][ids[b] >= 0]):
             found = {K.PARTS[p] for p in np.unique(parts[b][ids[b] == slot]) if p >= 0}
-            names = {p.name for t in K.TEMPLATES if K.TEMPLATE_CATEGORY[K.TEMPLATES.index(t)] == cat[b, slot]
-                     for p in t if p.name}
+            names = {
+                p.name
+                for t in K.TEMPLATES
+                if K.TEMPLATE_CATEGORY[K.TEMPLATES.index(t)] == cat[b, slot]
+                for p in t
+                if p.name
+            }
             assert found <= names
 
 
@@ -116,22 +125,40 @@ def hand_scene() -> pd.DataFrame:
         (4, "person", "blue", "flat", "medium", 5, 50, 1, ("head", "torso", "legs")),
         (5, "square", "grey", "flat", "small", 60, 5, -1, ()),
     ]
-    return pd.DataFrame(rows, columns=["slot", "category", "color", "texture", "size", "cx", "cy",
-                                       "gender_label", "parts"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "slot",
+            "category",
+            "color",
+            "texture",
+            "size",
+            "cx",
+            "cy",
+            "gender_label",
+            "parts",
+        ],
+    )
 
 
-@pytest.mark.parametrize("phrase, slots", [
-    (L.Phrase("circle", quantifier="all"), {0, 1, 2}),
-    (L.Phrase("circle", color="red", quantifier="all"), {0, 1}),
-    (L.Phrase("disc", color="red", texture="striped"), {1}),                 # a synonym
-    (L.Phrase("shape", quantifier="all"), {0, 1, 2, 5}),                       # a hypernym
-    (L.Phrase("square", color="gray"), {5}),                                   # a colour synonym
-    (L.Phrase("woman"), {4}), (L.Phrase("man"), set()), (L.Phrase("person"), {4}),
-    (L.Phrase("circle", relation="left of", landmark=L.Phrase("circle", color="blue")), {0}),
-    (L.Phrase("circle", relation="above", landmark=L.Phrase("house")), {0, 1}),
-    (L.Phrase(None, color="red", quantifier="all"), {0, 1, 3}),
-    (L.Phrase("house", part="roof"), {3}), (L.Phrase(None, part="roof"), {3}),
-])
+@pytest.mark.parametrize(
+    "phrase, slots",
+    [
+        (L.Phrase("circle", quantifier="all"), {0, 1, 2}),
+        (L.Phrase("circle", color="red", quantifier="all"), {0, 1}),
+        (L.Phrase("disc", color="red", texture="striped"), {1}),  # a synonym
+        (L.Phrase("shape", quantifier="all"), {0, 1, 2, 5}),  # a hypernym
+        (L.Phrase("square", color="gray"), {5}),  # a colour synonym
+        (L.Phrase("woman"), {4}),
+        (L.Phrase("man"), set()),
+        (L.Phrase("person"), {4}),
+        (L.Phrase("circle", relation="left of", landmark=L.Phrase("circle", color="blue")), {0}),
+        (L.Phrase("circle", relation="above", landmark=L.Phrase("house")), {0, 1}),
+        (L.Phrase(None, color="red", quantifier="all"), {0, 1, 3}),
+        (L.Phrase("house", part="roof"), {3}),
+        (L.Phrase(None, part="roof"), {3}),
+    ],
+)
 def test_denotation_on_a_hand_built_scene(phrase, slots):
     assert L.denotation(phrase, hand_scene()) == slots
 
@@ -139,7 +166,9 @@ def test_denotation_on_a_hand_built_scene(phrase, slots):
 def test_text_follows_the_grammar():
     assert L.text(L.Phrase("circle", color="red", quantifier="all")) == "all red circles"
     assert L.text(L.Phrase("house", part="roof", color="red")) == "the roof of the red house"
-    p = L.Phrase("circle", size="small", relation="left of", landmark=L.Phrase("circle", color="blue"))
+    p = L.Phrase(
+        "circle", size="small", relation="left of", landmark=L.Phrase("circle", color="blue")
+    )
     assert L.text(p) == "the small circle left of the blue circle"
     assert L.plural("person") == "people" and L.plural("box") == "boxes"
 
@@ -151,7 +180,7 @@ def test_referring_expressions_are_unique_when_claimed():
         assert unique == (L.denotation(phrase, scene) == {slot})
         assert unique
     phrase, _ = L.referring_expression(scene, 0)
-    assert L.text(phrase) == "the small red circle"        # colour cut first, size order in text
+    assert L.text(phrase) == "the small red circle"  # colour cut first, size order in text
 
 
 def test_ambiguous_objects_are_reported():
@@ -162,7 +191,11 @@ def test_ambiguous_objects_are_reported():
 
 def test_caption_counts_and_person_words():
     cap = L.caption(hand_scene(), "street")
-    assert cap == "A street scene with two red circles, a blue circle, a red house, a woman and a grey square."
+    assert (
+        cap
+        == "A street scene with two red circles, a blue circle, a red house, a woman and "
+        "a grey square."
+    )
 
 
 def test_phrase_rejects_bad_words():
@@ -192,7 +225,9 @@ def test_coco_export_round_trips_through_pycocotools(world, tmp_path):
         if "keypoints" in ann:
             cat = coco.loadCats(ann["category_id"])[0]
             assert len(ann["keypoints"]) == 3 * len(cat["keypoints"])
-    assert len(data["captions"]) == len(s) and all(c["caption"].endswith(".") for c in data["captions"])
+    assert len(data["captions"]) == len(s) and all(
+        c["caption"].endswith(".") for c in data["captions"]
+    )
 
 
 def test_duplicates_appear_as_second_annotations(tmp_path):
@@ -203,4 +238,6 @@ def test_duplicates_appear_as_second_annotations(tmp_path):
     by_id = {a["id"]: a for a in data["annotations"]}
     for d in dups:
         first = by_id[d["duplicate_of"]]
-        assert d["segmentation"] == first["segmentation"] and d["category_id"] != first["category_id"]
+        assert (
+            d["segmentation"] == first["segmentation"] and d["category_id"] != first["category_id"]
+        )

@@ -16,6 +16,7 @@ A noun matches an object when it is the object's category, a synonym, its hypern
 super-category; the person words ``man``/``woman`` match people by their gender *label* (what a
 caption writer saw), ``person``/``people`` every person.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -23,27 +24,60 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "circle": ("disc", "dot"), "square": ("block",), "rectangle": ("slab", "plank"),
-    "oval": ("ellipse",), "triangle": (), "diamond": ("rhombus",), "ring": ("hoop",),
-    "bar": ("stick", "rod"), "arc": ("curve",), "house": ("home", "cottage"), "snowman": (),
-    "lamp": ("light",), "tree": (), "person": (),
+    "circle": ("disc", "dot"),
+    "square": ("block",),
+    "rectangle": ("slab", "plank"),
+    "oval": ("ellipse",),
+    "triangle": (),
+    "diamond": ("rhombus",),
+    "ring": ("hoop",),
+    "bar": ("stick", "rod"),
+    "arc": ("curve",),
+    "house": ("home", "cottage"),
+    "snowman": (),
+    "lamp": ("light",),
+    "tree": (),
+    "person": (),
 }
 HYPERNYMS: dict[str, str] = {
-    "circle": "shape", "square": "shape", "rectangle": "shape", "oval": "shape", "triangle": "shape",
-    "diamond": "shape", "ring": "shape", "bar": "line", "arc": "line", "house": "building",
-    "snowman": "figure", "lamp": "furniture", "tree": "plant", "person": "figure",
+    "circle": "shape",
+    "square": "shape",
+    "rectangle": "shape",
+    "oval": "shape",
+    "triangle": "shape",
+    "diamond": "shape",
+    "ring": "shape",
+    "bar": "line",
+    "arc": "line",
+    "house": "building",
+    "snowman": "figure",
+    "lamp": "furniture",
+    "tree": "plant",
+    "person": "figure",
 }
 COLOR_SYNONYMS: dict[str, tuple[str, ...]] = {"grey": ("gray",), "purple": ("violet",)}
 TEXTURE_WORDS: dict[str, str] = {
-    "flat": "plain", "stripes": "striped", "checker": "checkered", "dots": "dotted",
-    "gradient": "shaded", "grating": "wavy", "noise": "speckled",
+    "flat": "plain",
+    "stripes": "striped",
+    "checker": "checkered",
+    "dots": "dotted",
+    "gradient": "shaded",
+    "grating": "wavy",
+    "noise": "speckled",
 }
 SIZE_WORDS = ("small", "medium", "large")
-SIZE_BINS = (0.02, 0.08)            # area / image area below which an object is small, medium
+SIZE_BINS = (0.02, 0.08)  # area / image area below which an object is small, medium
 PERSON_WORDS = {0: "man", 1: "woman"}
 RELATIONS = ("left of", "right of", "above", "below")
-IRREGULAR_PLURALS = {"person": "people", "man": "men", "woman": "women", "snowman": "snowmen",
-                     "figure": "figures", "furniture": "furniture", "shape": "shapes"}
+IRREGULAR_PLURALS = {
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "snowman": "snowmen",
+    "figure": "figures",
+    "furniture": "furniture",
+    "shape": "shapes",
+}
 NUMBERS = ("no", "a", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -98,8 +132,10 @@ class Phrase:
         if self.size is not None and self.size not in SIZE_WORDS:
             raise ValueError(f"unknown size word {self.size!r}; expected one of {SIZE_WORDS}")
         if self.texture is not None and self.texture not in TEXTURE_WORDS.values():
-            raise ValueError(f"unknown texture word {self.texture!r}; expected one of "
-                             f"{tuple(TEXTURE_WORDS.values())}")
+            raise ValueError(
+                f"unknown texture word {self.texture!r}; expected one of "
+                f"{tuple(TEXTURE_WORDS.values())}"
+            )
 
     def replace(self, **changes) -> "Phrase":
         return replace(self, **changes)
@@ -108,8 +144,12 @@ class Phrase:
 def related(a, b, relation: str) -> bool:
     """Whether object ``a`` is ``relation`` object ``b`` (rows with ``cx``, ``cy``): compares box
     centres (y grows downwards)."""
-    return {"left of": a.cx < b.cx, "right of": a.cx > b.cx, "above": a.cy < b.cy,
-            "below": a.cy > b.cy}[relation]
+    return {
+        "left of": a.cx < b.cx,
+        "right of": a.cx > b.cx,
+        "above": a.cy < b.cy,
+        "below": a.cy > b.cy,
+    }[relation]
 
 
 def denotation(phrase: Phrase, objects: pd.DataFrame | list) -> frozenset[int]:
@@ -118,15 +158,22 @@ def denotation(phrase: Phrase, objects: pd.DataFrame | list) -> frozenset[int]:
     landmark's denotation other than the object itself; a part phrase keeps the objects that
     have that part (the caller reads the part from the part map)."""
     rows = list(objects.itertuples(index=False)) if isinstance(objects, pd.DataFrame) else objects
-    hits = [r for r in rows
-            if noun_matches(phrase.noun, r.category, getattr(r, "gender_label", -1))
-            and color_matches(phrase.color, r.color)
-            and (phrase.size is None or phrase.size == r.size)
-            and (phrase.texture is None or phrase.texture == TEXTURE_WORDS[r.texture])
-            and (phrase.part is None or phrase.part in r.parts)]
+    hits = [
+        r
+        for r in rows
+        if noun_matches(phrase.noun, r.category, getattr(r, "gender_label", -1))
+        and color_matches(phrase.color, r.color)
+        and (phrase.size is None or phrase.size == r.size)
+        and (phrase.texture is None or phrase.texture == TEXTURE_WORDS[r.texture])
+        and (phrase.part is None or phrase.part in r.parts)
+    ]
     if phrase.landmark is not None:
         marks = [r for r in rows if r.slot in denotation(phrase.landmark, rows)]
-        hits = [r for r in hits if any(related(r, m, phrase.relation) for m in marks if m.slot != r.slot)]
+        hits = [
+            r
+            for r in hits
+            if any(related(r, m, phrase.relation) for m in marks if m.slot != r.slot)
+        ]
     return frozenset(int(r.slot) for r in hits)
 
 
@@ -143,14 +190,17 @@ def text(phrase: Phrase) -> str:
     return out
 
 
-def object_phrase(row, quantifier: str = "the",
-                  attributes: tuple[str, ...] = ("size", "color", "texture")) -> Phrase:
+def object_phrase(
+    row, quantifier: str = "the", attributes: tuple[str, ...] = ("size", "color", "texture")
+) -> Phrase:
     """The phrase naming one object (a row of the object table) by its category (a person by
     the gender label's word) and the given attributes."""
     noun = row.category
     if noun == "person":
         noun = PERSON_WORDS.get(int(row.gender_label), "person")
-    words = {k: (TEXTURE_WORDS[row.texture] if k == "texture" else getattr(row, k)) for k in attributes}
+    words = {
+        k: (TEXTURE_WORDS[row.texture] if k == "texture" else getattr(row, k)) for k in attributes
+    }
     return Phrase(noun=noun, quantifier=quantifier, **words)
 
 
@@ -196,6 +246,10 @@ def caption(objects: pd.DataFrame, scene: str) -> str:
     for (color, noun), count in groups.items():
         word = NUMBERS[count] if count < len(NUMBERS) else str(count)
         parts.append(" ".join(w for w in (word, color, plural(noun) if count > 1 else noun) if w))
-    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else "nothing"
+    body = (
+        parts[0]
+        if len(parts) == 1
+        else ", ".join(parts[:-1]) + " and " + parts[-1] if parts else "nothing"
+    )
     article = "An" if scene[0] in "aeiou" else "A"
     return f"{article} {scene} scene with {body}."

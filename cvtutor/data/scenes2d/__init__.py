@@ -7,7 +7,17 @@ drawn by :mod:`cvtutor.data.raster`, described by :mod:`cvtutor.data.language`, 
 * :mod:`.export`: the object table of a batch and its COCO data set (instances with masks,
   keypoints, captions).
 """
+
 from cvtutor.data.scenes2d.catalog import CATEGORIES, COLOR_NAMES, NAMES, PARTS, SCENE_NAMES
 from cvtutor.data.scenes2d.generate import Biases, Scenes2D, scenes2d
 
-__all__ = ["CATEGORIES", "COLOR_NAMES", "NAMES", "PARTS", "SCENE_NAMES", "Biases", "Scenes2D", "scenes2d"]
+__all__ = [
+    "CATEGORIES",
+    "COLOR_NAMES",
+    "NAMES",
+    "PARTS",
+    "SCENE_NAMES",
+    "Biases",
+    "Scenes2D",
+    "scenes2d",
+]

@@ -9,6 +9,7 @@ planted biases of :class:`Biases` are applied to the whole batch with tensor ope
 Python loops run over candidate slots and categories, never over images.
 :meth:`Scenes2D.render` turns any subset into RGB, visible ids, part maps and amodal masks.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,21 +64,48 @@ class Biases:
     tag_class: str = "tree"
 
     def __post_init__(self) -> None:
-        for name in ("duplicate_rate", "cooccurrence", "scene_confinement", "appearance_collapse",
-                     "gender_context", "gender_distance", "gender_appearance", "gender_inference",
-                     "visitor_rate"):
+        for name in (
+            "duplicate_rate",
+            "cooccurrence",
+            "scene_confinement",
+            "appearance_collapse",
+            "gender_context",
+            "gender_distance",
+            "gender_appearance",
+            "gender_inference",
+            "visitor_rate",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"Biases.{name} is a probability in [0, 1], got {getattr(self, name)}")
-        classes = [getattr(self, k) for k in ("scale_class", "confined_class", "collapse_class", "tag_class")]
+                raise ValueError(
+                    f"Biases.{name} is a probability in [0, 1], got {getattr(self, name)}"
+                )
+        classes = [
+            getattr(self, k)
+            for k in ("scale_class", "confined_class", "collapse_class", "tag_class")
+        ]
         for value in classes + list(self.pair):
             if value not in K.NAMES:
                 raise ValueError(f"Biases: unknown category {value!r}; expected one of {K.NAMES}")
 
 
 # categories whose instances a careless annotator may label twice (REVISE's "cup and mug")
-DUPLICATE_NAMES = {"circle": "oval", "oval": "circle", "square": "rectangle", "rectangle": "square",
-                   "triangle": "diamond", "diamond": "triangle"}
-TEXTURE_WEIGHTS = {"flat": 6, "stripes": 1, "checker": 1, "dots": 1, "gradient": 1, "grating": 1, "noise": 1}
+DUPLICATE_NAMES = {
+    "circle": "oval",
+    "oval": "circle",
+    "square": "rectangle",
+    "rectangle": "square",
+    "triangle": "diamond",
+    "diamond": "triangle",
+}
+TEXTURE_WEIGHTS = {
+    "flat": 6,
+    "stripes": 1,
+    "checker": 1,
+    "dots": 1,
+    "gradient": 1,
+    "grating": 1,
+    "noise": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -146,16 +174,25 @@ class Scenes2D:
         sub = self if index is None else self.subset(index)
         prims, extra = sub.primitives()
         bg = backgrounds(sub.scene, sub.size)
-        return R.render(prims, extra["colors"], (sub.size, sub.size), bg, z=extra["z"],
-                        instance=extra["instance"], part=extra["part"], n_instances=sub.boxes.shape[1],
-                        textures=extra["textures"], aa=aa)
+        return R.render(
+            prims,
+            extra["colors"],
+            (sub.size, sub.size),
+            bg,
+            z=extra["z"],
+            instance=extra["instance"],
+            part=extra["part"],
+            n_instances=sub.boxes.shape[1],
+            textures=extra["textures"],
+            aa=aa,
+        )
 
     def keypoints(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, m, K, 2) pixel positions of each object's keypoints and (n, m, K) bool ``defined``
         (K = :data:`catalog.MAX_KEYPOINTS`; the names are the category's ``keypoints``)."""
         t = K.template_tensors(self.device)
         half = self.boxes[..., 2:] / 2
-        uv = t["keypoints"][self.template]                                  # (n, m, K, 2)
+        uv = t["keypoints"][self.template]  # (n, m, K, 2)
         xy = self.boxes[..., None, :2] + half[..., None, :] + uv * half[..., None, :]
         k = torch.arange(K.MAX_KEYPOINTS, device=self.device)
         return xy, (k < t["n_keypoints"][self.template][..., None]) & self.valid[..., None]
@@ -165,11 +202,15 @@ def backgrounds(scene: torch.Tensor, size: int) -> torch.Tensor:
     """(B, 3, S, S) backgrounds of scene types ``scene`` (B,): the top colour above the horizon,
     the bottom colour below, blended over two pixels."""
     top = torch.tensor([K.SCENES[s]["top"] for s in K.SCENE_NAMES], device=scene.device)[scene]
-    bottom = torch.tensor([K.SCENES[s]["bottom"] for s in K.SCENE_NAMES], device=scene.device)[scene]
-    horizon = torch.tensor([K.SCENES[s]["horizon"] for s in K.SCENE_NAMES], device=scene.device)[scene]
+    bottom = torch.tensor([K.SCENES[s]["bottom"] for s in K.SCENE_NAMES], device=scene.device)[
+        scene
+    ]
+    horizon = torch.tensor([K.SCENES[s]["horizon"] for s in K.SCENE_NAMES], device=scene.device)[
+        scene
+    ]
     y = torch.arange(size, device=scene.device, dtype=torch.float32) + 0.5
-    t = ((y[None, :] - horizon[:, None] * size) / 2 + 0.5).clamp(0, 1)      # (B, S)
-    col = top[:, :, None] + t[:, None, :] * (bottom - top)[:, :, None]        # (B, 3, S)
+    t = ((y[None, :] - horizon[:, None] * size) / 2 + 0.5).clamp(0, 1)  # (B, S)
+    col = top[:, :, None] + t[:, None, :] * (bottom - top)[:, :, None]  # (B, 3, S)
     return col[..., None].expand(-1, -1, -1, size).contiguous()
 
 
@@ -186,43 +227,61 @@ def primitives_of(s: Scenes2D) -> tuple[R.Primitives, dict[str, torch.Tensor]]:
     n, m = s.category.shape
     q = K.MAX_PARTS
     tpl = s.template
-    half = s.boxes[..., 2:] / 2                                                 # (n, m, 2)
+    half = s.boxes[..., 2:] / 2  # (n, m, 2)
     center = s.boxes[..., :2] + half
     long_axis = t["long_axis"][tpl] & (half[..., 1] > half[..., 0])
     angle = torch.where(long_axis, math.pi / 2, 0.0)
-    half = torch.where(long_axis[..., None], half.flip(-1), half)             # in the object frame
-    kind = t["kind"][tpl]                                                       # (n, m, Q)
+    half = torch.where(long_axis[..., None], half.flip(-1), half)  # in the object frame
+    kind = t["kind"][tpl]  # (n, m, Q)
     size = t["size"][tpl]
-    hxy, hmin = half[..., None, :], half.min(-1).values[..., None]              # (n, m, 1, 2), (n, m, 1)
+    hxy, hmin = half[..., None, :], half.min(-1).values[..., None]  # (n, m, 1, 2), (n, m, 1)
     radius_kinds = (kind == R.POLYLINE) | (kind == R.BEZIER) | (kind == R.RING) | (kind == R.DISC)
-    params = torch.where(radius_kinds[..., None], size * hmin[..., None],
-                         torch.cat([size[..., :2] * hxy, size[..., 2:] * hmin[..., None]], -1))
+    params = torch.where(
+        radius_kinds[..., None],
+        size * hmin[..., None],
+        torch.cat([size[..., :2] * hxy, size[..., 2:] * hmin[..., None]], -1),
+    )
     stroke = (kind == R.POLYLINE) | (kind == R.BEZIER)
-    reach = torch.where(stroke[..., None] & long_axis[..., None, None],
-                        (hxy - params[..., :1]).clamp_min(0), hxy)              # strokes stay inside
+    reach = torch.where(
+        stroke[..., None] & long_axis[..., None, None], (hxy - params[..., :1]).clamp_min(0), hxy
+    )  # strokes stay inside
     points = t["points"][tpl] * reach[..., None, :]
     offset = R.rotate(t["center"][tpl] * hxy, angle[..., None])
-    prims = R.Primitives(kind=kind.clamp_min(0).reshape(n, m * q),
-                         center=(center[..., None, :] + offset).reshape(n, m * q, 2),
-                         angle=angle[..., None].expand(-1, -1, q).reshape(n, m * q),
-                         params=params.reshape(n, m * q, 3), points=points.reshape(n, m * q, K.MAX_POINTS, 2),
-                         valid=((kind >= 0) & s.valid[..., None]).reshape(n, m * q))
+    prims = R.Primitives(
+        kind=kind.clamp_min(0).reshape(n, m * q),
+        center=(center[..., None, :] + offset).reshape(n, m * q, 2),
+        angle=angle[..., None].expand(-1, -1, q).reshape(n, m * q),
+        params=params.reshape(n, m * q, 3),
+        points=points.reshape(n, m * q, K.MAX_POINTS, 2),
+        valid=((kind >= 0) & s.valid[..., None]).reshape(n, m * q),
+    )
     shade = t["shade"][tpl][..., None]
     colors = (s.rgb[..., None, :] * shade).reshape(n, m * q, 3)
     second = (s.second[..., None, :] * shade).reshape(n, m * q, 3)
     slot = torch.arange(m, device=s.device)[:, None].expand(m, q)
-    part_z = torch.arange(q, device=s.device) * 1e-3                            # later parts in front
-    rep = lambda x: x[:, :, None].expand(-1, -1, q).reshape(n, m * q)           # noqa: E731
-    textures = R.Textures(rep(s.texture), rep(s.texture_period), rep(s.texture_angle), second,
-                          s.lattice[:, :, None].expand(-1, -1, q, -1, -1).reshape(n, m * q, *s.lattice.shape[2:]))
-    extra = {"colors": colors, "instance": slot.reshape(1, m * q).expand(n, -1),
-             "part": t["part"][tpl].reshape(n, m * q), "z": (s.z[..., None] + part_z).reshape(n, m * q)}
+    part_z = torch.arange(q, device=s.device) * 1e-3  # later parts in front
+    rep = lambda x: x[:, :, None].expand(-1, -1, q).reshape(n, m * q)  # noqa: E731
+    textures = R.Textures(
+        rep(s.texture),
+        rep(s.texture_period),
+        rep(s.texture_angle),
+        second,
+        s.lattice[:, :, None].expand(-1, -1, q, -1, -1).reshape(n, m * q, *s.lattice.shape[2:]),
+    )
+    extra = {
+        "colors": colors,
+        "instance": slot.reshape(1, m * q).expand(n, -1),
+        "part": t["part"][tpl].reshape(n, m * q),
+        "z": (s.z[..., None] + part_z).reshape(n, m * q),
+    }
     # keep only the slots that draw something: the valid primitives first, cut to the most per scene
     keep = max(int(prims.valid.sum(1).max()), 1)
     order = torch.sort((~prims.valid).to(torch.uint8), dim=1, stable=True).indices[:, :keep]
 
     def pick(x: torch.Tensor) -> torch.Tensor:
-        return x.gather(1, order.reshape(n, keep, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:]))
+        return x.gather(
+            1, order.reshape(n, keep, *([1] * (x.ndim - 2))).expand(-1, -1, *x.shape[2:])
+        )
 
     prims = R.Primitives(**{f.name: pick(getattr(prims, f.name)) for f in fields(R.Primitives)})
     extra = {k: pick(v) for k, v in extra.items()}
@@ -230,10 +289,20 @@ def primitives_of(s: Scenes2D) -> tuple[R.Primitives, dict[str, torch.Tensor]]:
     return prims, extra
 
 
-def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6, min_side: float | None = None,
-             max_side: float | None = None, max_overlap: float = 0.3, lookalike: float = 0.3,
-             biases: Biases = Biases(), noise_cells: int = 6, seed: int = 0,
-             device: torch.device | str = "cpu") -> Scenes2D:
+def scenes2d(
+    n: int,
+    size: int = 64,
+    min_objects: int = 2,
+    max_objects: int = 6,
+    min_side: float | None = None,
+    max_side: float | None = None,
+    max_overlap: float = 0.3,
+    lookalike: float = 0.3,
+    biases: Biases = Biases(),
+    noise_cells: int = 6,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Scenes2D:
     """``n`` random scenes on a ``size`` x ``size`` canvas (see the module docstring).
 
     Object boxes: side (sqrt of area) log-uniform in [``min_side``, ``max_side``] (defaults
@@ -252,7 +321,9 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     min_side = size / 8 if min_side is None else min_side
     max_side = size / 2.2 if max_side is None else max_side
     if not 2 <= min_side <= max_side <= size:
-        raise ValueError(f"need 2 <= min_side <= max_side <= size, got {min_side}, {max_side}, {size}")
+        raise ValueError(
+            f"need 2 <= min_side <= max_side <= size, got {min_side}, {max_side}, {size}"
+        )
     device = torch.device(device)
     g = torch.Generator(device=device).manual_seed(seed)
     dev = dict(device=device)
@@ -263,10 +334,12 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     def categorical(weights: torch.Tensor, *shape: int) -> torch.Tensor:
         """Draws from weights (C,) in ``shape``, or from rows (n, C) as (n, shape[-1])."""
         if weights.ndim == 1:
-            return torch.multinomial(weights / weights.sum(), math.prod(shape), replacement=True,
-                                     generator=g).reshape(shape)
-        return torch.multinomial(weights / weights.sum(-1, keepdim=True), shape[-1], replacement=True,
-                                 generator=g)
+            return torch.multinomial(
+                weights / weights.sum(), math.prod(shape), replacement=True, generator=g
+            ).reshape(shape)
+        return torch.multinomial(
+            weights / weights.sum(-1, keepdim=True), shape[-1], replacement=True, generator=g
+        )
 
     b, names, nc = biases, K.NAMES, len(K.NAMES)
     n_scene, n_region = len(K.SCENE_NAMES), len(K.REGIONS)
@@ -276,15 +349,15 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     scene = torch.randint(0, n_scene, (n,), generator=g, **dev)
     visitor = rand(n) < b.visitor_rate * region.float() / (n_region - 1)
     # object level: categories from the scene type's distribution, biased
-    w = K.scene_weights().to(device)                                            # (S, C)
+    w = K.scene_weights().to(device)  # (S, C)
     rank = torch.arange(nc, dtype=torch.float32, **dev)
     w = w * torch.exp(-b.count_skew * rank)
     conf, home = names.index(b.confined_class), K.home_scene(b.confined_class)
     w[torch.arange(n_scene, **dev) != home, conf] *= 1 - b.scene_confinement
-    w_img = w[scene]                                                            # (n, C)
+    w_img = w[scene]  # (n, C)
     w_img[:, names.index(b.tag_class)] *= torch.where(region == 0, 1 + b.tag_boost, 1.0)
     m = max_objects
-    category = categorical(w_img, n, m)                                         # (n, m)
+    category = categorical(w_img, n, m)  # (n, m)
     count = torch.randint(min_objects, max_objects + 1, (n,), generator=g, **dev)
     # look-alikes copy slot 0 into the last wanted slot; co-occurrence adds pair[1] there instead
     last = (count - 1).clamp_min(0)
@@ -310,8 +383,11 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     texture = torch.where(styled, torch.where(gender == 1, R.DOTS, R.STRIPES), texture)
     # appearance collapse: the class in its home scene takes its usual colour, flat
     col_c = names.index(b.collapse_class)
-    collapse = (category == col_c) & (scene == K.home_scene(b.collapse_class))[:, None] & \
-        (rand(n, m) < b.appearance_collapse)
+    collapse = (
+        (category == col_c)
+        & (scene == K.home_scene(b.collapse_class))[:, None]
+        & (rand(n, m) < b.appearance_collapse)
+    )
     color = torch.where(collapse, K.COLOR_NAMES.index(K.CATEGORIES[col_c].usual_color), color)
     texture = torch.where(collapse, R.FLAT, texture)
     # look-alikes: same colour and texture as slot 0
@@ -320,8 +396,14 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     template = torch.where(is_person & (gender == 1), K.DRESS_TEMPLATE, category)
     hsv = torch.tensor([K.COLORS[c] for c in K.COLOR_NAMES], **dev)[color]
     jitter = (rand(n, m, 3) * 2 - 1) * torch.tensor(K.HSV_JITTER, **dev)
-    hsv = torch.stack([(hsv[..., 0] + jitter[..., 0]) % 1, (hsv[..., 1] + jitter[..., 1]).clamp(0, 1),
-                       (hsv[..., 2] + jitter[..., 2]).clamp(0.05, 1)], -1)
+    hsv = torch.stack(
+        [
+            (hsv[..., 0] + jitter[..., 0]) % 1,
+            (hsv[..., 1] + jitter[..., 1]).clamp(0, 1),
+            (hsv[..., 2] + jitter[..., 2]).clamp(0.05, 1),
+        ],
+        -1,
+    )
     rgb = hsv_to_rgb(hsv)
     second = torch.where((hsv[..., 2:] > 0.6), rgb * 0.55, rgb * 0.45 + 0.55)  # darker or lighter
     texture_period = 3.0 + rand(n, m) * 5.0
@@ -331,23 +413,34 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     cats = K.CATEGORIES
     lo = torch.tensor([math.log(c.aspect[0]) for c in cats], **dev)[category]
     hi = torch.tensor([math.log(c.aspect[1]) for c in cats], **dev)[category]
-    orient = torch.tensor([{"both": 0, "tall": 1, "wide": 2}[c.orientation] for c in cats], **dev)[category]
+    orient = torch.tensor([{"both": 0, "tall": 1, "wide": 2}[c.orientation] for c in cats], **dev)[
+        category
+    ]
     tries = 12
     side = torch.exp(math.log(min_side) + rand(n, m, tries) * math.log(max_side / min_side))
-    side = side * torch.where(category == names.index(b.scale_class), math.exp(b.scale_shift), 1.0)[..., None]
+    side = (
+        side
+        * torch.where(category == names.index(b.scale_class), math.exp(b.scale_shift), 1.0)[
+            ..., None
+        ]
+    )
     aspect = torch.exp(lo[..., None] + rand(n, m, tries) * (hi - lo)[..., None]).sqrt()
     tall = torch.where(orient == 0, rand(n, m) < 0.5, orient == 1)[..., None]
     w_ = torch.where(tall, side / aspect, side * aspect).clamp(2.0, size - 1.0)
     h_ = torch.where(tall, side * aspect, side / aspect).clamp(2.0, size - 1.0)
     xy = rand(n, m, tries, 2) * (size - torch.stack([w_, h_], -1))
-    cand = torch.cat([xy, w_[..., None], h_[..., None]], -1)                     # (n, m, tries, 4)
+    cand = torch.cat([xy, w_[..., None], h_[..., None]], -1)  # (n, m, tries, 4)
     boxes = torch.zeros(n, m, 4, **dev)
     valid = torch.zeros(n, m, dtype=torch.bool, **dev)
     for j in range(m):
         placed = torch.zeros(n, dtype=torch.bool, **dev)
         for r in range(tries):
-            c = cand[:, j, r]                                                   # (n, 4)
-            ok = ~placed & (j < count) & (box_iou(c[:, None], boxes)[:, 0].masked_fill(~valid, 0).amax(-1) <= max_overlap)
+            c = cand[:, j, r]  # (n, 4)
+            ok = (
+                ~placed
+                & (j < count)
+                & (box_iou(c[:, None], boxes)[:, 0].masked_fill(~valid, 0).amax(-1) <= max_overlap)
+            )
             boxes[ok, j] = c[ok]
             placed |= ok
         valid[:, j] = placed
@@ -373,15 +466,38 @@ def scenes2d(n: int, size: int = 64, min_objects: int = 2, max_objects: int = 6,
     lookalike_of = torch.full((n, m), -1, dtype=torch.long, **dev)
     lookalike_of[rows[is_look], last[is_look]] = 0
     lookalike_of = torch.where(valid & valid[:, :1], lookalike_of, -1)
-    return Scenes2D(scene, region, visitor, valid, category, template, color, rgb, texture, texture_period,
-                    texture_angle, second, lattice, boxes, z, gender, gender_label, lookalike_of, duplicate,
-                    size, biases, seed)
+    return Scenes2D(
+        scene,
+        region,
+        visitor,
+        valid,
+        category,
+        template,
+        color,
+        rgb,
+        texture,
+        texture_period,
+        texture_angle,
+        second,
+        lattice,
+        boxes,
+        z,
+        gender,
+        gender_label,
+        lookalike_of,
+        duplicate,
+        size,
+        biases,
+        seed,
+    )
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of boxes ``[x, y, w, h]`` a (..., A, 4) with b (..., B, 4): (..., A, B)."""
     lo = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    hi = torch.minimum(a[..., :, None, :2] + a[..., :, None, 2:], b[..., None, :, :2] + b[..., None, :, 2:])
+    hi = torch.minimum(
+        a[..., :, None, :2] + a[..., :, None, 2:], b[..., None, :, :2] + b[..., None, :, 2:]
+    )
     inter = (hi - lo).clamp_min(0).prod(-1)
     area_a, area_b = a[..., 2] * a[..., 3], b[..., 2] * b[..., 3]
     return inter / (area_a[..., :, None] + area_b[..., None, :] - inter).clamp_min(1e-9)
