@@ -94,6 +94,12 @@ def _device(config: Config) -> torch.device:
     return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
+def make_scenes(config: Config, n: int, seed: int = 0, biases: Biases = Biases()):
+    """``n`` scenes of the config's size, object count and overlap, on its device."""
+    return scenes2d(n, config.size, max_objects=config.max_objects, max_overlap=config.max_overlap,
+                    biases=biases, seed=seed, device=_device(config))
+
+
 # ---------------------------------------------------------------------------------------------
 # (1) the rasteriser against closed forms
 # ---------------------------------------------------------------------------------------------
@@ -153,19 +159,9 @@ def consistency_checks(scenes) -> dict:
     and the visible masks lie inside the amodal ones; on anti-aliased renders, the weights of the
     objects and the background sum to one."""
     flat = scenes
-    prims, extra = flat.primitives()  # rendered below without textures
-    bg = torch.ones(len(flat), 3, device=flat.device) * 0.5
-    hard = R.render(
-        prims,
-        extra["colors"],
-        (flat.size, flat.size),
-        bg,
-        z=extra["z"],
-        instance=extra["instance"],
-        part=extra["part"],
-        n_instances=flat.boxes.shape[1],
-        aa=0,
-    )
+    prims, extra = flat.primitives()
+    grey = torch.full((len(flat), 3), 0.5, device=flat.device)
+    hard = flat.render(aa=0, textured=False, background=grey)
     sdf = R.signed_distance(prims, flat.size, flat.size)
     inside = sdf <= 0
     rank = torch.argsort(torch.argsort(extra["z"], dim=1, stable=True), dim=1)  # painter's rank
@@ -270,15 +266,7 @@ def bias_checks(config: Config, seed: int = 0) -> pd.DataFrame:
     """Every metric on an unbiased world and on one with all of :data:`BIASED`'s knobs turned."""
     rows = {}
     for name, biases in (("unbiased", Biases()), ("biased", BIASED)):
-        s = scenes2d(
-            config.n_bias,
-            config.size,
-            max_objects=config.max_objects,
-            max_overlap=config.max_overlap,
-            biases=biases,
-            seed=seed + 7,
-            device=_device(config),
-        )
+        s = make_scenes(config, config.n_bias, seed + 7, biases)
         table = object_table(s)
         images = pd.DataFrame(
             {
@@ -374,14 +362,7 @@ def run(config: Config, seed: int = 0) -> dict:
     """All the checks of the chapter, as data."""
     device = _device(config)
     start = time.process_time()
-    scenes = scenes2d(
-        config.n_scenes,
-        config.size,
-        max_objects=config.max_objects,
-        max_overlap=config.max_overlap,
-        seed=seed,
-        device=device,
-    )
+    scenes = make_scenes(config, config.n_scenes, seed)
     layers = scenes.render()
     gen_cpu = time.process_time() - start
     table = object_table(scenes, layers)

@@ -167,13 +167,16 @@ class Scenes2D:
         ``textures`` of each primitive (its object's)."""
         return primitives_of(self)
 
-    def render(self, index: torch.Tensor | slice | None = None, aa: float = 1.0) -> R.Layers:
+    def render(self, index: torch.Tensor | slice | None = None, aa: float = 1.0,
+               textured: bool = True, background: torch.Tensor | None = None) -> R.Layers:
         """The layers (:class:`raster.Layers`) of scenes ``index`` (default all): ``rgb``
         (B, 3, S, S), ``ids`` (B, S, S) object slots, ``parts`` (B, S, S) into
-        :data:`catalog.PARTS`, ``amodal``/``visible`` (B, m, S, S)."""
+        :data:`catalog.PARTS`, ``amodal``/``visible`` (B, m, S, S). ``aa``: anti-aliasing width
+        (0: hard edges); ``textured=False`` paints every object flat in its colour;
+        ``background`` (B, 3) or (B, 3, S, S) replaces the scene types' backgrounds."""
         sub = self if index is None else self.subset(index)
         prims, extra = sub.primitives()
-        bg = backgrounds(sub.scene, sub.size)
+        bg = backgrounds(sub.scene, sub.size) if background is None else background
         return R.render(
             prims,
             extra["colors"],
@@ -183,7 +186,7 @@ class Scenes2D:
             instance=extra["instance"],
             part=extra["part"],
             n_instances=sub.boxes.shape[1],
-            textures=extra["textures"],
+            textures=extra["textures"] if textured else None,
             aa=aa,
         )
 
