@@ -31,7 +31,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from cvtutor.data import raster
-from cvtutor.data.scenes2d.figures import generator, hsv_to_rgb, place, uniform
+from cvtutor.data.scenes2d.figures import (NOISE_SEED, add_noise, backdrop, capsule, chunks,
+                                           generator, hsv_to_rgb, place, uniform)
 
 PARTS = ("body", "head", "leg", "tail", "ear")
 BODY, HEAD, LEG, TAIL, EAR = range(len(PARTS))
@@ -40,12 +41,15 @@ POINTED, ROUND, LONG = range(len(EARS))
 # the body textures a class may have (value noise is kept for the backdrop)
 BODY_TEXTURES = (raster.FLAT, raster.STRIPES, raster.CHECKER, raster.DOTS, raster.GRADIENT,
                  raster.GRATING)
-# primitive slots, back to front: tail, far legs, body, near legs, head, ear, eye (slot 0 of the
-# drawn primitives is the backdrop); legs are (far back, far front, near back, near front)
-SLOTS = ("backdrop", "tail", "far_back_leg", "far_front_leg", "body", "near_back_leg",
-         "near_front_leg", "head", "ear", "eye")
-SLOT_PART = (-1, TAIL, LEG, LEG, BODY, LEG, LEG, HEAD, EAR, HEAD)
-LEG_SLOTS = (2, 3, 5, 6)
+# primitive slots, back to front: tail, far legs, body, near legs, head, ear, eye; the legs are
+# (far back, far front, near back, near front)
+SLOTS = ("tail", "far_back_leg", "far_front_leg", "body", "near_back_leg", "near_front_leg",
+         "head", "ear", "eye")
+SLOT_PART = (TAIL, LEG, LEG, BODY, LEG, LEG, HEAD, EAR, HEAD)
+TAIL_SLOT, BODY_SLOT, HEAD_SLOT, EAR_SLOT, EYE_SLOT = (SLOTS.index(s) for s in
+                                                       ("tail", "body", "head", "ear", "eye"))
+LEG_SLOTS = (1, 2, 4, 5)
+TAIL_SEGMENTS = 4  # the tail is the polyline through 5 points of its cubic Bézier
 # which legs a critter with 2, 3 or 4 legs has (index into LEG_SLOTS)
 LEGS_PRESENT = {2: (False, False, True, True), 3: (False, True, True, True),
                 4: (True, True, True, True)}
@@ -218,63 +222,63 @@ class Critters:
 
 
 def _geometry(cls: CritterClasses, poses: CritterPoses):
-    """Figure-unit primitives of each critter (one row per image; body length 1): kind, local
-    centre, local angle, params, points (B, 9, 4, 2) and valid, for the slots SLOTS[1:]."""
+    """Figure-unit primitives of each critter (one row per image; body length 1) in the order of
+    :data:`SLOTS`: kind, local centre, local angle, params (B, 9, 3), points (B, 9, 5, 2), valid."""
     b, dev = len(poses), poses.center.device
-    zeros = torch.zeros(b, device=dev)
+    n, zeros = len(SLOTS), torch.zeros(b, device=dev)
     half_h = 0.5 / cls.aspect                                               # body semi-axis y
     r = cls.head / 2
-    kind = torch.empty(b, 9, dtype=torch.long, device=dev)
-    lc = torch.zeros(b, 9, 2, device=dev)
-    la = torch.zeros(b, 9, device=dev)
-    par = torch.zeros(b, 9, 3, device=dev)
-    pts = torch.zeros(b, 9, 4, 2, device=dev)
-    valid = torch.ones(b, 9, dtype=torch.bool, device=dev)
+    kind = torch.empty(b, n, dtype=torch.long, device=dev)
+    lc = torch.zeros(b, n, 2, device=dev)
+    la = torch.zeros(b, n, device=dev)
+    par = torch.zeros(b, n, 3, device=dev)
+    pts = torch.zeros(b, n, TAIL_SEGMENTS + 1, 2, device=dev)
+    valid = torch.ones(b, n, dtype=torch.bool, device=dev)
 
-    # tail (slot 0 here): a cubic Bézier from the rump, backwards, bent by the curl and wagged
+    # tail: a cubic Bézier from the rump, backwards, bent by the curl and wagged
     start = torch.stack([-0.42 + zeros, -0.3 * half_h], -1)
     d = torch.stack([-torch.cos(poses.tail), -torch.sin(poses.tail)], -1)   # backwards, wagged
     nrm = torch.stack([-d[:, 1], d[:, 0]], -1) * cls.tail_curl[:, None]
     t = cls.tail_length[:, None]
-    pts[:, 0] = torch.stack([start, start + t * d / 3, start + 2 * t * d / 3 + t * nrm / 3,
-                             start + t * d + t * nrm / 2], 1)
-    kind[:, 0], par[:, 0, 0] = raster.BEZIER, cls.tail_width
+    control = torch.stack([start, start + t * d / 3, start + 2 * t * d / 3 + t * nrm / 3,
+                           start + t * d + t * nrm / 2], 1)
+    pts[:, TAIL_SLOT] = raster.bezier_points(control, TAIL_SEGMENTS)
+    kind[:, TAIL_SLOT], par[:, TAIL_SLOT, 0] = raster.POLYLINE, cls.tail_width
 
-    # legs: capsules from the hips (under the body) to the feet
+    # legs: capsules from the hips (under the body) to the feet, drawn as rounded boxes
     hip_x = torch.tensor([-0.28, 0.25, -0.22, 0.3], device=dev)
-    for j, slot in enumerate((1, 2, 4, 5)):
+    for j, slot in enumerate(LEG_SLOTS):
         hip = torch.stack([hip_x[j] + zeros, 0.55 * half_h], -1)
         a = poses.legs[:, j]
         foot = hip + cls.leg_length[:, None] * torch.stack([torch.sin(a), torch.cos(a)], -1)
-        pts[:, slot, :2] = torch.stack([hip, foot], 1)
-        pts[:, slot, 2:] = foot[:, None]
-        kind[:, slot], par[:, slot, 0] = raster.POLYLINE, cls.leg_width
+        kind[:, slot] = raster.ROUNDED_BOX
+        lc[:, slot], la[:, slot], par[:, slot] = capsule(hip, foot, cls.leg_width)
     present = torch.tensor([LEGS_PRESENT[k] for k in (2, 3, 4)], device=dev)[cls.n_legs - 2]
-    valid[:, [1, 2, 4, 5]] = present
+    valid[:, list(LEG_SLOTS)] = present
 
-    # body (slot 3): the ellipse at the origin
-    kind[:, 3] = raster.ELLIPSE
-    par[:, 3, 0], par[:, 3, 1] = 0.5 + zeros, half_h
-    # head (slot 6) over the front of the body, eye (slot 8) on it
+    # body: the ellipse at the origin
+    kind[:, BODY_SLOT] = raster.ELLIPSE
+    par[:, BODY_SLOT, 0], par[:, BODY_SLOT, 1] = 0.5 + zeros, half_h
+    # head over the front of the body, the eye on it
     head_c = torch.stack([0.45 + 0.55 * r, -0.75 * half_h - 0.25 * r], -1)
-    kind[:, 6], lc[:, 6], par[:, 6, 0] = raster.DISC, head_c, r
-    kind[:, 8], lc[:, 8] = raster.DISC, head_c + torch.stack([0.45 * r, -0.15 * r], -1)
-    par[:, 8, 0] = 0.16 * r
-    # ear (slot 7) on top of the head: a triangle (pointed, long) or a disc (round)
+    kind[:, HEAD_SLOT], lc[:, HEAD_SLOT], par[:, HEAD_SLOT, 0] = raster.DISC, head_c, r
+    kind[:, EYE_SLOT] = raster.DISC
+    lc[:, EYE_SLOT] = head_c + torch.stack([0.45 * r, -0.15 * r], -1)
+    par[:, EYE_SLOT, 0] = 0.16 * r
+    # ear on top of the head: a triangle (pointed, long) or a disc (round)
     top = head_c + torch.stack([-0.15 * r, -0.8 * r], -1)
-    lc[:, 7] = top
-    rr = r[:, None]
-    def triangle(*xy: float) -> torch.Tensor:                             # (B, 3, 2) times r
+
+    def triangle(*xy: float) -> torch.Tensor:                              # (B, 3, 2) times r
         return torch.tensor(xy, device=dev).view(1, 3, 2) * r[:, None, None]
 
-    pointed = triangle(-0.4, 0.1, 0.4, 0.1, 0.1, -0.85)
-    long_ = triangle(-0.22, 0.1, 0.22, 0.1, -0.1, -1.5)
     shape = cls.ear_shape
-    tri = torch.where((shape == LONG)[:, None, None], long_, pointed)
-    pts[:, 7, :3], pts[:, 7, 3] = tri, tri[:, 2]
-    kind[:, 7] = torch.where(shape == ROUND, raster.DISC, raster.POLYGON)
-    lc[:, 7] = torch.where((shape == ROUND)[:, None], top + torch.cat([0 * rr, -0.1 * rr], 1), top)
-    par[:, 7, 0] = torch.where(shape == ROUND, 0.42 * r, zeros)
+    tri = torch.where((shape == LONG)[:, None, None], triangle(-0.22, 0.1, 0.22, 0.1, -0.1, -1.5),
+                      triangle(-0.4, 0.1, 0.4, 0.1, 0.1, -0.85))
+    pts[:, EAR_SLOT, :3], pts[:, EAR_SLOT, 3:] = tri, tri[:, 2:]            # last vertex repeated
+    kind[:, EAR_SLOT] = torch.where(shape == ROUND, raster.DISC, raster.POLYGON)
+    lc[:, EAR_SLOT] = top + torch.where((shape == ROUND)[:, None],
+                                        torch.stack([zeros, -0.1 * r], -1), 0.0)
+    par[:, EAR_SLOT, 0] = torch.where(shape == ROUND, 0.42 * r, zeros)
     return kind, lc, la, par, pts, valid
 
 
@@ -294,39 +298,30 @@ def render_critters(classes: CritterClasses, labels: torch.Tensor, poses: Critte
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
     cls = classes.to(poses.center.device)[labels]
-    b, dev = len(poses), poses.center.device
-    kind, lc, la, par, pts, valid = _geometry(cls, poses)
-    figure = place(kind, lc, la, par, pts, valid, center=poses.center * size,
-                   scale=poses.scale * size, angle=poses.angle, facing=poses.facing)
-    backdrop = raster.primitives("box", torch.full((b, 1, 2), size / 2, device=dev),
-                                 params=torch.tensor([size, size, 0.0], device=dev).expand(b, 1, 3))
-    prims = raster.concat([backdrop, figure])
+    b, n, dev = len(poses), len(SLOTS), poses.center.device
+    prims = place(*_geometry(cls, poses), center=poses.center * size, scale=poses.scale * size,
+                  angle=poses.angle, facing=poses.facing)
     dark = torch.full((b, 3), 0.08, device=dev)
-    colors = torch.stack([poses.backdrop, cls.legs, cls.legs * 0.7, cls.legs * 0.7, cls.body,
-                          cls.legs, cls.legs, cls.head_color, cls.ear, dark], 1)
-    tex_kind = torch.full((b, len(SLOTS)), raster.FLAT, dtype=torch.long, device=dev)
-    tex_kind[:, 0] = raster.NOISE
-    tex_kind[:, 4] = cls.texture
-    period = torch.ones(b, len(SLOTS), device=dev)
-    period[:, 0] = poses.cell * size
-    period[:, 4] = cls.period * poses.scale * size
-    tex_angle = torch.zeros(b, len(SLOTS), device=dev)
-    tex_angle[:, 4] = cls.texture_angle
+    colors = torch.stack([cls.legs, cls.legs * 0.7, cls.legs * 0.7, cls.body, cls.legs, cls.legs,
+                          cls.head_color, cls.ear, dark], 1)
+    tex_kind = torch.full((b, n), raster.FLAT, dtype=torch.long, device=dev)
+    tex_kind[:, BODY_SLOT] = cls.texture
+    period = torch.ones(b, n, device=dev)
+    period[:, BODY_SLOT] = cls.period * poses.scale * size
+    tex_angle = torch.zeros(b, n, device=dev)
+    tex_angle[:, BODY_SLOT] = cls.texture_angle
     second = colors.clone()
-    second[:, 0], second[:, 4] = poses.backdrop2, cls.second
-    lattice = torch.zeros(b, len(SLOTS), *poses.lattice.shape[1:], device=dev)
-    lattice[:, 0] = poses.lattice
-    textures = raster.Textures(tex_kind, period, tex_angle, second, lattice)
+    second[:, BODY_SLOT] = cls.second
+    textures = raster.Textures(tex_kind, period, tex_angle, second)
+    background = backdrop(poses.lattice, poses.cell * size, poses.backdrop, poses.backdrop2,
+                          size, size)
     part = torch.tensor(SLOT_PART, device=dev).expand(b, -1)
     # each part is its own "instance", so the raster's amodal masks are the amodal part masks
-    layers = raster.render(prims, colors, (size, size), poses.backdrop, instance=part, part=part,
+    layers = raster.render(prims, colors, (size, size), background, instance=part, part=part,
                            n_instances=len(PARTS), textures=textures, aa=aa)
-    image = layers.rgb
-    if noise > 0:
-        g = generator(seed, dev)
-        image = (image + noise * torch.randn(image.shape, generator=g, device=dev)).clamp(0, 1)
-    return Critters(image=image, mask=layers.parts >= 0, parts=layers.parts,
-                    part_masks=layers.masks, label=labels, poses=poses, classes=classes)
+    return Critters(image=add_noise(layers.rgb, noise, seed), mask=layers.parts >= 0,
+                    parts=layers.parts, part_masks=layers.masks, label=labels, poses=poses,
+                    classes=classes)
 
 
 def balanced_labels(n_classes: int, n_per_class: int, device: torch.device | str = "cpu"
@@ -338,19 +333,20 @@ def balanced_labels(n_classes: int, n_per_class: int, device: torch.device | str
 
 
 def critters(classes: CritterClasses, n_per_class: int, size: int = 32, seed: int = 0,
-             device: torch.device | str = "cpu", chunk: int = 512, noise: float = 0.0,
+             device: torch.device | str = "cpu", chunk: int | None = None, noise: float = 0.0,
              **pose_options) -> Critters:
     """``n_per_class`` images of every class (class-major labels), fresh poses for each, rendered
-    ``chunk`` images at a time on ``device``; bit-identical for a seed on a device.
+    ``chunk`` images at a time (default: about 2^20 pixels a chunk) on ``device``; bit-identical
+    for a seed on a device.
     ``pose_options`` go to :func:`sample_poses`."""
     labels = balanced_labels(len(classes), n_per_class, device)
     poses = sample_poses(len(labels), seed, device, **pose_options)
     classes = classes.to(device)
-    outs = [render_critters(classes, labels[i:i + chunk], poses[torch.arange(i, min(i + chunk,
-                            len(labels)), device=device)], size, noise=noise, seed=seed + i)
-            for i in range(0, len(labels), chunk)]
+    outs = [render_critters(classes, labels[i.to(device)], poses[i.to(device)], size)
+            for i in chunks(len(labels), size * size, chunk)]
     cat = {k: torch.cat([getattr(o, k) for o in outs]) for k in ("image", "mask", "parts",
                                                                  "part_masks")}
+    cat["image"] = add_noise(cat["image"], noise, seed + NOISE_SEED)
     return Critters(**cat, label=labels, poses=poses, classes=classes)
 
 

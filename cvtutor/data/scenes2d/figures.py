@@ -20,6 +20,8 @@ import torch
 
 from cvtutor.data import raster
 
+NOISE_SEED = 104_729  # offset of the pixel-noise stream from a data set's seed
+
 
 def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     """RGB (..., 3) in [0, 1] of HSV (..., 3) with hue in [0, 1) (the standard hexcone map)."""
@@ -48,6 +50,45 @@ def place(kind: torch.Tensor, local_center: torch.Tensor, local_angle: torch.Ten
     return raster.primitives(kind, c, angle[:, None] + facing[:, None] * local_angle,
                              params * s[..., None], points * (s * mirror)[:, None, None],
                              valid)
+
+
+def capsule(p0: torch.Tensor, p1: torch.Tensor, half_width: torch.Tensor | float
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The capsule from ``p0`` to ``p1`` (..., 2) of half-width ``half_width`` as a rounded box
+    (one SDF evaluation instead of a polyline's segments): ``(center (..., 2), angle (...),
+    params (..., 3))`` with half-extents ``(|p1 - p0| / 2 + w, w)`` and corner radius ``w``."""
+    d = p1 - p0
+    w = torch.as_tensor(half_width, dtype=d.dtype, device=d.device).expand(d.shape[:-1])
+    half_len = torch.linalg.vector_norm(d, dim=-1) / 2
+    return (p0 + p1) / 2, torch.atan2(d[..., 1], d[..., 0]), torch.stack([half_len + w, w, w], -1)
+
+
+def backdrop(lattice: torch.Tensor, cell: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+             height: int, width: int) -> torch.Tensor:
+    """(B, 3, H, W) backdrops: ``first`` (B, 3) mixed with ``second`` (B, 3) by the raster's value
+    noise of ``lattice`` (B, G, G) with cell ``cell`` (B,) pixels (passed to the raster as the
+    background image, so it costs no primitive)."""
+    grid = raster.pixel_centers(height, width, lattice.device, first.dtype)
+    t = raster.value_noise(grid.expand(len(lattice), -1, -1, -1), lattice, cell[:, None, None])
+    return first[:, :, None, None] + t[:, None] * (second - first)[:, :, None, None]
+
+
+def chunks(n: int, pixels: int, chunk: int | None = None) -> list[torch.Tensor]:
+    """Index ranges (arange tensors) that cover ``0..n-1`` in chunks of ``chunk`` images (default:
+    about 2^20 pixels of ``pixels`` each, which bounds the raster's (B, P, H, W) memory)."""
+    step = chunk if chunk is not None else max(1, (1 << 20) // pixels)
+    if step < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [torch.arange(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def add_noise(image: torch.Tensor, std: float, seed: int) -> torch.Tensor:
+    """``image`` plus Gaussian pixel noise of ``std`` drawn from ``seed``, clamped to [0, 1]
+    (unchanged for ``std = 0``)."""
+    if std <= 0:
+        return image
+    g = generator(seed, image.device)
+    return (image + std * torch.randn(image.shape, generator=g, device=image.device)).clamp(0, 1)
 
 
 def uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float,

@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 
 from cvtutor.data import raster
-from cvtutor.data.scenes2d.figures import generator, place, uniform
+from cvtutor.data.scenes2d.figures import (NOISE_SEED, add_noise, backdrop, capsule, chunks,
+                                           generator, place, uniform)
 
 PARTS = ("head", "torso", "legs", "shoes", "bag")
 HEAD, TORSO, LEGS, SHOES, BAG = range(len(PARTS))
@@ -55,10 +56,10 @@ NO_BAG, BACKPACK, HANDBAG = range(len(BAGS))
 ATTRIBUTES = {"skin": len(SKIN), "hair": len(HAIR), "hair_long": 2, "shirt": len(CLOTHES),
               "pattern": len(PATTERNS), "pattern_color": len(CLOTHES), "trousers": len(CLOTHES),
               "shoes": len(SHOES_), "bag": len(BAGS), "bag_color": len(CLOTHES)}
-# primitive slots, back to front (slot 0, the backdrop, is drawn first)
-SLOTS = ("backdrop", "backpack", "hair", "left_leg", "right_leg", "left_shoe", "right_shoe",
-         "torso", "left_arm", "right_arm", "head", "strap", "handbag", "occluder")
-SLOT_PART = (-1, BAG, HEAD, LEGS, LEGS, SHOES, SHOES, TORSO, TORSO, TORSO, HEAD, BAG, BAG, -1)
+# primitive slots, back to front
+SLOTS = ("backpack", "hair", "left_leg", "right_leg", "left_shoe", "right_shoe", "torso",
+         "left_arm", "right_arm", "head", "strap", "handbag", "occluder")
+SLOT_PART = (BAG, HEAD, LEGS, LEGS, SHOES, SHOES, TORSO, TORSO, TORSO, HEAD, BAG, BAG, -1)
 TORSO_SLOT = SLOTS.index("torso")
 
 
@@ -289,71 +290,72 @@ class Pedestrians:
         return self.views.camera
 
 
-def _stack(*cols: torch.Tensor) -> torch.Tensor:
-    return torch.stack(cols, 1)
-
-
 def _geometry(a: torch.Tensor, views: PedestrianViews):
-    """Figure primitives (person height 1, y down, origin at mid-height) for the slots
-    SLOTS[1:-1]: kind, local centre, local angle, params, points (B, 12, 2, 2), valid."""
+    """Figure primitives (person height 1, y down, origin at mid-height) in the order of
+    :data:`SLOTS` but the occluder: kind, local centre, local angle, params (B, 12, 3), points
+    (B, 12, 1, 2) (unused) and valid."""
     b, dev = len(a), a.device
-    n = len(SLOTS) - 2
+    n = len(SLOTS) - 1
     kind = torch.full((b, n), raster.ELLIPSE, dtype=torch.long, device=dev)
     lc = torch.zeros(b, n, 2, device=dev)
+    la = torch.zeros(b, n, device=dev)
     par = torch.zeros(b, n, 3, device=dev)
-    pts = torch.zeros(b, n, 2, 2, device=dev)
     valid = torch.ones(b, n, dtype=torch.bool, device=dev)
+    slot = {name: i for i, name in enumerate(SLOTS)}
 
     def at(x: float, y: float) -> torch.Tensor:
         return torch.tensor([x, y], device=dev).expand(b, 2)
 
-    def capsule(i: int, p0: torch.Tensor, p1: torch.Tensor, half: float) -> None:
-        kind[:, i], par[:, i, 0] = raster.POLYLINE, half
-        pts[:, i] = torch.stack([p0, p1], 1)
+    def limb(name: str, p0: torch.Tensor, p1: torch.Tensor, half_width: float) -> None:
+        i = slot[name]
+        kind[:, i] = raster.ROUNDED_BOX
+        lc[:, i], la[:, i], par[:, i] = capsule(p0, p1, half_width)
+
+    def box(name: str, x: float, y: float, half_w: float, half_h: float, corner: float) -> None:
+        i = slot[name]
+        kind[:, i], lc[:, i] = raster.ROUNDED_BOX, at(x, y)
+        par[:, i] = torch.tensor([half_w, half_h, corner], device=dev)
 
     bag, long_hair = a[:, COLUMN["bag"]], a[:, COLUMN["hair_long"]] == 1
-    # 0 backpack behind the torso, sticking out on the +x side
-    kind[:, 0], lc[:, 0] = raster.ROUNDED_BOX, at(0.1, -0.2)
-    par[:, 0] = torch.tensor([0.065, 0.12, 0.025], device=dev)
-    valid[:, 0] = bag == BACKPACK
-    # 1 hair behind the head: a cap, or long hair down to the shoulders
-    lc[:, 1] = torch.where(long_hair[:, None], at(0.0, -0.39), at(0.0, -0.435))
-    par[:, 1, 0] = torch.where(long_hair, 0.072, 0.062)
-    par[:, 1, 1] = torch.where(long_hair, 0.095, 0.05)
-    # 2, 3 legs from the hips, 4, 5 shoes at the ankles
-    for i, side in ((2, -1.0), (3, 1.0)):
-        hip = at(0.045 * side, -0.03)
-        ang = side * views.stride / 2
+    # the backpack behind the torso, sticking out on the +x side, and its strap in front
+    box("backpack", 0.1, -0.2, 0.065, 0.12, 0.025)
+    limb("strap", at(0.06, -0.33), at(0.06, -0.07), 0.014)
+    valid[:, slot["backpack"]] = valid[:, slot["strap"]] = bag == BACKPACK
+    # a handbag at the hip on the other side
+    box("handbag", -0.15, 0.02, 0.05, 0.045, 0.012)
+    valid[:, slot["handbag"]] = bag == HANDBAG
+    # hair behind the head: a cap, or long hair down to the shoulders; the head
+    i = slot["hair"]
+    lc[:, i] = torch.where(long_hair[:, None], at(0.0, -0.39), at(0.0, -0.435))
+    par[:, i, 0] = torch.where(long_hair, 0.072, 0.062)
+    par[:, i, 1] = torch.where(long_hair, 0.095, 0.05)
+    lc[:, slot["head"]] = at(0.0, -0.41)
+    par[:, slot["head"], 0], par[:, slot["head"], 1] = 0.052, 0.064
+    # legs from the hips, striding, with the shoes at the ankles
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        hip = at(0.045 * sign, -0.03)
+        ang = sign * views.stride / 2
         ankle = hip + 0.44 * torch.stack([torch.sin(ang), torch.cos(ang)], -1)
-        capsule(i, hip, ankle, 0.042)
-        kind[:, i + 2], lc[:, i + 2] = raster.ELLIPSE, ankle + at(0.012, 0.035)
-        par[:, i + 2, 0], par[:, i + 2, 1] = 0.045, 0.026
-    # 6 torso, patterned
-    kind[:, 6], lc[:, 6] = raster.ROUNDED_BOX, at(0.0, -0.18)
-    par[:, 6] = torch.tensor([0.095, 0.16, 0.035], device=dev)
-    # 7, 8 arms in their sleeves, swinging
-    for i, side in ((7, -1.0), (8, 1.0)):
-        shoulder = at(0.095 * side, -0.3)
-        ang = side * (0.12 + views.swing / 2)
-        capsule(i, shoulder, shoulder + 0.27 * torch.stack([torch.sin(ang), torch.cos(ang)], -1),
-                0.027)
-    # 9 head
-    lc[:, 9] = at(0.0, -0.41)
-    par[:, 9, 0], par[:, 9, 1] = 0.052, 0.064
-    # 10 backpack strap over the shoulder, 11 handbag at the hip on the other side
-    capsule(10, at(0.06, -0.33), at(0.06, -0.07), 0.014)
-    valid[:, 10] = bag == BACKPACK
-    kind[:, 11], lc[:, 11] = raster.ROUNDED_BOX, at(-0.15, 0.02)
-    par[:, 11] = torch.tensor([0.05, 0.045, 0.012], device=dev)
-    valid[:, 11] = bag == HANDBAG
-    return kind, lc, torch.zeros(b, n, device=dev), par, pts, valid
+        limb(f"{side}_leg", hip, ankle, 0.042)
+        i = slot[f"{side}_shoe"]
+        lc[:, i] = ankle + at(0.012, 0.035)
+        par[:, i, 0], par[:, i, 1] = 0.045, 0.026
+        # arms in their sleeves, swinging
+        shoulder = at(0.095 * sign, -0.3)
+        ang = sign * (0.12 + views.swing / 2)
+        hand = shoulder + 0.27 * torch.stack([torch.sin(ang), torch.cos(ang)], -1)
+        limb(f"{side}_arm", shoulder, hand, 0.027)
+    # the torso, patterned
+    box("torso", 0.0, -0.18, 0.095, 0.16, 0.035)
+    return kind, lc, la, par, torch.zeros(b, n, 1, 2, device=dev), valid
 
 
 def render_pedestrians(identities: PedestrianIdentities, pid: torch.Tensor,
                        views: PedestrianViews, cams: Cameras, size: int = 64, aa: float = 1.0,
                        noise: float = 0.0, seed: int = 0) -> Pedestrians:
     """Draw identity ``pid[i]`` as seen by view ``views[i]`` on a ``size`` x ``size // 2`` crop
-    (all at once, on the views' device), then apply each image's camera."""
+    (all at once, on the views' device), then apply each image's camera; ``noise`` is the std of
+    Gaussian pixel noise drawn from ``seed``."""
     dev = views.camera.device
     pid = torch.as_tensor(pid, device=dev).long()
     if pid.shape != (len(views),):
@@ -365,22 +367,17 @@ def render_pedestrians(identities: PedestrianIdentities, pid: torch.Tensor,
         raise ValueError(f"camera ids must index the {len(cams)} cameras")
     if size < 16 or size % 2:
         raise ValueError(f"size must be an even number of pixels >= 16, got {size}")
-    h, w = size, size // 2
+    h, w, b, n = size, size // 2, len(pid), len(SLOTS)
     a = identities.attributes.to(dev)[pid]
-    b = len(pid)
-    kind, lc, la, par, pts, valid = _geometry(a, views)
     center = torch.stack([w / 2 + views.shift[:, 0] * w, h / 2 + views.shift[:, 1] * h], -1)
-    figure = place(kind, lc, la, par, pts, valid, center=center, scale=views.scale * h,
+    figure = place(*_geometry(a, views), center=center, scale=views.scale * h,
                    angle=torch.zeros(b, device=dev), facing=views.facing)
-    half = torch.tensor([w, h, 0.0], device=dev).expand(b, 1, 3)
-    backdrop = raster.primitives("box", torch.tensor([w / 2, h / 2], device=dev).expand(b, 1, 2),
-                                 params=half.clone())
     occ_c = torch.stack([torch.full((b,), w / 2, device=dev), (views.occluder_top + 1) / 2 * h], -1)
-    occ_half = torch.stack([torch.full((b,), w * 0.6, device=dev), (1 - views.occluder_top) / 2 * h,
-                            torch.zeros(b, device=dev)], -1)
+    occ_half = torch.stack([torch.full((b,), w * 0.6, device=dev),
+                            (1 - views.occluder_top) / 2 * h, torch.zeros(b, device=dev)], -1)
     occluder = raster.primitives("box", occ_c[:, None], params=occ_half[:, None],
                                  valid=views.occluded[:, None])
-    prims = raster.concat([backdrop, figure, occluder])
+    prims = raster.concat([figure, occluder])
 
     def value(name: str) -> torch.Tensor:
         return a[:, COLUMN[name]]
@@ -391,32 +388,30 @@ def render_pedestrians(identities: PedestrianIdentities, pid: torch.Tensor,
     shoe = clothes[shoe_color[value("shoes")]]
     shirt, trousers = clothes[value("shirt")], clothes[value("trousers")]
     bag = clothes[value("bag_color")]
-    tint = cams.tint.to(dev)[views.camera]
-    colors = _stack(tint, bag, hair, trousers, trousers, shoe, shoe, shirt, shirt, shirt, skin,
-                    bag, bag, views.occluder_color)
-    n_slots = len(SLOTS)
-    tex = torch.full((b, n_slots), raster.FLAT, dtype=torch.long, device=dev)
-    tex[:, 0] = raster.NOISE
+    colors = torch.stack([bag, hair, trousers, trousers, shoe, shoe, shirt, shirt, shirt, skin,
+                          bag, bag, views.occluder_color], 1)
+    tex = torch.full((b, n), raster.FLAT, dtype=torch.long, device=dev)
     tex[:, TORSO_SLOT] = torch.tensor(PATTERN_TEXTURE, device=dev)[value("pattern")]
     tex[:, -1] = views.occluder_texture
-    period = torch.full((b, n_slots), 1.0, device=dev)
-    period[:, 0], period[:, -1] = 0.15 * h, 0.12 * h
+    period = torch.ones(b, n, device=dev)
     period[:, TORSO_SLOT] = 0.06 * views.scale * h
+    period[:, -1] = 0.12 * h
     second = colors.clone()
-    second[:, 0], second[:, -1] = views.backdrop2, views.occluder_color2
     second[:, TORSO_SLOT] = clothes[value("pattern_color")]
-    lattice = torch.zeros(b, n_slots, *views.lattice.shape[1:], device=dev)
-    lattice[:, 0] = lattice[:, -1] = views.lattice
-    textures = raster.Textures(tex, period, torch.zeros(b, n_slots, device=dev), second, lattice)
+    second[:, -1] = views.occluder_color2
+    lattice = torch.zeros(b, n, *views.lattice.shape[1:], device=dev)
+    lattice[:, -1] = views.lattice.flip(-1)
+    textures = raster.Textures(tex, period, torch.zeros(b, n, device=dev), second, lattice)
+    tint = cams.tint.to(dev)[views.camera]
+    background = backdrop(views.lattice, torch.full((b,), 0.15 * h, device=dev), tint,
+                          views.backdrop2, h, w)
     part = torch.tensor(SLOT_PART, device=dev).expand(b, -1)
     instance = part.clone()
     instance[:, -1] = OCCLUDER
-    layers = raster.render(prims, colors, (h, w), tint, instance=instance, part=part,
+    # each part is its own "instance", so the raster's amodal masks are the amodal part masks
+    layers = raster.render(prims, colors, (h, w), background, instance=instance, part=part,
                            n_instances=len(PARTS) + 1, textures=textures, aa=aa)
-    image = cams.to(dev).apply(layers.rgb, views.camera)
-    if noise > 0:
-        g = generator(seed, dev)
-        image = (image + noise * torch.randn(image.shape, generator=g, device=dev)).clamp(0, 1)
+    image = add_noise(cams.to(dev).apply(layers.rgb, views.camera), noise, seed)
     parts = layers.parts
     return Pedestrians(image=image, parts=parts, parts_no_bag=parts.masked_fill(parts == BAG, -1),
                        part_masks=layers.masks[:, : len(PARTS)], mask=parts >= 0,
@@ -426,22 +421,22 @@ def render_pedestrians(identities: PedestrianIdentities, pid: torch.Tensor,
 def pedestrians(identities: PedestrianIdentities, n_per_id: int, n_cameras: int = 4,
                 size: int = 64, seed: int = 0, occluded: float = 0.0, misalign: float = 1.0,
                 camera_strength: float = 1.0, noise: float = 0.0,
-                device: torch.device | str = "cpu", chunk: int = 512) -> Pedestrians:
+                device: torch.device | str = "cpu", chunk: int | None = None) -> Pedestrians:
     """``n_per_id`` images of every identity (identity-major), camera ``j % n_cameras`` for the
     identity's j-th image (so every identity is seen by every camera when ``n_per_id >=
-    n_cameras``), views from :func:`sample_views`, rendered ``chunk`` images at a time;
-    bit-identical for a seed on a device."""
+    n_cameras``), views from :func:`sample_views`, rendered ``chunk`` images at a time (default:
+    about 2^20 pixels a chunk); bit-identical for a seed on a device."""
     if n_per_id < 1:
         raise ValueError(f"n_per_id must be >= 1, got {n_per_id}")
     pid = torch.arange(len(identities), device=device).repeat_interleave(n_per_id)
     camera = torch.arange(n_per_id, device=device).repeat(len(identities)) % n_cameras
     views = sample_views(camera, seed, misalign, occluded)
     cams = cameras(n_cameras, camera_strength, seed, device)
-    outs = [render_pedestrians(identities, pid[i:i + chunk], views[torch.arange(
-        i, min(i + chunk, len(pid)), device=device)], cams, size, noise=noise, seed=seed + i)
-        for i in range(0, len(pid), chunk)]
+    outs = [render_pedestrians(identities, pid[i.to(device)], views[i.to(device)], cams, size)
+            for i in chunks(len(pid), size * size // 2, chunk)]
     cat = {f.name: torch.cat([getattr(o, f.name) for o in outs])
            for f in fields(Pedestrians) if f.name not in ("pid", "views")}
+    cat["image"] = add_noise(cat["image"], noise, seed + NOISE_SEED)
     return Pedestrians(**cat, pid=pid, views=views)
 
 
