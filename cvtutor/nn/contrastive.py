@@ -30,6 +30,16 @@ def _check_embeddings(x: torch.Tensor, name: str, ndim: int = 2) -> None:
                          f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
 
 
+def _normalized(query: torch.Tensor, keys: torch.Tensor, temperature: float,
+                       normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``query`` and ``keys`` (cosine-)normalised when ``normalize``, after checking ``τ > 0``."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if normalize:
+        return F.normalize(query, dim=1), F.normalize(keys, dim=-1)
+    return query, keys
+
+
 def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.1,
              normalize: bool = True, symmetric: bool = False) -> torch.Tensor:
     """InfoNCE in matrix form (module doc) for ``query`` (B, D) and ``key`` (B, D), row i of each a
@@ -40,10 +50,7 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.1,
     if query.shape != key.shape:
         raise ValueError(f"query and key must both be (B, D), got {tuple(query.shape)} and "
                          f"{tuple(key.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if normalize:
-        query, key = F.normalize(query, dim=1), F.normalize(key, dim=1)
+    query, key = _normalized(query, key, temperature, normalize)
     logits = query @ key.T / temperature
     target = torch.arange(len(query), device=query.device)
     loss = F.cross_entropy(logits, target)
@@ -67,11 +74,9 @@ def info_nce_negatives(query: torch.Tensor, positive: torch.Tensor, negatives: t
             or (negatives.ndim == 3 and negatives.shape[0] != len(query)):
         raise ValueError(f"negatives must be (B, k, D) or (k, D) with B={len(query)}, "
                          f"D={query.shape[1]}, got {tuple(getattr(negatives, 'shape', ()))}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    query, negatives = _normalized(query, negatives, temperature, normalize)
     if normalize:
-        query, positive = F.normalize(query, dim=1), F.normalize(positive, dim=1)
-        negatives = F.normalize(negatives, dim=-1)
+        positive = F.normalize(positive, dim=1)
     pos = (query * positive).sum(1, keepdim=True)                               # (B, 1)
     neg = query @ negatives.T if negatives.ndim == 2 else \
         torch.einsum("bd,bkd->bk", query, negatives)                            # (B, k)

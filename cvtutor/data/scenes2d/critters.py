@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from cvtutor.data import raster
-from cvtutor.data.scenes2d.figures import (NOISE_SEED, add_noise, backdrop, capsule, chunks,
-                                           generator, hsv_to_rgb, place, uniform)
+from cvtutor.data.scenes2d.figures import (NOISE_SEED, Rows, add_noise, backdrop, capsule,
+                                           chunks, generator, hsv_to_rgb, place, uniform)
 
 PARTS = ("body", "head", "leg", "tail", "ear")
 BODY, HEAD, LEG, TAIL, EAR = range(len(PARTS))
@@ -56,9 +56,9 @@ LEGS_PRESENT = {2: (False, False, True, True), 3: (False, True, True, True),
 
 
 @dataclass(frozen=True)
-class CritterClasses:
+class CritterClasses(Rows):
     """Appearance of ``C`` classes. Colours (C, 3) RGB in [0, 1]: ``body``, ``second`` (the body
-    texture's second colour), ``head``, ``legs``, ``ear``; ``texture`` (C,) index into
+    texture's second colour), ``head_color``, ``legs``, ``ear``; ``texture`` (C,) index into
     :data:`cvtutor.data.raster.TEXTURES` (one of :data:`BODY_TEXTURES`), ``period`` (C,) and
     ``texture_angle`` (C,) of the body pattern (period in body lengths); shape ratios (C,) in body
     lengths: ``aspect`` (body length / height), ``head`` size (diameter), ``leg_length``,
@@ -83,23 +83,11 @@ class CritterClasses:
     n_legs: torch.Tensor
     ear_shape: torch.Tensor
 
-    def __len__(self) -> int:
-        return len(self.body)
 
-    def __getitem__(self, index: torch.Tensor) -> "CritterClasses":
-        """The classes ``index`` (a subset or a repetition, e.g. one row per image)."""
-        index = torch.as_tensor(index, device=self.body.device).long()
-        return CritterClasses(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def to(self, device: torch.device | str) -> "CritterClasses":
-        return CritterClasses(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def with_(self, **changes: torch.Tensor) -> "CritterClasses":
-        return CritterClasses(**{f.name: changes.get(f.name, getattr(self, f.name))
-                                 for f in fields(self)})
-
-
-def _colors(g: torch.Generator, n: int, device, sat=(0.45, 0.95), val=(0.45, 0.95)) -> torch.Tensor:
+def _colors(g: torch.Generator, n: int, device: torch.device | str,
+            sat: tuple[float, float] = (0.45, 0.95),
+            val: tuple[float, float] = (0.45, 0.95)) -> torch.Tensor:
+    """``n`` random RGB colours of saturation and value uniform in ``sat`` and ``val``."""
     hsv = torch.stack([uniform(g, (n,), 0.0, 1.0, device), uniform(g, (n,), *sat, device),
                        uniform(g, (n,), *val, device)], -1)
     return hsv_to_rgb(hsv)
@@ -147,7 +135,7 @@ def fine_grained_classes(n_base: int, ear_colors: int = 3, seed: int = 0,
 
 
 @dataclass(frozen=True)
-class CritterPoses:
+class CritterPoses(Rows):
     """The content of ``N`` images: ``center`` (N, 2) and ``scale`` (N,) as fractions of the image
     side (the body length is ``scale`` · side), ``angle`` (N,) radians, ``facing`` (N,) ±1 (+1:
     head to the right), ``legs`` (N, 4) leg angles from the vertical (radians, positive forward),
@@ -165,17 +153,6 @@ class CritterPoses:
     backdrop2: torch.Tensor
     lattice: torch.Tensor
     cell: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.center)
-
-    def __getitem__(self, index: torch.Tensor) -> "CritterPoses":
-        index = torch.as_tensor(index, device=self.center.device).long()
-        return CritterPoses(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def with_(self, **changes: torch.Tensor) -> "CritterPoses":
-        return CritterPoses(**{f.name: changes.get(f.name, getattr(self, f.name))
-                               for f in fields(self)})
 
 
 def sample_poses(n: int, seed: int = 0, device: torch.device | str = "cpu",

@@ -16,11 +16,40 @@ angle ``theta + f phi``, its points ``s M p`` and its length parameters ``s`` ti
 """
 from __future__ import annotations
 
+from dataclasses import fields, replace
+from typing import Any, TypeVar
+
 import torch
 
 from cvtutor.data import raster
 
 NOISE_SEED = 104_729  # offset of the pixel-noise stream from a data set's seed
+
+
+T = TypeVar("T", bound="Rows")
+
+
+class Rows:
+    """Mixin for frozen dataclasses of tensors that share their first dimension (one row per
+    class, image, camera...): ``len``, row selection ``x[index]``, ``with_`` and ``to``."""
+
+    def _tensors(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __len__(self) -> int:
+        return len(next(iter(self._tensors().values())))
+
+    def __getitem__(self: T, index: Any) -> T:
+        """The rows ``index`` (a subset, a reordering or a repetition, e.g. one row per image)."""
+        device = next(iter(self._tensors().values())).device
+        index = torch.as_tensor(index, device=device).long()
+        return type(self)(**{k: v[index] for k, v in self._tensors().items()})
+
+    def with_(self: T, **changes: torch.Tensor) -> T:
+        return replace(self, **changes)
+
+    def to(self: T, device: torch.device | str) -> T:
+        return type(self)(**{k: v.to(device) for k, v in self._tensors().items()})
 
 
 def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:

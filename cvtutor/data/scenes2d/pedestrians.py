@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 from cvtutor.data import raster
-from cvtutor.data.scenes2d.figures import (NOISE_SEED, add_noise, backdrop, capsule, chunks,
-                                           generator, place, uniform)
+from cvtutor.data.scenes2d.figures import (NOISE_SEED, Rows, add_noise, backdrop, capsule,
+                                           chunks, generator, place, uniform)
 
 PARTS = ("head", "torso", "legs", "shoes", "bag")
 HEAD, TORSO, LEGS, SHOES, BAG = range(len(PARTS))
@@ -68,16 +68,13 @@ def _rgb(table: dict[str, tuple[float, float, float]], device) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class PedestrianIdentities:
+class PedestrianIdentities(Rows):
     """``I`` identities: ``attributes`` (I, len(ATTRIBUTES)) long, column ``a`` an index into the
     values of :data:`ATTRIBUTES`'s ``a``-th attribute; ``twin_of`` (I,) the identity it is a
     near twin of (-1: none)."""
 
     attributes: torch.Tensor
     twin_of: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.attributes)
 
     def column(self, name: str) -> torch.Tensor:
         """One attribute (I,) by name."""
@@ -162,7 +159,7 @@ def pedestrian_identities(n_ids: int, twin_rate: float = 0.5, bag_rate: float = 
 
 
 @dataclass(frozen=True)
-class Cameras:
+class Cameras(Rows):
     """``C`` cameras as photometric shifts: the image becomes
     ``clamp(((x - 1/2) · contrast + 1/2 + brightness) · gain)``; ``gain`` (C, 3), ``brightness``
     (C,), ``contrast`` (C,); ``tint`` (C, 3) the colour of the camera's backdrop."""
@@ -171,12 +168,6 @@ class Cameras:
     brightness: torch.Tensor
     contrast: torch.Tensor
     tint: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.gain)
-
-    def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     def apply(self, image: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, H, W) seen through cameras ``camera`` (N,)."""
@@ -200,7 +191,7 @@ def cameras(n_cameras: int, strength: float = 1.0, seed: int = 0,
 
 
 @dataclass(frozen=True)
-class PedestrianViews:
+class PedestrianViews(Rows):
     """How ``N`` images see their person: ``camera`` (N,); misalignment ``scale`` (N,) (person
     height over crop height) and ``shift`` (N, 2) (fractions of the crop's width and height);
     gait ``stride`` (N,) and ``swing`` (N,) (radians); ``facing`` (N,) ±1 (mirror); backdrop
@@ -222,17 +213,6 @@ class PedestrianViews:
     occluder_color: torch.Tensor
     occluder_color2: torch.Tensor
     occluder_texture: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.camera)
-
-    def __getitem__(self, index: torch.Tensor) -> "PedestrianViews":
-        index = torch.as_tensor(index, device=self.camera.device).long()
-        return PedestrianViews(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def with_(self, **changes: torch.Tensor) -> "PedestrianViews":
-        return PedestrianViews(**{f.name: changes.get(f.name, getattr(self, f.name))
-                                  for f in fields(self)})
 
 
 def sample_views(camera: torch.Tensor, seed: int = 0, misalign: float = 1.0,
