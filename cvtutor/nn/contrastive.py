@@ -31,7 +31,7 @@ def _check_embeddings(x: torch.Tensor, name: str, ndim: int = 2) -> None:
 
 
 def _normalized(query: torch.Tensor, keys: torch.Tensor, temperature: float,
-                       normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``query`` and ``keys`` (cosine-)normalised when ``normalize``, after checking ``τ > 0``."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
