@@ -168,6 +168,17 @@ def test_identities_are_distinct_with_near_twins():
     diff = ids.differences()
     assert (diff[torch.arange(60)[twins], ids.twin_of[twins]] == 1).all()         # one attribute
     assert (diff + 99 * torch.eye(60, dtype=torch.long)).min(1).values.float().mean() < 2
+    bag = list(P.ATTRIBUTES).index("bag")
+    parent = ids.attributes[ids.twin_of[twins]]
+    changed_bag = (a[twins, bag] != parent[:, bag]) & ((a[twins, bag] == 0) | (parent[:, bag] == 0))
+    assert changed_bag.any()                                   # some twins differ by having a bag
+    # a bag with its colour counts as one attribute: taking it away is one difference
+    one = ids.attributes[:1].clone()
+    one[0, bag], one[0, bag + 1] = P.BACKPACK, 3
+    none = one.clone()
+    none[0, bag], none[0, bag + 1] = P.NO_BAG, 0
+    pair = P.PedestrianIdentities(torch.cat([one, none]), torch.tensor([-1, 0]))
+    assert pair.differences()[0, 1] == 1
     table = ids.table()
     assert list(table.columns) == [*P.ATTRIBUTES, "twin_of"]
     assert (table.bag_color[table.bag == "none"] == "").all()

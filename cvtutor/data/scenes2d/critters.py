@@ -159,7 +159,7 @@ def sample_poses(n: int, seed: int = 0, device: torch.device | str = "cpu",
                  scale: tuple[float, float] = (0.33, 0.5), max_angle: float = 0.5,
                  max_shift: float = 0.12, clutter: bool = True) -> CritterPoses:
     """``n`` random poses and backdrops (:class:`CritterPoses`): scale uniform in ``scale`` (body
-    length over image side; the paper's 0.6-1.0 range of relative sizes), rotation within
+    length over image side; relative sizes 0.66-1, as the plan's 0.6-1.0), rotation within
     ±``max_angle``, centre within ±``max_shift`` of the middle, random facing, legs within ±0.6
     rad, tail wag within ±0.5 rad. ``clutter=False`` gives flat backdrops."""
     if n < 1:

@@ -8,7 +8,7 @@ strap, or a handbag), drawn with :mod:`cvtutor.data.raster` on a ``size`` x ``si
 * an **identity** is a tuple of attributes (:data:`ATTRIBUTES`: skin, hair colour and length,
   shirt colour, pattern and pattern colour, trousers, shoes, bag type and colour). The identities
   overlap on purpose: a share of them are *near twins* of another, differing in one attribute
-  only (often the bag), so a model must look at the right part;
+  only (one of :data:`GROUPS`, often the bag), so a model must look at the right part;
 * a **view** (:class:`PedestrianViews`, one per image) is the camera, the detector's misalignment
   (scale, shift: parts may be cropped away), the gait (stride, arm swing), the facing (mirror),
   the backdrop and, in the occluded split, an occluder over the lower part of the crop;
@@ -56,6 +56,11 @@ NO_BAG, BACKPACK, HANDBAG = range(len(BAGS))
 ATTRIBUTES = {"skin": len(SKIN), "hair": len(HAIR), "hair_long": 2, "shirt": len(CLOTHES),
               "pattern": len(PATTERNS), "pattern_color": len(CLOTHES), "trousers": len(CLOTHES),
               "shoes": len(SHOES_), "bag": len(BAGS), "bag_color": len(CLOTHES)}
+# what a person "differs in": the bag's type and colour are one attribute (the bag), so are the
+# shirt's pattern and its colour (the pattern)
+GROUPS = ("skin", "hair", "hair_long", "shirt", "pattern", "trousers", "shoes", "bag")
+ATTRIBUTE_GROUP = tuple(GROUPS.index({"pattern_color": "pattern", "bag_color": "bag"}.get(k, k))
+                        for k in ATTRIBUTES)
 # primitive slots, back to front
 SLOTS = ("backpack", "hair", "left_leg", "right_leg", "left_shoe", "right_shoe", "torso",
          "left_arm", "right_arm", "head", "strap", "handbag", "occluder")
@@ -94,8 +99,15 @@ class PedestrianIdentities(Rows):
         return frame
 
     def differences(self) -> torch.Tensor:
-        """(I, I) number of attributes in which two identities differ (the overlap structure)."""
-        return (self.attributes[:, None] != self.attributes[None]).sum(-1)
+        """(I, I) number of attributes (:data:`GROUPS`) in which two identities differ."""
+        return _group_differences(self.attributes[:, None], self.attributes[None])
+
+
+def _group_differences(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Number of :data:`GROUPS` in which attribute rows ``a`` and ``b`` (..., A) differ."""
+    onehot = torch.nn.functional.one_hot(torch.tensor(ATTRIBUTE_GROUP, device=a.device),
+                                         len(GROUPS)).to(torch.int64)
+    return ((a != b).to(torch.int64) @ onehot > 0).sum(-1)
 
 
 COLUMN = {name: i for i, name in enumerate(ATTRIBUTES)}
@@ -120,8 +132,8 @@ def _random_identity(g: torch.Generator, bag_rate: float) -> torch.Tensor:
 
 
 def _near_twin(g: torch.Generator, parent: torch.Tensor) -> torch.Tensor:
-    """``parent`` with one attribute changed: half of the time the bag (type, or its colour when
-    there is one), else any attribute."""
+    """``parent`` with one attribute value changed: half of the time the bag (its type, or its
+    colour when there is one), else any attribute."""
     sizes = list(ATTRIBUTES.values())
     col = COLUMN["bag"] if torch.rand(1, generator=g) < 0.5 else \
         int(torch.randint(len(sizes), (1,), generator=g))
@@ -138,7 +150,7 @@ def pedestrian_identities(n_ids: int, twin_rate: float = 0.5, bag_rate: float = 
     """``n_ids`` distinct identities (:class:`PedestrianIdentities`). A share ``1 - twin_rate`` are
     drawn at random (a bag with probability ``bag_rate``); each of the others copies one of those
     and changes a single visible attribute (half of the time its bag: added, removed, changed or
-    recoloured), so every twin differs from its original in exactly one attribute."""
+    recoloured), so every twin differs from its original in exactly one of :data:`GROUPS`."""
     if n_ids < 1 or not 0 <= twin_rate < 1 or not 0 <= bag_rate <= 1:
         raise ValueError(f"need n_ids >= 1, 0 <= twin_rate < 1, 0 <= bag_rate <= 1; got {n_ids}, "
                          f"{twin_rate}, {bag_rate}")
@@ -150,7 +162,7 @@ def pedestrian_identities(n_ids: int, twin_rate: float = 0.5, bag_rate: float = 
     while len(rows) < n_ids:  # one identity a pass: the table is small and built once
         parent = -1 if len(rows) < n_base else int(torch.randint(n_base, (1,), generator=g))
         a = _random_identity(g, bag_rate) if parent < 0 else _near_twin(g, rows[parent])
-        visible_change = parent < 0 or int((a != rows[parent]).sum()) == 1
+        visible_change = parent < 0 or int(_group_differences(a, rows[parent])) == 1
         if visible_change and tuple(a.tolist()) not in seen:
             seen.add(tuple(a.tolist()))
             rows.append(a)
