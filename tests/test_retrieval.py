@@ -96,6 +96,9 @@ def test_reid_protocol_hand_case():
     # the true match comes third after the distractor and id 2: rank-3, AP = 1/3
     assert out["cmc"].tolist() == [0.0, 0.0, 1.0] and out["mAP"] == pytest.approx(1 / 3)
     assert out["n_valid"] == 1
+    # with no junk rule the -1 image is an ordinary wrong answer (first), the match comes fourth
+    kept = R.evaluate_reid(dist, [1], g_ids, [1], g_cams, max_rank=4, junk_ids=())
+    assert kept["cmc"].tolist() == [0.0, 0.0, 0.0, 1.0] and kept["mAP"] == pytest.approx(1 / 4)
 
 
 def test_reid_evaluation_matches_a_brute_force_market_loop():
@@ -123,8 +126,24 @@ def test_reid_evaluation_matches_a_brute_force_market_loop():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match=r"\(Q, G\)"):
         R.average_precision(np.zeros(3), np.zeros(3, bool))
-    with pytest.raises(ValueError, match="boolean"):
+    with pytest.raises(ValueError, match="relevant must be a boolean"):
         R.average_precision(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"relevant must be a boolean \(Q, G\) = \(2, 3\)"):
+        R.average_precision(np.zeros((2, 3)), np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match=r"ignore must be a boolean \(Q, G\) = \(2, 3\)"):
+        R.average_precision(np.zeros((2, 3)), np.ones((2, 3), bool), np.zeros((3, 2), bool))
+    with pytest.raises(ValueError, match="ignore must be a boolean"):
+        R.average_precision(np.zeros((2, 3)), np.ones((2, 3), bool), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="max_rank must be >= 1"):
+        R.cmc(np.zeros((1, 2)), np.ones((1, 2), bool), max_rank=0)
+    assert R.cmc(np.zeros((1, 2)), np.ones((1, 2), bool), max_rank=1).tolist() == [1.0]
+    for fn in (R.precision_at_k, R.recall_at_k):
+        with pytest.raises(ValueError, match="k must be >= 1"):
+            fn(np.zeros((1, 2)), np.ones((1, 2), bool), 0)
+    with pytest.raises(ValueError, match="different lengths"):
+        R.hamming_distance(R.pack_codes(torch.ones(2, 9)), R.pack_codes(torch.ones(2, 8)))
+    with pytest.raises(ValueError, match="uint8 tensor from pack_codes"):
+        R.hamming_distance(torch.ones(2, 1), R.pack_codes(torch.ones(2, 8)))
     with pytest.raises(ValueError, match="finite"):
         R.average_precision(np.full((1, 2), np.inf), np.ones((1, 2), bool))
     with pytest.raises(ValueError, match="undefined"):
@@ -148,6 +167,7 @@ def test_packed_hamming_equals_naive_count_and_inner_product_identity(q):
     pu, pv = R.pack_codes(u), R.pack_codes(v)
     assert pu.shape == (9, (q + 7) // 8) and pu.dtype == torch.uint8
     np.testing.assert_array_equal(pu.numpy(), np.packbits((u > 0).numpy(), axis=1))
+    assert torch.equal(R.pack_codes(u > 0), pu) and torch.equal(R.pack_codes((u > 0).int()), pu)
     d = R.hamming_distance(pu, pv)
     naive = (u[:, None, :] != v[None, :, :]).sum(2)
     assert torch.equal(d, naive.int())

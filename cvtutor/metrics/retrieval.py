@@ -37,8 +37,7 @@ from typing import Any
 
 import torch
 
-JUNK_ID = -1
-DISTRACTOR_ID = 0
+JUNK_ID = -1  # Market-1501's badly detected boxes (its distractors, identity 0, need no rule)
 
 
 def _as_tensor(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
