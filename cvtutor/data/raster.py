@@ -75,9 +75,10 @@ def pixel_centers(height: int, width: int, device: torch.device | str = "cpu",
 def object_frame(points: torch.Tensor, center: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Coordinates of image ``points`` (H, W, 2) in the frames of objects at ``center`` (..., 2)
     turned by ``angle`` (...): ``q = R(-angle) (p - center)``, shape (..., H, W, 2)."""
-    d = points - center[..., None, None, :]
     c, s = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
-    return torch.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], -1)
+    dx = points[..., 0] - center[..., 0, None, None]
+    dy = points[..., 1] - center[..., 1, None, None]
+    return torch.stack([c * dx + s * dy, c * dy - s * dx], -1)
 
 
 def rotate(points: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -95,7 +96,7 @@ def rotate(points: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 def sdf_disc(q: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """Disc of ``radius`` about the origin: ``|q| - r`` (exact)."""
-    return torch.linalg.vector_norm(q, dim=-1) - radius
+    return torch.hypot(q[..., 0], q[..., 1]) - radius
 
 
 def sdf_ellipse(q: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
@@ -103,8 +104,9 @@ def sdf_ellipse(q: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     ``(k0 - 1) k0 / k1`` with ``k0 = |q / a|``, ``k1 = |q / a^2|`` (the level-set value over its
     gradient): its sign is exact (``k0 <= 1``), its value exact on the boundary and within a few
     per cent of the distance in the pixel band where coverage is blended."""
-    k0 = torch.linalg.vector_norm(q / axes, dim=-1)
-    k1 = torch.linalg.vector_norm(q / axes**2, dim=-1)
+    ax, ay = axes[..., 0], axes[..., 1]
+    k0 = torch.hypot(q[..., 0] / ax, q[..., 1] / ay)
+    k1 = torch.hypot(q[..., 0] / ax**2, q[..., 1] / ay**2)
     inner = -axes.min(-1).values.expand_as(k0)
     return torch.where(k1 > 0, (k0 - 1) * k0 / k1.clamp_min(1e-12), inner)
 
@@ -114,9 +116,10 @@ def sdf_rounded_box(q: torch.Tensor, half: torch.Tensor,
     """Axis-aligned box of half-extents ``half`` (..., 2) whose corners are rounded with ``radius``
     (<= the smaller half-extent; 0 gives the sharp box). Exact."""
     radius = torch.as_tensor(radius, dtype=q.dtype, device=q.device)
-    d = q.abs() - half + radius[..., None]
-    outside = torch.linalg.vector_norm(d.clamp_min(0), dim=-1)
-    return outside + d.max(-1).values.clamp_max(0) - radius
+    dx = q[..., 0].abs() - half[..., 0] + radius
+    dy = q[..., 1].abs() - half[..., 1] + radius
+    outside = torch.hypot(dx.clamp_min(0), dy.clamp_min(0))
+    return outside + torch.maximum(dx, dy).clamp_max(0) - radius
 
 
 def sdf_box(q: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
@@ -125,10 +128,12 @@ def sdf_box(q: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
 
 
 def _segment_distance(q: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from q (..., 2) to the segments a-b (..., V, 2) -> (..., V)."""
-    e, w = b - a, q[..., None, :] - a
-    t = ((w * e).sum(-1) / (e * e).sum(-1).clamp_min(1e-12)).clamp(0, 1)
-    return torch.linalg.vector_norm(w - t[..., None] * e, dim=-1)
+    """Distance from q (..., 2) to the segments a-b (..., V, 2) -> (..., V) (by components: no
+    reduction over a last axis of 2, which is slow)."""
+    ex, ey = b[..., 0] - a[..., 0], b[..., 1] - a[..., 1]
+    wx, wy = q[..., None, 0] - a[..., 0], q[..., None, 1] - a[..., 1]
+    t = ((wx * ex + wy * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
+    return torch.hypot(wx - t * ex, wy - t * ey)
 
 
 def sdf_polygon(q: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
@@ -136,8 +141,8 @@ def sdf_polygon(q: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
     the nearest edge, negative where q is on the inner side of every edge."""
     nxt = vertices.roll(-1, dims=-2)
     dist = _segment_distance(q, vertices, nxt).min(-1).values
-    e, w = nxt - vertices, q[..., None, :] - vertices
-    cross = e[..., 0] * w[..., 1] - e[..., 1] * w[..., 0]                 # (..., V)
+    ex, ey = nxt[..., 0] - vertices[..., 0], nxt[..., 1] - vertices[..., 1]
+    cross = ex * (q[..., None, 1] - vertices[..., 1]) - ey * (q[..., None, 0] - vertices[..., 0])
     area2 = (vertices[..., 0] * nxt[..., 1] - nxt[..., 0] * vertices[..., 1]).sum(-1)
     inside = (cross * torch.sign(area2)[..., None] >= 0).all(-1)
     return torch.where(inside, -dist, dist)
@@ -159,7 +164,7 @@ def sdf_capsule(q: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
 
 def sdf_ring(q: torch.Tensor, radius: torch.Tensor, thickness: torch.Tensor) -> torch.Tensor:
     """Annulus of mid-radius ``radius`` and ``thickness``: ``||q| - r| - t/2``. Exact."""
-    return (torch.linalg.vector_norm(q, dim=-1) - radius).abs() - thickness / 2
+    return (torch.hypot(q[..., 0], q[..., 1]) - radius).abs() - thickness / 2
 
 
 def bezier_points(control: torch.Tensor, n: int = BEZIER_SEGMENTS) -> torch.Tensor:
@@ -274,9 +279,22 @@ def _by_kind(kind: torch.Tensor, q: torch.Tensor, funcs: dict[int, Callable],
 def signed_distance(prims: Primitives, height: int, width: int) -> torch.Tensor:
     """(B, P, H, W) signed distances (pixels) of every primitive at every pixel centre; ``+inf``
     for invalid primitives. One batched evaluation per kind present (at most 8 calls)."""
-    b, p = prims.shape
-    grid = pixel_centers(height, width, prims.device, prims.center.dtype)
-    q = object_frame(grid, prims.center, prims.angle).reshape(b * p, height, width, 2)
+    return _signed_distance(prims, _canvas_frame(prims, height, width))
+
+
+def _canvas_frame(prims: Primitives, height: int, width: int) -> torch.Tensor:
+    """:func:`object_frame` of the pixel centres, computed from a row and a column (faster)."""
+    dt, dev = prims.center.dtype, prims.device
+    x = torch.arange(width, device=dev, dtype=dt) + 0.5 - prims.center[..., 0, None, None]   # (B, P, 1, W)
+    y = torch.arange(height, device=dev, dtype=dt)[:, None] + 0.5 - prims.center[..., 1, None, None]
+    c, s = torch.cos(prims.angle)[..., None, None], torch.sin(prims.angle)[..., None, None]
+    return torch.stack([c * x + s * y, c * y - s * x], -1)
+
+
+def _signed_distance(prims: Primitives, q: torch.Tensor) -> torch.Tensor:
+    """:func:`signed_distance` at object-frame coordinates q (B, P, H, W, 2)."""
+    b, p, height, width, _ = q.shape
+    q = q.reshape(b * p, height, width, 2)
     par = prims.params.reshape(b * p, 1, 1, 3)
     pts = prims.points.reshape(b * p, 1, 1, -1, 2)
     funcs = {
@@ -376,7 +394,8 @@ def texture_field(textures: Textures, q: torch.Tensor) -> torch.Tensor:
     ``period`` centred on the object; ``grating`` ``(1 + cos(2 pi x / period)) / 2``; ``noise``
     value noise of cell ``period``."""
     b, p, h, w, _ = q.shape
-    r = rotate(q, -textures.angle[..., None, None]).reshape(b * p, h, w, 2)   # pattern axes
+    q = q.reshape(b * p, h, w, 2)
+    turn = -textures.angle.reshape(b * p, 1, 1).to(q.dtype)
     per = textures.period.reshape(b * p, 1, 1).to(q.dtype)
     lat = textures.lattice
     lat = None if lat is None else lat.reshape(b * p, *lat.shape[2:])
@@ -398,7 +417,11 @@ def texture_field(textures: Textures, q: torch.Tensor) -> torch.Tensor:
         GRATING: lambda rows, x: 0.5 + 0.5 * torch.cos(2 * math.pi * x[..., 0] / per[rows]),
         NOISE: lambda rows, x: value_noise(x, lat[rows], per[rows]),
     }
-    return _by_kind(textures.kind.reshape(-1), r, funcs, 0.0).reshape(b, p, h, w)
+    def in_pattern_axes(fn: Callable) -> Callable:                          # turn the rows' q only
+        return lambda rows, x: fn(rows, rotate(x, turn[rows]))
+
+    funcs = {k: in_pattern_axes(fn) for k, fn in funcs.items()}
+    return _by_kind(textures.kind.reshape(-1), q, funcs, 0.0).reshape(b, p, h, w)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,11 +495,16 @@ def composite(alpha: torch.Tensor, colors: torch.Tensor, background: torch.Tenso
 
     back_to_front = torch.sort(z, dim=1, stable=True).indices
     order = back_to_front.flip(1)                                                   # front first
-    a = alpha.gather(1, order[..., None, None].expand(-1, -1, h, w))
-    through = torch.cumprod(torch.cat([torch.ones_like(a[:, :1]), 1 - a[:, :-1]], 1), 1)
-    spread = order[..., None, None].expand(-1, -1, h, w)
-    weight = torch.empty_like(a).scatter_(1, spread, a * through)
-
+    rows = torch.arange(b, device=dev)
+    through = alpha.new_ones(b, h, w)                            # transmittance of what is in front
+    weight = torch.empty_like(alpha)
+    prim = torch.full((b, h, w), -1, dtype=torch.long, device=dev)   # front-most primitive hit
+    for k in range(p):                                           # front to back, all scenes at once
+        idx = order[:, k]
+        a = alpha[rows, idx]                                                        # (B, H, W)
+        weight[rows, idx] = a * through
+        through = through * (1 - a)
+        prim = torch.where((a >= 0.5) & (prim < 0), idx[:, None, None], prim)
     colors = colors.to(alpha.dtype)
     if background.ndim == 2:
         bg = background.to(alpha.dtype)
@@ -488,12 +516,10 @@ def composite(alpha: torch.Tensor, colors: torch.Tensor, background: torch.Tenso
         mix = second.to(alpha.dtype) - colors
         rgb = rgb + torch.einsum("bpyx,bpc->bcyx", weight * texture, mix)
 
-    hard = a >= 0.5                                                                 # front first
-    front = hard.to(torch.uint8).argmax(1)                                          # first hit
-    hit = hard.any(1)
-    prim = order.gather(1, front.reshape(b, -1)).reshape(b, h, w)
-    ids = torch.where(hit, instance.gather(1, prim.reshape(b, -1)).reshape(b, h, w), -1)
-    parts = torch.where(hit, part.gather(1, prim.reshape(b, -1)).reshape(b, h, w), -1)
+    hit = prim >= 0
+    prim = prim.clamp_min(0).reshape(b, -1)
+    ids = torch.where(hit, instance.gather(1, prim).reshape(b, h, w), -1)
+    parts = torch.where(hit, part.gather(1, prim).reshape(b, h, w), -1)
 
     slot = torch.where(instance >= 0, instance, n)[..., None, None].expand(-1, -1, h, w)  # n: none
     amodal = alpha.new_zeros(b, n + 1, h, w).scatter_reduce_(1, slot, alpha, "amax")[:, :n]
@@ -509,14 +535,13 @@ def render(prims: Primitives, colors: torch.Tensor, size: tuple[int, int], backg
     signed distances -> coverage (``aa`` pixels of anti-aliasing, 0: hard) -> textures in each
     object's frame -> painter's order by ``z``."""
     h, w = size
-    alpha = coverage(signed_distance(prims, h, w), aa)
+    q = _canvas_frame(prims, h, w)
+    alpha = coverage(_signed_distance(prims, q), aa)
     texture = second = None
     if textures is not None:
         if textures.kind.shape != prims.shape:
             raise ValueError(f"textures must be (B, P) = {prims.shape} like the primitives, "
                              f"got {tuple(textures.kind.shape)}")
-        grid = pixel_centers(h, w, prims.device, prims.center.dtype)
-        q = object_frame(grid, prims.center, prims.angle)
         texture, second = texture_field(textures, q), textures.second
     return composite(alpha, colors, background, z=z, instance=instance, part=part,
                      n_instances=n_instances, texture=texture, second=second)
