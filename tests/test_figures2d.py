@@ -204,6 +204,19 @@ def test_pedestrian_parts_bag_and_occluder():
     assert torch.equal(data.camera, torch.arange(6).repeat(12) % 3)
 
 
+def test_partial_crops_cut_the_legs_not_the_head():
+    ids = P.pedestrian_identities(10, seed=12)
+    data = P.pedestrians(ids, n_per_id=4, n_cameras=2, size=64, seed=13, partial=0.5)
+    cut = data.views.partial
+    assert 0 < int(cut.sum()) < len(cut)
+    shoes = (data.parts == P.SHOES).flatten(1).any(1)
+    head = (data.parts == P.HEAD).flatten(1).any(1)
+    assert not shoes[cut].any() and shoes[~cut].all() and head.all()
+    # the same seed without partial crops gives the same views but for the partial ones
+    full = P.sample_views(data.camera, seed=13)
+    assert torch.equal(full.stride, data.views.stride) and not full.partial.any()
+
+
 def test_part_masks_with_and_without_the_bag():
     ids = P.pedestrian_identities(30, bag_rate=1.0, twin_rate=0.0, seed=3)
     bagless = P.PedestrianIdentities(ids.attributes.clone(), ids.twin_of)
@@ -276,3 +289,5 @@ def test_pedestrian_bad_input():
         P.render_pedestrians(ids, torch.tensor([0, 1]), views, P.cameras(6), size=33)
     with pytest.raises(ValueError, match="occluded"):
         P.sample_views(torch.tensor([0]), occluded=2.0)
+    with pytest.raises(ValueError, match="partial must be a share"):
+        P.sample_views(torch.tensor([0]), partial=-0.1)

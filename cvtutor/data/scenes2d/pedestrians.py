@@ -11,7 +11,8 @@ strap, or a handbag), drawn with :mod:`cvtutor.data.raster` on a ``size`` x ``si
   only (one of :data:`GROUPS`, often the bag), so a model must look at the right part;
 * a **view** (:class:`PedestrianViews`, one per image) is the camera, the detector's misalignment
   (scale, shift: parts may be cropped away), the gait (stride, arm swing), the facing (mirror),
-  the backdrop and, in the occluded split, an occluder over the lower part of the crop;
+  the backdrop, in the occluded split an occluder over the lower part of the crop, and for
+  partial crops a box around the upper body only (the legs and shoes leave the image);
 * a **camera** (:class:`Cameras`) is a photometric shift (colour gain, brightness, contrast) and
   a backdrop tint.
 
@@ -225,27 +226,30 @@ class PedestrianViews(Rows):
     occluder_color: torch.Tensor
     occluder_color2: torch.Tensor
     occluder_texture: torch.Tensor
+    partial: torch.Tensor
 
 
 def sample_views(camera: torch.Tensor, seed: int = 0, misalign: float = 1.0,
-                 occluded: float = 0.0) -> PedestrianViews:
+                 occluded: float = 0.0, partial: float = 0.0) -> PedestrianViews:
     """Random views for images taken by ``camera`` (N,) (on its device): scale in
     0.85-1.0 (×``misalign`` around 0.92), shift within ±0.08 of the width and ±0.1 of the height
     (×``misalign``; 0 centres every person), stride and swing up to 0.35 rad, random facing; a
-    share ``occluded`` of the images get an occluder over the lower 30-50 % of the crop."""
+    share ``occluded`` of the images get an occluder over the lower 30-50 % of the crop, a share
+    ``partial`` are partial crops: the person 1.2-1.5 times the crop's height, head at the top."""
     camera = torch.as_tensor(camera).long()
     n, dev = len(camera), camera.device
     if n < 1:
         raise ValueError("need at least one image (camera is empty)")
-    if not 0 <= occluded <= 1:
-        raise ValueError(f"occluded must be a share in [0, 1], got {occluded}")
+    for name, share in (("occluded", occluded), ("partial", partial)):
+        if not 0 <= share <= 1:
+            raise ValueError(f"{name} must be a share in [0, 1], got {share}")
     g = generator(seed, dev)
     scale = 0.92 + misalign * uniform(g, (n,), -0.07, 0.08, dev)
     shift = misalign * torch.stack([uniform(g, (n,), -0.08, 0.08, dev),
                                     uniform(g, (n,), -0.1, 0.1, dev)], -1)
     texture = torch.where(torch.rand(n, generator=g, device=dev) < 0.5, raster.STRIPES,
                           raster.NOISE)
-    return PedestrianViews(
+    views = PedestrianViews(
         camera=camera, scale=scale, shift=shift, stride=uniform(g, (n,), 0.0, 0.35, dev),
         swing=uniform(g, (n,), 0.0, 0.35, dev),
         facing=torch.where(torch.rand(n, generator=g, device=dev) < 0.5, -1.0, 1.0),
@@ -254,7 +258,14 @@ def sample_views(camera: torch.Tensor, seed: int = 0, misalign: float = 1.0,
         occluded=torch.rand(n, generator=g, device=dev) < occluded,
         occluder_top=uniform(g, (n,), 0.5, 0.7, dev),
         occluder_color=uniform(g, (n, 3), 0.1, 0.9, dev),
-        occluder_color2=uniform(g, (n, 3), 0.1, 0.9, dev), occluder_texture=texture)
+        occluder_color2=uniform(g, (n, 3), 0.1, 0.9, dev), occluder_texture=texture,
+        partial=torch.zeros(n, dtype=torch.bool, device=dev))
+    # partial crops, drawn last so the other draws do not depend on the share
+    cut = torch.rand(n, generator=g, device=dev) < partial
+    tall = uniform(g, (n,), 1.2, 1.5, dev)
+    top = 0.5 * tall + 0.02 - 0.5                      # the head's top 2 % below the crop's top
+    return views.with_(scale=torch.where(cut, tall, scale), partial=cut,
+                       shift=torch.where(cut[:, None], torch.stack([shift[:, 0], top], -1), shift))
 
 
 @dataclass(frozen=True)
@@ -411,7 +422,8 @@ def render_pedestrians(identities: PedestrianIdentities, pid: torch.Tensor,
 
 
 def pedestrians(identities: PedestrianIdentities, n_per_id: int, n_cameras: int = 4,
-                size: int = 64, seed: int = 0, occluded: float = 0.0, misalign: float = 1.0,
+                size: int = 64, seed: int = 0, occluded: float = 0.0, partial: float = 0.0,
+                misalign: float = 1.0,
                 camera_strength: float = 1.0, noise: float = 0.0,
                 device: torch.device | str = "cpu", chunk: int | None = None) -> Pedestrians:
     """``n_per_id`` images of every identity (identity-major), camera ``j % n_cameras`` for the
@@ -422,7 +434,7 @@ def pedestrians(identities: PedestrianIdentities, n_per_id: int, n_cameras: int 
         raise ValueError(f"n_per_id must be >= 1, got {n_per_id}")
     pid = torch.arange(len(identities), device=device).repeat_interleave(n_per_id)
     camera = torch.arange(n_per_id, device=device).repeat(len(identities)) % n_cameras
-    views = sample_views(camera, seed, misalign, occluded)
+    views = sample_views(camera, seed, misalign, occluded, partial)
     cams = cameras(n_cameras, camera_strength, seed, device)
     outs = [render_pedestrians(identities, pid[i.to(device)], views[i.to(device)], cams, size)
             for i in chunks(len(pid), size * size // 2, chunk)]
