@@ -116,6 +116,9 @@ def test_critters_are_bit_identical_for_a_seed():
     assert torch.equal(a.image, b.image) and torch.equal(a.parts, b.parts)
     c = K.critters(classes, 3, size=32, seed=13, noise=0.05)
     assert not torch.equal(a.image, c.image)
+    # rendering in chunks of 5 images gives the same data as one chunk
+    d = K.critters(classes, 3, size=32, seed=12, noise=0.05, chunk=5)
+    assert torch.equal(a.image, d.image) and torch.equal(a.part_masks, d.part_masks)
 
 
 def test_class_split_and_k_shot_sampler():
@@ -269,6 +272,8 @@ def test_pedestrians_bit_identical_and_query_gallery_protocol():
     b = P.pedestrians(P.pedestrian_identities(8, seed=10), 6, 3, size=32, seed=11, occluded=0.3,
                       noise=0.02)
     assert torch.equal(a.image, b.image) and torch.equal(a.parts, b.parts)
+    c = P.pedestrians(ids, 6, 3, size=32, seed=11, occluded=0.3, noise=0.02, chunk=7)
+    assert torch.equal(a.image, c.image) and torch.equal(a.occluder, c.occluder)
     is_query = P.query_gallery(a.pid, a.camera, seed=0)
     pairs = a.pid * 3 + a.camera
     per_pair = torch.bincount(pairs[is_query], minlength=24)
