@@ -284,3 +284,8 @@ def test_pk_sampler_counts_and_determinism():
     assert set(many.tolist()) == set(range(len(labels)))
     with pytest.raises(ValueError, match="identities"):
         C.PKSampler(labels, p=6, k=2)
+    # as a DataLoader's batch_sampler
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(labels), batch_sampler=C.PKSampler(labels, 2, 3, 4, seed=1))
+    assert [tuple(b[0].shape) for b in loader] == [(6,)] * 4
