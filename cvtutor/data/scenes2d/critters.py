@@ -20,7 +20,8 @@ sub-classes that share everything but one small part (the ear: shape and colour)
 
 >>> classes = critter_classes(12, seed=0)
 >>> data = critters(classes, n_per_class=5, size=32, seed=0)
->>> data.image.shape, data.parts.shape          # (60, 3, 32, 32), (60, 32, 32)
+>>> tuple(data.image.shape), tuple(data.parts.shape)
+((60, 3, 32, 32), (60, 32, 32))
 """
 from __future__ import annotations
 

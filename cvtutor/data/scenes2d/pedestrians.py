@@ -23,7 +23,8 @@ split for :func:`cvtutor.metrics.retrieval.evaluate_reid`.
 
 >>> ids = pedestrian_identities(40, seed=0)
 >>> data = pedestrians(ids, n_per_id=8, n_cameras=4, size=64, seed=0)
->>> data.image.shape, data.parts.shape          # (320, 3, 64, 32), (320, 64, 32)
+>>> tuple(data.image.shape), tuple(data.parts.shape)
+((320, 3, 64, 32), (320, 64, 32))
 """
 from __future__ import annotations
 
