@@ -10,7 +10,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from cvtutor.data import coco as C
-from cvtutor.metrics import detection
 
 
 def hand_set(rng=np.random.default_rng(0)):
@@ -64,10 +63,6 @@ def test_captions_file_in_the_coco_layout(tmp_path):
         {"id": 10, "image_id": 5, "caption": "a pair"}]}))
     caps = C.read_coco(path).captions
     assert caps["id"].tolist() == [9, 10] and set(caps["image_id"]) == {5}
-
-
-def test_detection_module_re_exports_the_reader():
-    assert detection.load_coco_json is C.load_coco_json and detection.to_coco_json is C.to_coco_json
 
 
 @pytest.mark.parametrize("change, message", [

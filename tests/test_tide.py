@@ -14,6 +14,7 @@ import pytest
 
 from cvtutor import report
 from cvtutor.data import detection_sim as S
+from cvtutor.data import coco
 from cvtutor.metrics import detection as D
 from cvtutor.papers import tide as T
 
@@ -105,7 +106,7 @@ def test_ap_matches_pycocotools(seed):
 
     data = random_dataset(seed)
     ours = D.mean_average_precision(data)
-    gt_json, res_json = D.to_coco_json(data)
+    gt_json, res_json = coco.to_coco_json(data)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt_json
@@ -156,10 +157,10 @@ def coco_files(tmp_path, gt=None, res=None):
 
 
 def test_load_coco_json_round_trip(tmp_path):
-    data = D.load_coco_json(*coco_files(tmp_path))
+    data = coco.load_coco_json(*coco_files(tmp_path))
     assert len(data.gt) == 2 and len(data.dets) == 2 and data.categories == {1: "a", 2: "b"}
     assert data.images == (1, 2)
-    again = D.load_coco_json(*D.to_coco_json(data))
+    again = coco.load_coco_json(*coco.to_coco_json(data))
     pd.testing.assert_frame_equal(again.gt, data.gt)
 
 
@@ -182,7 +183,7 @@ def test_malformed_files_name_the_problem(tmp_path, gt_change, res_change, messa
         res_change(res)
     gp, rp = coco_files(tmp_path, gt, res)
     with pytest.raises(ValueError, match=message):
-        D.load_coco_json(gp, rp)
+        coco.load_coco_json(gp, rp)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert T.main([str(gp), str(rp)]) == 2

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cvtutor.data import coco
 from cvtutor.metrics import detection as D
 from cvtutor.papers import tide as T
 
@@ -80,7 +81,7 @@ def stress_set(seed: int, n_img: int = 40) -> D.DetectionSet:
 def write_coco(data: D.DetectionSet, tmp_path) -> tuple[str, str]:
     """GT and results files in COCO format, with the fields ``tidecv``'s reader needs (file name,
     image size, a polygon segmentation)."""
-    gt, res = D.to_coco_json(data)
+    gt, res = coco.to_coco_json(data)
     for im in gt["images"]:
         im.update(file_name=f"{im['id']}.jpg", width=400, height=400)
     for a in gt["annotations"]:
@@ -131,7 +132,7 @@ def cases(tmp_path_factory):
     for seed in SEEDS:
         paths = write_coco(stress_set(seed), tmp_path_factory.mktemp(f"seed{seed}"))
         ref = tidecv_summary(*paths, max_dets=max_dets_of(seed))
-        out[seed] = (paths, D.load_coco_json(*paths), ref)
+        out[seed] = (paths, coco.load_coco_json(*paths), ref)
     return out
 
 

@@ -79,7 +79,7 @@ def load_coco_json(gt: Any, results: Any):
     Malformed input raises ``ValueError`` naming the problem: a missing key, a box with negative
     size, a result on an image or category that the ground truth does not have.
     """
-    # imported here: cvtutor.metrics.detection re-exports this function from this module
+    # imported here, not at the top, to keep cvtutor.data free of metrics imports at load time
     from cvtutor.metrics.detection import DET_COLUMNS, GT_COLUMNS, make_detection_set
 
     gt_json = _read_json(gt, "ground-truth")

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvtutor.data.coco import load_coco_json, to_coco_json  # noqa: F401  (moved there; re-exported)
 
 COCO_IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2).tolist())
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

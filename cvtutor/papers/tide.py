@@ -52,6 +52,7 @@ import pandas as pd
 import torch
 
 from cvtutor import report
+from cvtutor.data.coco import load_coco_json
 from cvtutor.data.detection_sim import ErrorRates, injected_counts, random_scenes, simulate_detector
 from cvtutor.data.shape_scenes import ShapeScenes, shape_scenes
 from cvtutor.metrics.detection import (
@@ -62,7 +63,6 @@ from cvtutor.metrics.detection import (
     DetectionSet,
     _iou,
     box_iou,
-    load_coco_json,
     make_detection_set,
     match_all,
     mean_average_precision,

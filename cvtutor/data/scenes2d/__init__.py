@@ -5,9 +5,14 @@ drawn by :mod:`cvtutor.data.raster`, described by :mod:`cvtutor.data.language`, 
 * :mod:`.generate`: :func:`scenes2d` samples scenes on the device (:class:`Scenes2D`), with the
   planted biases of :class:`Biases`;
 * :mod:`.export`: the object table of a batch and its COCO data set (instances with masks,
-  keypoints, captions).
+  keypoints, captions);
+* :mod:`.critters`: articulated figures, pose = content and class = appearance, with part maps,
+  seen/unseen splits, a K-shot sampler and a fine-grained variant;
+* :mod:`.pedestrians`: figures from parts with identities, cameras, crops and exact part masks;
+* :mod:`.figures`: what the two kinds of figure share (parts, capsules, backdrops, chunking).
 """
 
+from cvtutor.data.scenes2d import critters, figures, pedestrians
 from cvtutor.data.scenes2d.catalog import CATEGORIES, COLOR_NAMES, NAMES, PARTS, SCENE_NAMES
 from cvtutor.data.scenes2d.generate import Biases, Scenes2D, scenes2d
 
@@ -20,4 +25,7 @@ __all__ = [
     "Biases",
     "Scenes2D",
     "scenes2d",
+    "critters",
+    "figures",
+    "pedestrians",
 ]
