@@ -72,9 +72,17 @@ def test_attentive_pooling_weights_and_closed_forms():
     out = A.attentive_mmil_pooling(P, Ftp, Fav)
     assert torch.allclose(out["W_tp"].sum(1), torch.ones(3, 2, 4, dtype=torch.float64))
     assert torch.allclose(out["W_av"].sum(2), torch.ones(3, 5, 4, dtype=torch.float64))
-    for k in ("p_bar", "p_a", "p_v"):
+    for k in ("p_a", "p_v"):
         assert out[k].shape == (3, 4) and (out[k] >= 0).all() and (out[k] <= 1).all()
-    # constant P => p_bar = P (a convex combination) -- true for p_a, p_v too
+    # Eq. (7) is no convex combination: audio attends to t = 0, visual to t = 1, and W_av picks
+    # audio at t = 0 and visual at t = 1, so both modalities' full weight lands in p_bar
+    tp = torch.full_like(Ftp, -1e4)
+    tp[:, 0, 0], tp[:, 1, 1] = 0, 0
+    av = torch.full_like(Fav, -1e4)
+    av[:, 0, 0], av[:, 1, 1] = 0, 0
+    two = A.attentive_mmil_pooling(torch.ones_like(P), tp, av)
+    assert torch.allclose(two["p_bar"], torch.full((3, 4), 2.0, dtype=torch.float64))
+    # constant P => p_a = p_v = P (convex combinations over t)
     const = A.attentive_mmil_pooling(torch.full_like(P, 0.3), Ftp, Fav)
     for k in ("p_a", "p_v"):
         assert torch.allclose(const[k], torch.full((3, 4), 0.3, dtype=torch.float64))
@@ -241,7 +249,7 @@ def test_run_smoke_returns_every_full_key():
     smoke, full = A.Config.smoke(), A.Config.full()
     assert set(smoke.settings) == set(full.settings) and smoke.table1 == full.table1
     r = A.run(smoke)
-    assert {"scores", "table2_ours", "compare_table2", "curves", "findings",
+    assert {"scores", "table2_ours", "compare_table2", "curves", "findings", "examples",
             "compare_table1_segment", "compare_table1_event"} <= set(r)
     assert set(r["scores"].seed) == set(smoke.seeds)
     assert r["findings"]["kind"].isin(("paper claim", "sanity check", "construction")).all()

@@ -190,7 +190,9 @@ def attentive_mmil_pooling(P: torch.Tensor, F_tp: torch.Tensor, F_av: torch.Tens
     ``P (B, T, M, C)`` snippet probabilities (m = 0 audio, 1 visual); ``F_tp``, ``F_av`` the two
     FC maps of the features, same shape. ``W_tp`` = softmax over t (per m, c), ``W_av`` = softmax
     over m (per t, c); ``p_bar = sum_{t,m} W_tp W_av P``, ``p_a = sum_t (W_tp P)[:, :, 0]``,
-    ``p_v`` likewise: convex combinations of the instances, so all lie in [0, 1].
+    ``p_v`` likewise. ``p_a``, ``p_v`` are convex combinations of instances, in [0, 1]; ``p_bar``
+    is not: its weights sum over (t, m) to anything in (0, M), so it lies in [0, 2] (the official
+    code clamps it into [1e-7, 1 - 1e-7] before the BCE, as :func:`bce` does).
     """
     _check_P(P)
     if F_tp.shape != P.shape or F_av.shape != P.shape:
@@ -545,12 +547,47 @@ def _delta(scores: pd.DataFrame, a: Setting, b: Setting, kind: str, level: str =
     return bool(d.mean() > 0), f"{d.mean():+.1f}{sd} points over {len(d)} seed(s)"
 
 
-def findings_table(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """The paper's findings judged on this run (mean over seeds; each run setting only)."""
+@torch.no_grad()
+def parsing_examples(model: MMILNet, data: dict, setting: Setting, n: int = 6) -> dict:
+    """The first ``n`` test videos through a trained parser, as arrays: ``P (n, T, 2, C)``,
+    ``W_tp``, ``W_av``, the parsed ``pred_audio`` / ``pred_visual`` and true labels ``(n, C, T)``,
+    the weak labels and the modality patterns ``(n, C)``, and the setting's name."""
+    out = model.eval()(data["audio"][:n], data["visual"][:n])
+    pa, pv = parse(out, setting=setting)
+    ex = {k: out[k].cpu().numpy() for k in ("P", "W_tp", "W_av") if k in out}
+    ex.update(pred_audio=pa.cpu().numpy(), pred_visual=pv.cpu().numpy(),
+              **{k: data[k][:n].cpu().numpy() for k in ("audio_labels", "visual_labels", "weak",
+                                                        "pattern")})
+    return {"setting": setting.name, **ex}
+
+
+@torch.no_grad()
+def pooling_check(model: MMILNet, data: dict) -> dict[str, float]:
+    """Eqs. (7)-(9)'s promises on a trained model: ``error``, the largest deviation from ``W_tp``
+    summing to 1 over t, ``W_av`` over m, ``p_a``, ``p_v`` in [0, 1] and ``p_bar`` in [0, M = 2];
+    ``p_bar_max`` and ``share_above_1``, how far Eq. (7) leaves [0, 1] (it is not a convex
+    combination: the weights ``W_tp W_av`` sum to between 0 and M over (t, m))."""
+    out = model.eval()(data["audio"], data["visual"])
+    dev = [(out["W_tp"].sum(1) - 1).abs().max(), (out["W_av"].sum(2) - 1).abs().max()]
+    dev += [torch.relu(-out[k]).max() + torch.relu(out[k] - 1).max() for k in ("p_a", "p_v")]
+    dev += [torch.relu(-out["p_bar"]).max() + torch.relu(out["p_bar"] - 2).max()]
+    return {"error": float(torch.stack(dev).max()), "p_bar_max": float(out["p_bar"].max()),
+            "share_above_1": float((out["p_bar"] > 1).float().mean())}
+
+
+def findings_table(scores: pd.DataFrame, pooling: dict[str, float] | None = None) -> pd.DataFrame:
+    """The paper's findings judged on this run (mean over seeds; each run setting only), and the
+    sanity check of the pooling on a trained model (``pooling``, :func:`pooling_check`)."""
     ran = set(scores.setting)
     S = Setting
     wsl_none, both_none = S("wsl", "attentive", "none"), S("wsl+g", "attentive", "none")
     claims: dict[str, tuple] = {}
+    if pooling is not None:
+        claims["attentive pooling on a trained parser: W_tp sums to 1 over t, W_av over m; "
+               "p_a, p_v in [0, 1], p_bar in [0, 2]"] = (
+            "sanity check", bool(pooling["error"] < 1e-5),
+            f"largest deviation {pooling['error']:.1e}; max p_bar {pooling['p_bar_max']:.2f}, "
+            f"{pooling['share_above_1']:.1%} of (video, class) above 1")
 
     def add(text, a, b, kind, level="segment"):
         if a.name in ran and b.name in ran:
@@ -563,6 +600,10 @@ def findings_table(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
                                               f"audio - visual = {gap:+.1f} points")
     add("individual guided learning fixes it: L_wsl+L_g raises visual F over L_wsl alone",
         both_none, wsl_none, "visual")
+    if wsl_none.name in ran and both_none.name in ran:
+        gaps = [_mean(scores, s, "audio") - _mean(scores, s, "visual") for s in (wsl_none, both_none)]
+        claims["... and closes at least half of the audio - visual gap (paper: 40.5 -> -6.6 points)"] = (
+            "paper claim", bool(gaps[1] <= gaps[0] / 2), f"gap {gaps[0]:+.1f} -> {gaps[1]:+.1f} points")
     add("L_wsl+L_g beats L_g alone (Type@AV, no temporal net)", both_none, S("g", "attentive", "none"),
         "Type@AV")
     add("attentive MMIL pooling beats max pooling (Type@AV, no temporal net)", both_none,
@@ -616,11 +657,15 @@ def run(config: Config) -> dict:
     settings = list(dict.fromkeys(config.settings))
     if config.table1:
         settings += [s for s in (OURS, AVE, AUDIO_MIL, VISUAL_MIL) if s not in settings]
-    parts, curves = [], []
+    parts, curves, pooling, examples = [], [], None, {}
     for seed in config.seeds:
         tr, te = make_data(config, seed, device)
-        df, hist, _ = run_settings(config, settings, seed, tr, te)
+        df, hist, models = run_settings(config, settings, seed, tr, te)
         parts.append(df)
+        attentive = [s for s in settings if s.pooling == "attentive"]
+        if attentive and pooling is None:
+            pooling = pooling_check(models[attentive[-1].name], te)
+            examples = parsing_examples(models[attentive[-1].name], te, attentive[-1])
         for name, h in hist.items():
             curves.append(h.assign(setting=name, seed=seed))
     scores = pd.concat(parts, ignore_index=True)
@@ -631,7 +676,9 @@ def run(config: Config) -> dict:
         "table2_ours": wide,
         "compare_table2": compare_table(scores, PAPER["table2"]),
         "curves": pd.concat(curves, ignore_index=True),
-        "findings": findings_table(scores, config),
+        "findings": findings_table(scores, pooling),
+        "pooling": pooling or {},
+        "examples": examples,
     }
     if config.table1:
         out["compare_table1_segment"] = compare_table(scores, PAPER["table1_segment"], TABLE1_NAMES)
