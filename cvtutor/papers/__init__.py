@@ -124,7 +124,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E24', 'cpnet', 'Corner Proposal Network for Anchor-Free, Two-Stage Object Detection (ECCV 2020)', 'eccv2020'),
     Tutorial('E25', 'phraseclick', 'PhraseClick: Toward Achieving Flexible Interactive Segmentation by Phrase and Click (ECCV 2020)', 'eccv2020'),
     Tutorial('E26', 'av_video_parsing', 'Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video Parsing (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E27', 'rsn_delicate_local', 'Learning Delicate Local Representations for Multi-person Pose Estimation (ECCV 2020)', 'eccv2020'),
     Tutorial('E28', 'topological_maps', 'Learning to Plan with Uncertain Topological Maps (ECCV 2020)', 'eccv2020'),
     Tutorial('E29', 'neural_design_network', 'Neural Design Network: Graphic Layout Generation with Constraints (ECCV 2020)', 'eccv2020'),
