@@ -245,13 +245,20 @@ def test_modality_bias_appears_with_wsl_alone():
     assert hist["wsl"].iloc[-20:].mean() < hist["wsl"].iloc[:20].mean()
 
 
-def test_run_smoke_returns_every_full_key():
+def test_cli_smoke_run_returns_every_full_key(tmp_path, monkeypatch):
+    """``python -m cvtutor run av_video_parsing --profile smoke``: full's settings and keys."""
+    from cvtutor import cli, report
+
     smoke, full = A.Config.smoke(), A.Config.full()
     assert set(smoke.settings) == set(full.settings) and smoke.table1 == full.table1
-    r = A.run(smoke)
-    assert {"scores", "table2_ours", "compare_table2", "curves", "findings", "examples",
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    assert cli.main(["run", "av_video_parsing", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    r, meta = report.load_results(tmp_path / "av_video_parsing-smoke-seed0.json")
+    assert meta["profile"] == "smoke"
+    assert {"scores", "table2_ours", "compare_table2", "curves", "findings", "examples", "pooling",
             "compare_table1_segment", "compare_table1_event"} <= set(r)
-    assert set(r["scores"].seed) == set(smoke.seeds)
+    assert set(r["scores"]["seed"]) == set(smoke.seeds)
     assert r["findings"]["kind"].isin(("paper claim", "sanity check", "construction")).all()
     assert len(r["compare_table2"]) == 5 * len(A.TABLE2_ROWS)
 
