@@ -45,7 +45,8 @@ def bench(device: str, temporal: str, d_model: int, batch: int, steps: int) -> d
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"device": device, "temporal": temporal, "d_model": d_model, "batch": batch,
-            "params": sum(p.numel() for p in model.parameters()), "ms_per_step": round(1000 * dt, 2),
+            "params": sum(p.numel() for p in model.parameters()),
+            "ms_per_step": round(1000 * dt, 2),
             "videos_per_s": round(batch / dt, 1), "peak_MiB": round(peak, 1)}
 
 

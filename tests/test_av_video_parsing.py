@@ -6,7 +6,8 @@ import torch
 from sklearn.metrics import f1_score
 
 from cvtutor.data.events import AudioVisualEvents
-from cvtutor.data.video_readers import llp_dense_matrix, load_features, load_llp_dense, load_llp_weak
+from cvtutor.data.video_readers import (llp_dense_matrix, load_features, load_llp_dense,
+                                        load_llp_weak)
 from cvtutor.metrics import temporal as tm
 from cvtutor.papers import av_video_parsing as A
 
@@ -66,7 +67,7 @@ def test_han_layer_without_attention_is_the_residual_and_norms():
         layer(x, torch.randn(2, 4, 8))
 
 
-# --- attentive MMIL pooling (Eqs. 7-9) -------------------------------------------------------------
+# --- attentive MMIL pooling (Eqs. 7-9) --------------------------------------------------------
 def test_attentive_pooling_weights_and_closed_forms():
     P, Ftp, Fav = _P()
     out = A.attentive_mmil_pooling(P, Ftp, Fav)
@@ -186,13 +187,14 @@ def test_avvp_scores_by_sklearn_and_by_hand():
     s = tm.avvp_scores(pa, pv, ga, gv)
 
     def seg_f(p, g):  # per class with any positive, sklearn's F1
-        return np.mean([f1_score(g[0, c], p[0, c]) for c in range(4) if g[0, c].any() or p[0, c].any()])
+        return np.mean([f1_score(g[0, c], p[0, c]) for c in range(4)
+                        if g[0, c].any() or p[0, c].any()])
 
     assert np.isclose(s["segment", "audio"], seg_f(pa, ga))
     assert np.isclose(s["segment", "visual"], seg_f(pv, gv))
     assert np.isclose(s["segment", "audio-visual"], seg_f(pa & pv, ga & gv))
-    assert np.isclose(s["segment", "Type@AV"],
-                      (s["segment", "audio"] + s["segment", "visual"] + s["segment", "audio-visual"]) / 3)
+    three = s["segment", "audio"] + s["segment", "visual"] + s["segment", "audio-visual"]
+    assert np.isclose(s["segment", "Type@AV"], three / 3)
     both = [f1_score(np.r_[ga[0, c], gv[0, c]], np.r_[pa[0, c], pv[0, c]]) for c in range(4)]
     assert np.isclose(s["segment", "Event@AV"], np.mean(both))
     # event level: [1,1,0,1] are two events; IoU exactly 0.5 counts
@@ -279,8 +281,8 @@ def test_llp_files_feed_the_parser(tmp_path):
         "abcdefghijk_30_40\tDog\t6\t10\n")
     weak = load_llp_weak(tmp_path / "AVVP_train.csv")
     assert weak.labels[0] == ["Speech", "Dog"]
-    dense = llp_dense_matrix(load_llp_dense(tmp_path / "AVVP_eval_audio.csv"), ["Speech", "Dog", "Car"],
-                             ["abcdefghijk_30_40"])
+    dense = llp_dense_matrix(load_llp_dense(tmp_path / "AVVP_eval_audio.csv"),
+                             ["Speech", "Dog", "Car"], ["abcdefghijk_30_40"])
     assert dense.shape == (1, 3, 10) and dense[0, 0, :4].all() and dense[0, 1, 6:].all()
     feats = tmp_path / "vggish"
     feats.mkdir()

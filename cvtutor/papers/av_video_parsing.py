@@ -310,7 +310,8 @@ class Setting:
     noise: str = "none"
 
     def __post_init__(self) -> None:
-        for value, allowed, what in ((self.loss, LOSSES, "loss"), (self.pooling, POOLINGS, "pooling"),
+        for value, allowed, what in ((self.loss, LOSSES, "loss"),
+                                     (self.pooling, POOLINGS, "pooling"),
                                      (self.temporal, TEMPORALS, "temporal net"),
                                      (self.noise, NOISES, "noise handling")):
             if value not in allowed:
@@ -335,7 +336,8 @@ def parsing_loss(out: dict[str, torch.Tensor], y_bar: torch.Tensor, setting: Set
     if setting.noise == "smoothing":
         y_v = smooth_labels(y_bar, eps_v)
     elif setting.noise == "bootstrap":
-        y_a, y_v = bootstrap_labels(y_bar, out["p_a"], beta), bootstrap_labels(y_bar, out["p_v"], beta)
+        y_a = bootstrap_labels(y_bar, out["p_a"], beta)
+        y_v = bootstrap_labels(y_bar, out["p_v"], beta)
     if setting.loss in ("g", "wsl+g"):
         terms["g"] = guided_loss(out["p_a"], out["p_v"], y_a, y_v)
     elif setting.loss == "g_audio":
@@ -473,14 +475,16 @@ class Config(ProfileConfig):
     def world(self, device=None) -> AudioVisualEvents:
         return AudioVisualEvents(
             n_classes=self.n_classes, snippets=self.snippets, audio_dim=self.feature_dim,
-            visual_dim=self.feature_dim, scene=self.scene, noise=self.noise, visual_noise=self.visual_noise,
+            visual_dim=self.feature_dim, scene=self.scene, noise=self.noise,
+            visual_noise=self.visual_noise,
             pattern_probs=self.pattern_probs, device=device)
 
 
 def make_data(config: Config, seed: int = 0, device=None) -> tuple[dict, dict]:
     """Weakly labelled training videos and densely labelled test videos (one world)."""
     w = config.world(device)
-    return w.sample(config.n_train, seed=1000 * seed + 1), w.sample(config.n_test, seed=1000 * seed + 2)
+    train = w.sample(config.n_train, seed=1000 * seed + 1)
+    return train, w.sample(config.n_test, seed=1000 * seed + 2)
 
 
 def train_parser(setting: Setting, data: dict, config: Config, seed: int = 0,
@@ -492,9 +496,11 @@ def train_parser(setting: Setting, data: dict, config: Config, seed: int = 0,
                     setting.temporal, setting.pooling, config.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     batches = minibatches(data["audio"], data["visual"], data["weak"].float(),
-                          batch_size=min(config.batch_size, config.n_train), seed=seed, device=device)
+                          batch_size=min(config.batch_size, config.n_train), seed=seed,
+                          device=device)
     steps = config.epochs * batches.steps_per_epoch
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs * batches.steps_per_epoch, 0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, config.lr_step_epochs * batches.steps_per_epoch,
+                                            0.1)
 
     def loss_fn(models, batch, step):
         a, v, y = batch
@@ -507,7 +513,8 @@ def train_parser(setting: Setting, data: dict, config: Config, seed: int = 0,
 
 
 @torch.no_grad()
-def evaluate(model: MMILNet, data: dict, setting: Setting | None = None) -> dict[tuple[str, str], float]:
+def evaluate(model: MMILNet, data: dict, setting: Setting | None = None
+             ) -> dict[tuple[str, str], float]:
     """AVVP's ten F-scores (%) of a trained parser on densely labelled videos."""
     model.eval()
     pa, pv = parse(model(data["audio"], data["visual"]), setting=setting)
@@ -601,12 +608,14 @@ def findings_table(scores: pd.DataFrame, pooling: dict[str, float] | None = None
     add("individual guided learning raises visual F over L_wsl alone (no temporal net)",
         both_none, wsl_none, "visual")
     if wsl_none.name in ran and both_none.name in ran:
-        gaps = [_mean(scores, s, "audio") - _mean(scores, s, "visual") for s in (wsl_none, both_none)]
+        gaps = [_mean(scores, s, "audio") - _mean(scores, s, "visual")
+                for s in (wsl_none, both_none)]
         claims["individual guided learning closes at least half of the audio - visual gap "
                "(paper: 40.5 -> -6.6 points)"] = (
-            "paper claim", bool(gaps[1] <= gaps[0] / 2), f"gap {gaps[0]:+.1f} -> {gaps[1]:+.1f} points")
-    add("L_wsl+L_g beats L_g alone (Type@AV, no temporal net)", both_none, S("g", "attentive", "none"),
-        "Type@AV")
+            "paper claim", bool(gaps[1] <= gaps[0] / 2),
+            f"gap {gaps[0]:+.1f} -> {gaps[1]:+.1f} points")
+    add("L_wsl+L_g beats L_g alone (Type@AV, no temporal net)", both_none,
+        S("g", "attentive", "none"), "Type@AV")
     add("attentive MMIL pooling beats max pooling (Type@AV, no temporal net)", both_none,
         S("wsl+g", "max", "none"), "Type@AV")
     add("attentive MMIL pooling beats mean pooling (Type@AV, no temporal net)", both_none,
@@ -625,14 +634,15 @@ def findings_table(scores: pd.DataFrame, pooling: dict[str, float] | None = None
     add("Table 1: ours beats the AVE-style fusion (Type@AV, segment level)", OURS, AVE, "Type@AV")
     add("Table 1: ours beats the AVE-style fusion (Type@AV, event level)", OURS, AVE, "Type@AV",
         "event")
-    add("Table 1: ours beats audio-only MIL on audio events (segment level)", OURS, AUDIO_MIL, "audio")
+    add("Table 1: ours beats audio-only MIL on audio events (segment level)", OURS, AUDIO_MIL,
+        "audio")
     add("Table 1: ours beats visual-only MIL on visual events (segment level)", OURS, VISUAL_MIL,
         "visual")
     return report.claims_table(claims)
 
 
-def compare_table(scores: pd.DataFrame, paper: report.PaperTable, names: dict[str, str] | None = None,
-                  level: str = "segment") -> pd.DataFrame:
+def compare_table(scores: pd.DataFrame, paper: report.PaperTable,
+                  names: dict[str, str] | None = None, level: str = "segment") -> pd.DataFrame:
     """Paper vs ours (mean over seeds) on the rows this run has, keyed ``"<setting> | <type>"``."""
     mean = scores[scores.level == level].groupby(["setting", "type"]).F.mean()
     names = names or {}
@@ -642,8 +652,8 @@ def compare_table(scores: pd.DataFrame, paper: report.PaperTable, names: dict[st
         setting = names.get(setting, setting)
         if (setting, kind) in mean.index:
             ours[key] = float(mean[(setting, kind)])
-    shown = report.PaperTable(paper.ref, paper.metric, {k: v for k, v in paper.values.items() if k in ours},
-                              paper.better, paper.note)
+    kept = {k: v for k, v in paper.values.items() if k in ours}
+    shown = report.PaperTable(paper.ref, paper.metric, kept, paper.better, paper.note)
     return report.compare(shown, ours).drop(columns="diff")
 
 
