@@ -40,8 +40,9 @@ class AudioVisualEvents:
     ``pattern_probs`` the probability of each of :data:`PATTERNS` (LLP-like default: 40 % AV,
     25 % audio-only, 15 % visual-only, 20 % asynchronous); ``min_duration..max_duration`` snippets
     per event; ``max_shift`` the asynchronous offset; intensities uniform in ``intensity``;
-    ``scene`` the std of the per-video scene vector, ``noise`` of the white noise. Prototypes depend
-    on ``prototype_seed`` only.
+    ``scene`` the std of the per-video scene vector, ``noise`` of the white noise (``visual_noise``,
+    if given, that of the visual stream: a weaker visual signal, the audio-heavy imbalance of
+    AudioSet behind AVVP's modality bias). Prototypes depend on ``prototype_seed`` only.
     """
 
     n_classes: int = 10
@@ -56,6 +57,7 @@ class AudioVisualEvents:
     intensity: tuple[float, float] = (0.7, 1.3)
     scene: float = 0.5
     noise: float = 0.3
+    visual_noise: float | None = None
     prototype_seed: int = 0
     device: str | torch.device | None = None
 
@@ -133,15 +135,16 @@ class AudioVisualEvents:
         scene_a = self.scene * torch.randn(n, self.audio_dim, generator=g, device=dev)
         scene_v = self.scene * torch.randn(n, self.visual_dim, generator=g, device=dev)
         feats = {}
-        for name, y, proto, z, d in (
-            ("audio", audio_labels, P["audio"], scene_a, self.audio_dim),
-            ("visual", visual_labels, P["visual"], scene_v, self.visual_dim),
+        v_noise = self.noise if self.visual_noise is None else self.visual_noise
+        for name, y, proto, z, d, sigma in (
+            ("audio", audio_labels, P["audio"], scene_a, self.audio_dim, self.noise),
+            ("visual", visual_labels, P["visual"], scene_v, self.visual_dim, v_noise),
         ):
             w = y.float() * inten[..., None]  # n C T
             feats[name] = (
                 torch.einsum("nct,cd->ntd", w, proto)
                 + z[:, None]
-                + self.noise * torch.randn(n, T, d, generator=g, device=dev)
+                + sigma * torch.randn(n, T, d, generator=g, device=dev)
             )
         return {
             **feats,

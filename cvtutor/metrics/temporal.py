@@ -289,6 +289,36 @@ def f_score(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return out
 
 
+AVVP_TYPES = ("audio", "visual", "audio-visual", "Type@AV", "Event@AV")
+
+
+def avvp_scores(
+    pred_audio: Any, pred_visual: Any, gt_audio: Any, gt_visual: Any
+) -> dict[tuple[str, str], float]:
+    """AVVP's ten numbers (Tian et al. 2020, Tables 1-2; ``main_avvp.py``'s evaluation), in [0, 1].
+
+    Inputs are ``(N, C, T)`` binary labels per modality; the audio-visual labels are their AND.
+    Keys ``(level, type)``: level ``"segment"`` or ``"event"``, type one of :data:`AVVP_TYPES`.
+    Audio, visual, audio-visual: the mean over videos of :func:`f_score`; Type@AV the mean of the
+    three; Event@AV the mean over videos of the F of the audio and visual counts summed.
+    """
+    pa, pv = _binary(pred_audio, "pred_audio"), _binary(pred_visual, "pred_visual")
+    ga, gv = _binary(gt_audio, "gt_audio"), _binary(gt_visual, "gt_visual")
+    if not pa.shape == pv.shape == ga.shape == gv.shape:
+        raise ValueError(
+            f"all four label arrays must have one shape (N, C, T), got {pa.shape}, {pv.shape}, "
+            f"{ga.shape}, {gv.shape}"
+        )
+    out: dict[tuple[str, str], float] = {}
+    for level, counts in (("segment", segment_counts), ("event", event_counts)):
+        ca, cv, cav = counts(pa, ga), counts(pv, gv), counts(pa & pv, ga & gv)
+        f = {k: float(f_score(*c).mean()) for k, c in zip(AVVP_TYPES[:3], (ca, cv, cav))}
+        f["Type@AV"] = (f["audio"] + f["visual"] + f["audio-visual"]) / 3
+        f["Event@AV"] = float(f_score(*(a + v for a, v in zip(ca, cv))).mean())
+        out.update({(level, k): v for k, v in f.items()})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # VOS: region similarity J, boundary F, recall and decay
 # ---------------------------------------------------------------------------------------------
