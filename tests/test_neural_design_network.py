@@ -27,7 +27,9 @@ def test_generator_is_seeded_batched_and_in_the_canvas():
     bb = a["boxes"][m]
     assert (bb[:, 0] >= 0).all() and (bb[:, 1] >= 0).all()
     assert (bb[:, 0] + bb[:, 2] <= 1 + 1e-6).all() and (bb[:, 1] + bb[:, 3] <= 1 + 1e-6).all()
-    assert (a["labels"][m] >= 1).all() and (a["labels"][~m] == 0).all() and (a["boxes"][~m] == 0).all()
+    assert (
+        (a["labels"][m] >= 1).all() and (a["labels"][~m] == 0).all() and (a["boxes"][~m] == 0).all()
+    )
     # present components first
     assert torch.equal(m, torch.sort(m.long(), 1, descending=True).values.bool())
     with pytest.raises(ValueError, match="positive number"):
@@ -35,13 +37,13 @@ def test_generator_is_seeded_batched_and_in_the_canvas():
 
 
 def test_location_relation_is_symmetric_and_follows_the_priority():
-    a, b = box(.1, .1, .2, .2), box(.5, .5, .2, .2)        # a is upper-left of b
-    assert L.LOC_RELATIONS[int(L.location_relation(a, b))] == "above"   # above beats left
+    a, b = box(0.1, 0.1, 0.2, 0.2), box(0.5, 0.5, 0.2, 0.2)  # a is upper-left of b
+    assert L.LOC_RELATIONS[int(L.location_relation(a, b))] == "above"  # above beats left
     assert L.LOC_RELATIONS[int(L.location_relation(b, a))] == "below"
-    c = box(.5, .1, .2, .2)
+    c = box(0.5, 0.1, 0.2, 0.2)
     assert L.LOC_RELATIONS[int(L.location_relation(a, c))] == "left"
     assert L.LOC_RELATIONS[int(L.location_relation(c, a))] == "right"
-    big, small = box(0, 0, 1, 1), box(.3, .3, .2, .2)
+    big, small = box(0, 0, 1, 1), box(0.3, 0.3, 0.2, 0.2)
     assert L.LOC_RELATIONS[int(L.location_relation(big, small))] == "around"
     assert L.LOC_RELATIONS[int(L.location_relation(small, big))] == "inside"
     g = torch.Generator().manual_seed(0)
@@ -54,7 +56,9 @@ def test_location_relation_is_symmetric_and_follows_the_priority():
 
 def test_canvas_relations_and_graph_shapes():
     labels = torch.tensor([[1, 2, 0]])
-    boxes = torch.stack([box(.05, .05, .2, .2), box(.5, .5, .45, .45), box(0, 0, 0, 0)])[None]
+    boxes = torch.stack([box(0.05, 0.05, 0.2, 0.2), box(0.5, 0.5, 0.45, 0.45), box(0, 0, 0, 0)])[
+        None
+    ]
     mask = torch.tensor([[True, True, False]])
     g = L.layout_graph(labels, boxes, mask)
     s, o = L.pairs(4)
@@ -73,12 +77,15 @@ def test_consistency_is_100_on_ground_truth_and_partial_keeps_what_it_is_told():
     d = L.generate_layouts(300, seed=0)
     g = L.layout_graph(d["labels"], d["boxes"], d["mask"])
     assert L.constraint_consistency(g, d["boxes"])[0] == 1.0
-    p = L.partial_graph(g, {"size_unary": 0, "size_binary": 0, "loc_unary": 1, "loc_binary": 0},
-                        generator=torch.Generator().manual_seed(0))
+    p = L.partial_graph(
+        g,
+        {"size_unary": 0, "size_binary": 0, "loc_unary": 1, "loc_binary": 0},
+        generator=torch.Generator().manual_seed(0),
+    )
     assert (p["size"] == 0).all() and torch.equal(p["loc"][:, g["unary"]], g["loc"][:, g["unary"]])
     assert (p["loc"][:, ~g["unary"]] == 0).all()
     moved = d["boxes"].clone()
-    moved[..., 0] = 1 - moved[..., 0] - moved[..., 2]        # mirror: left <-> right
+    moved[..., 0] = 1 - moved[..., 0] - moved[..., 2]  # mirror: left <-> right
     assert L.constraint_consistency(g, moved)[0] < 1.0
     with pytest.raises(ValueError, match="keys"):
         L.partial_graph(g, {"loc": 0.5})
@@ -86,15 +93,15 @@ def test_consistency_is_100_on_ground_truth_and_partial_keeps_what_it_is_told():
 
 def test_alignment_eq10_hand_values():
     mask = torch.ones(1, 3, dtype=torch.bool)
-    left = torch.tensor([[[.1, .0, .3, .1], [.1, .3, .5, .1], [.1, .6, .2, .1]]])
+    left = torch.tensor([[[0.1, 0.0, 0.3, 0.1], [0.1, 0.3, 0.5, 0.1], [0.1, 0.6, 0.2, 0.1]]])
     assert float(L.alignment(left, mask)) == 0.0
     # three boxes: left edges .0, .2, .5; centres .1, .35, .6; right edges .2, .5, .7
-    b = torch.tensor([[[.0, 0, .2, .1], [.2, 0, .3, .1], [.5, 0, .2, .1]]])
+    b = torch.tensor([[[0.0, 0, 0.2, 0.1], [0.2, 0, 0.3, 0.1], [0.5, 0, 0.2, 0.1]]])
     # box 0: min over j of min(l, m, r): j=1 -> (.2, .25, .3) -> .2; j=2 -> (.5, .5, .5) -> .2
     # box 1: j=0 -> .2; j=2 -> (.3, .25, .2) -> .2 ; box 2: j=1 -> .2 (right edges .5/.7 -> .2)
     assert float(L.alignment(b, mask)) == pytest.approx(0.2 + 0.2 + 0.2, abs=1e-6)
     b2 = b.clone()
-    b2[0, 2] = torch.tensor([.45, 0, .05, .1])                 # right edge .5 = box 1's right edge
+    b2[0, 2] = torch.tensor([0.45, 0, 0.05, 0.1])  # right edge .5 = box 1's right edge
     assert float(L.alignment(b2, mask)) == pytest.approx(0.2 + 0.0 + 0.0, abs=1e-6)
     one = torch.tensor([[True, False, False]])
     assert float(L.alignment(b, one)) == 0.0
@@ -167,7 +174,7 @@ def test_relation_logits_never_predict_unknown_or_the_wrong_kind():
     p = L.partial_graph(g, 0.5, generator=torch.Generator().manual_seed(0))
     full = model.complete(p)
     given = p["loc"] > 0
-    assert torch.equal(full["loc"][given], p["loc"][given])     # the user's constraints are kept
+    assert torch.equal(full["loc"][given], p["loc"][given])  # the user's constraints are kept
     assert ((full["loc"] > 0) == g["edge_mask"]).all()
 
 
@@ -187,9 +194,9 @@ def test_generate_fixed_size_and_loo_shapes():
     boxes = T.generate(model, g, torch.Generator().manual_seed(0))
     assert boxes.shape == d["boxes"].shape and (boxes[~d["mask"]] == 0).all()
     fixed = torch.full((6, L.MAX_COMPONENTS, 2), float("nan"))
-    fixed[:, 0] = torch.tensor([.3, .2])
+    fixed[:, 0] = torch.tensor([0.3, 0.2])
     out = T.generate(model, g, torch.Generator().manual_seed(0), fixed_size=fixed)
-    torch.testing.assert_close(out[:, 0, 2:], torch.tensor([.3, .2]).expand(6, 2))
+    torch.testing.assert_close(out[:, 0, 2:], torch.tensor([0.3, 0.2]).expand(6, 2))
     pred, true = T.leave_one_out(model, g)
     rows = torch.arange(6)
     torch.testing.assert_close(true, d["boxes"][rows, d["mask"].sum(1) - 1])
@@ -197,7 +204,9 @@ def test_generate_fixed_size_and_loo_shapes():
     k = d["mask"].sum(1)
     s, o = L.pairs(g["nodes"].shape[1])
     touch = (s[None] == k[:, None]) | (o[None] == k[:, None])
-    assert (hidden["loc"][touch] == 0).all() and torch.equal(hidden["loc"][~touch], g["loc"][~touch])
+    assert (hidden["loc"][touch] == 0).all() and torch.equal(
+        hidden["loc"][~touch], g["loc"][~touch]
+    )
 
 
 def test_box_vae_loss_has_gradients_everywhere():
@@ -236,23 +245,35 @@ def test_reorder_by_size_and_errors():
 # readers (fixture files written here)
 # ---------------------------------------------------------------------------------------------
 def test_read_rico_semantic(tmp_path):
-    screen = {"bounds": [0, 0, 1440, 2560], "componentLabel": None, "children": [
-        {"bounds": [0, 0, 1440, 256], "componentLabel": "Toolbar", "children": [
-            {"bounds": [40, 40, 200, 200], "componentLabel": "Icon"}]},
-        {"bounds": [0, 256, 1440, 1256], "componentLabel": "Image"},
-        {"bounds": [100, 1300, 500, 1400], "componentLabel": "Unknown Widget"}]}
+    screen = {
+        "bounds": [0, 0, 1440, 2560],
+        "componentLabel": None,
+        "children": [
+            {
+                "bounds": [0, 0, 1440, 256],
+                "componentLabel": "Toolbar",
+                "children": [{"bounds": [40, 40, 200, 200], "componentLabel": "Icon"}],
+            },
+            {"bounds": [0, 256, 1440, 1256], "componentLabel": "Image"},
+            {"bounds": [100, 1300, 500, 1400], "componentLabel": "Unknown Widget"},
+        ],
+    }
     (tmp_path / "1.json").write_text(json.dumps(screen))
-    crowded = {"bounds": [0, 0, 100, 100], "children": [
-        {"bounds": [0, i, 10, i + 5], "componentLabel": "Text"} for i in range(12)]}
+    crowded = {
+        "bounds": [0, 0, 100, 100],
+        "children": [{"bounds": [0, i, 10, i + 5], "componentLabel": "Text"} for i in range(12)],
+    }
     (tmp_path / "2.json").write_text(json.dumps(crowded))
     d = L.read_rico_semantic(tmp_path)
-    assert len(d["files"]) == 1 and d["files"][0].endswith("1.json")       # 12 components: dropped
+    assert len(d["files"]) == 1 and d["files"][0].endswith("1.json")  # 12 components: dropped
     m = d["mask"][0]
     assert int(m.sum()) == 3
     names = [L.RICO_CLASSES[int(i) - 1] for i in d["labels"][0][m]]
-    assert names == ["Toolbar", "Image", "Icon"]                           # flattened, breadth first
+    assert names == ["Toolbar", "Image", "Icon"]  # flattened, breadth first
     torch.testing.assert_close(d["boxes"][0, 0], torch.tensor([0, 0, 1, 0.1]))
-    torch.testing.assert_close(d["boxes"][0, 2], torch.tensor([40 / 1440, 40 / 2560, 160 / 1440, 160 / 2560]))
+    torch.testing.assert_close(
+        d["boxes"][0, 2], torch.tensor([40 / 1440, 40 / 2560, 160 / 1440, 160 / 2560])
+    )
     with pytest.raises(FileNotFoundError, match="RICO semantic"):
         L.read_rico_semantic(tmp_path / "missing")
     (tmp_path / "bad.json").write_text("{not json")
@@ -264,10 +285,18 @@ def test_read_rico_semantic(tmp_path):
 
 
 def test_read_publaynet(tmp_path):
-    coco = {"images": [{"id": 7, "width": 600, "height": 800, "file_name": "a.jpg"}],
-            "categories": [{"id": 1, "name": "text"}, {"id": 2, "name": "title"}, {"id": 5, "name": "figure"}],
-            "annotations": [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [60, 80, 300, 40]},
-                            {"id": 2, "image_id": 7, "category_id": 5, "bbox": [0, 400, 600, 400]}]}
+    coco = {
+        "images": [{"id": 7, "width": 600, "height": 800, "file_name": "a.jpg"}],
+        "categories": [
+            {"id": 1, "name": "text"},
+            {"id": 2, "name": "title"},
+            {"id": 5, "name": "figure"},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 2, "bbox": [60, 80, 300, 40]},
+            {"id": 2, "image_id": 7, "category_id": 5, "bbox": [0, 400, 600, 400]},
+        ],
+    }
     path = tmp_path / "val.json"
     path.write_text(json.dumps(coco))
     d = L.read_publaynet(path)
@@ -276,6 +305,7 @@ def test_read_publaynet(tmp_path):
     torch.testing.assert_close(d["boxes"][0, 0], torch.tensor([0.1, 0.1, 0.5, 0.05]))
     try:  # an independent reader of the same file, where installed
         from pycocotools.coco import COCO
+
         ann = COCO(str(path)).loadAnns(1)[0]
         assert ann["bbox"][2] / 600 == pytest.approx(float(d["boxes"][0, 0, 2]))
     except ImportError:
@@ -301,8 +331,19 @@ def test_smoke_run_returns_every_key_of_full():
     smoke, full = T.Config.smoke(), T.Config.full()
     assert len(smoke.seeds) >= 2 and set(smoke.orders) == set(full.orders) and smoke.trials > 1
     res = T.run(smoke)
-    for key in ("table", "consistency", "loo", "orders", "findings", "compare_table1", "compare_table2",
-                "compare_table3", "compare_table4", "compare_loo"):
+    for key in (
+        "table",
+        "consistency",
+        "fixed_size",
+        "loo",
+        "orders",
+        "findings",
+        "compare_table1",
+        "compare_table2",
+        "compare_table3",
+        "compare_table4",
+        "compare_loo",
+    ):
         assert key in res, key
     assert set(res["orders"]["order"]) == set(full.orders)
     assert set(res["table"]["seed"]) == set(smoke.seeds)

@@ -18,6 +18,7 @@ the others *binary* relations. Location relations are mutually exclusive and res
 paper's priority (Sec. 4.1): above/below before left/right, then around/inside, then overlap.
 Every relation set has an ``unknown`` class (index 0) for partial graphs.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,17 @@ import torch
 
 CATEGORIES = ("canvas", "image", "logo", "title", "text", "button", "roi")
 BINARY_LOC = ("above", "below", "left", "right", "around", "inside", "overlap")
-UNARY_LOC = ("top-left", "top", "top-right", "middle-left", "centre", "middle-right",
-             "bottom-left", "bottom", "bottom-right")
+UNARY_LOC = (
+    "top-left",
+    "top",
+    "top-right",
+    "middle-left",
+    "centre",
+    "middle-right",
+    "bottom-left",
+    "bottom",
+    "bottom-right",
+)
 LOC_RELATIONS = ("unknown",) + BINARY_LOC + UNARY_LOC
 BINARY_SIZE = ("smaller", "equal", "bigger")
 UNARY_SIZE = ("small", "medium", "large")
@@ -43,25 +53,51 @@ SIZE_INVERSE = torch.tensor([0, 3, 2, 1, 4, 5, 6])
 _L, _C, _R = 0, 1, 2
 TEMPLATES = {
     "image left, text right": [
-        (1, _L, .05, .10, .40, .80, 0), (6, _C, .25, .35, .20, .25, 1), (3, _L, .52, .12, .42, .12, 0),
-        (4, _L, .52, .30, .40, .18, 0), (4, _L, .52, .52, .30, .10, 1), (5, _L, .52, .74, .22, .10, 0),
-        (2, _R, .95, .88, .12, .07, 1)],
+        (1, _L, 0.05, 0.10, 0.40, 0.80, 0),
+        (6, _C, 0.25, 0.35, 0.20, 0.25, 1),
+        (3, _L, 0.52, 0.12, 0.42, 0.12, 0),
+        (4, _L, 0.52, 0.30, 0.40, 0.18, 0),
+        (4, _L, 0.52, 0.52, 0.30, 0.10, 1),
+        (5, _L, 0.52, 0.74, 0.22, 0.10, 0),
+        (2, _R, 0.95, 0.88, 0.12, 0.07, 1),
+    ],
     "image right, text left": [
-        (1, _R, .95, .10, .40, .80, 0), (6, _C, .75, .35, .20, .25, 1), (3, _L, .05, .12, .42, .12, 0),
-        (4, _L, .05, .30, .40, .18, 0), (4, _L, .05, .52, .30, .10, 1), (5, _L, .05, .74, .22, .10, 0),
-        (2, _L, .05, .88, .12, .07, 1)],
+        (1, _R, 0.95, 0.10, 0.40, 0.80, 0),
+        (6, _C, 0.75, 0.35, 0.20, 0.25, 1),
+        (3, _L, 0.05, 0.12, 0.42, 0.12, 0),
+        (4, _L, 0.05, 0.30, 0.40, 0.18, 0),
+        (4, _L, 0.05, 0.52, 0.30, 0.10, 1),
+        (5, _L, 0.05, 0.74, 0.22, 0.10, 0),
+        (2, _L, 0.05, 0.88, 0.12, 0.07, 1),
+    ],
     "hero image on top": [
-        (1, _C, .50, .05, .90, .45, 0), (2, _L, .08, .08, .12, .07, 1), (3, _C, .50, .55, .60, .10, 0),
-        (4, _C, .50, .68, .70, .08, 1), (5, _C, .50, .82, .30, .10, 0)],
+        (1, _C, 0.50, 0.05, 0.90, 0.45, 0),
+        (2, _L, 0.08, 0.08, 0.12, 0.07, 1),
+        (3, _C, 0.50, 0.55, 0.60, 0.10, 0),
+        (4, _C, 0.50, 0.68, 0.70, 0.08, 1),
+        (5, _C, 0.50, 0.82, 0.30, 0.10, 0),
+    ],
     "background image, centred text": [
-        (1, _L, .00, .00, 1.0, 1.0, 0), (3, _C, .50, .25, .70, .12, 0), (4, _C, .50, .42, .60, .10, 0),
-        (5, _C, .50, .62, .30, .10, 0), (2, _R, .95, .85, .14, .08, 1)],
+        (1, _L, 0.00, 0.00, 1.0, 1.0, 0),
+        (3, _C, 0.50, 0.25, 0.70, 0.12, 0),
+        (4, _C, 0.50, 0.42, 0.60, 0.10, 0),
+        (5, _C, 0.50, 0.62, 0.30, 0.10, 0),
+        (2, _R, 0.95, 0.85, 0.14, 0.08, 1),
+    ],
     "horizontal banner": [
-        (2, _L, .04, .40, .14, .20, 0), (3, _L, .24, .30, .44, .14, 0), (4, _L, .24, .50, .40, .12, 1),
-        (5, _R, .96, .40, .20, .18, 0)],
+        (2, _L, 0.04, 0.40, 0.14, 0.20, 0),
+        (3, _L, 0.24, 0.30, 0.44, 0.14, 0),
+        (4, _L, 0.24, 0.50, 0.40, 0.12, 1),
+        (5, _R, 0.96, 0.40, 0.20, 0.18, 0),
+    ],
     "title above image": [
-        (3, _C, .50, .05, .80, .10, 0), (1, _C, .50, .20, .80, .48, 0), (6, _C, .50, .30, .30, .25, 1),
-        (4, _C, .50, .72, .70, .08, 0), (5, _C, .50, .85, .30, .09, 1), (2, _L, .05, .88, .10, .06, 1)],
+        (3, _C, 0.50, 0.05, 0.80, 0.10, 0),
+        (1, _C, 0.50, 0.20, 0.80, 0.48, 0),
+        (6, _C, 0.50, 0.30, 0.30, 0.25, 1),
+        (4, _C, 0.50, 0.72, 0.70, 0.08, 0),
+        (5, _C, 0.50, 0.85, 0.30, 0.09, 1),
+        (2, _L, 0.05, 0.88, 0.10, 0.06, 1),
+    ],
 }
 MAX_COMPONENTS = 7
 
@@ -76,8 +112,13 @@ def _template_tensor() -> torch.Tensor:
     return out
 
 
-def generate_layouts(n: int, seed: int = 0, device: torch.device | str | None = None,
-                     jitter: float = 0.02, p_optional: float = 0.6) -> dict[str, torch.Tensor]:
+def generate_layouts(
+    n: int,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    jitter: float = 0.02,
+    p_optional: float = 0.6,
+) -> dict[str, torch.Tensor]:
     """``n`` layouts, batched on ``device``; bit-identical for a seed on a device.
 
     Returns ``labels`` (n, N) long (category 1..6, 0 where absent), ``boxes`` (n, N, 4) float
@@ -91,32 +132,41 @@ def generate_layouts(n: int, seed: int = 0, device: torch.device | str | None = 
     g = torch.Generator(device=device).manual_seed(int(seed))
     tpl = _template_tensor().to(device)
     t = torch.randint(0, len(TEMPLATES), (n,), generator=g, device=device)
-    slots = tpl[t]                                                    # (n, N, 8)
+    slots = tpl[t]  # (n, N, 8)
     cat, align, anchor, y, w, h, opt, exists = slots.unbind(-1)
-    keep = (exists > 0) & ((opt == 0) | (torch.rand(n, MAX_COMPONENTS, generator=g, device=device)
-                                         < p_optional))
+    keep = (exists > 0) & (
+        (opt == 0) | (torch.rand(n, MAX_COMPONENTS, generator=g, device=device) < p_optional)
+    )
     noise = torch.randn(n, MAX_COMPONENTS, 3, generator=g, device=device) * jitter
-    shift = torch.randn(n, 1, generator=g, device=device) * jitter      # the guide lines move together
+    shift = torch.randn(n, 1, generator=g, device=device) * jitter  # the guide lines move together
     w = (w + noise[..., 0]).clamp(0.03, 1.0)
     h = (h + noise[..., 1]).clamp(0.03, 1.0)
     y = (y + 0.5 * noise[..., 2]).clamp(min=0.0)
     y = torch.minimum(y, 1.0 - h)
-    full = w >= 0.999                                                  # a full-canvas background stays put
+    full = w >= 0.999  # a full-canvas background stays put
     a = anchor + torch.where(full, torch.zeros_like(shift), shift)
     x = torch.where(align == _L, a, torch.where(align == _C, a - w / 2, a - w))
     x = torch.minimum(x.clamp(min=0.0), 1.0 - w)
-    boxes = torch.stack([x, y, w, h], -1) * keep[..., None]        # absent slots: zero boxes
-    order = torch.argsort(torch.rand(n, MAX_COMPONENTS, generator=g, device=device) + 2.0 * (~keep), dim=1)
+    boxes = torch.stack([x, y, w, h], -1) * keep[..., None]  # absent slots: zero boxes
+    order = torch.argsort(
+        torch.rand(n, MAX_COMPONENTS, generator=g, device=device) + 2.0 * (~keep), dim=1
+    )
     labels = torch.where(keep, cat.long(), torch.zeros_like(cat.long()))
     take = order[..., None].expand(-1, -1, 4)
-    return {"labels": labels.gather(1, order), "boxes": boxes.gather(1, take),
-            "mask": keep.gather(1, order), "template": t}
+    return {
+        "labels": labels.gather(1, order),
+        "boxes": boxes.gather(1, take),
+        "mask": keep.gather(1, order),
+        "template": t,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # the relation graph (Sec. 3.1)
 # ---------------------------------------------------------------------------------------------
-def pairs(n_nodes: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pairs(
+    n_nodes: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Subject and object node indices ``(E,)`` of every pair ``i < j`` of ``n_nodes`` nodes."""
     s, o = torch.triu_indices(n_nodes, n_nodes, offset=1, device=device)
     return s, o
@@ -128,11 +178,22 @@ def location_relation(a: torch.Tensor, b: torch.Tensor, tol: float = 0.01) -> to
     around (``a`` contains ``b``), inside, and overlap when none holds."""
     ax, ay, aw, ah = a.unbind(-1)
     bx, by, bw, bh = b.unbind(-1)
-    conds = [ay + ah <= by + tol, ay >= by + bh - tol, ax + aw <= bx + tol, ax >= bx + bw - tol,
-             (ax <= bx + tol) & (ay <= by + tol) & (ax + aw >= bx + bw - tol) & (ay + ah >= by + bh - tol),
-             (bx <= ax + tol) & (by <= ay + tol) & (bx + bw >= ax + aw - tol) & (by + bh >= ay + ah - tol)]
+    conds = [
+        ay + ah <= by + tol,
+        ay >= by + bh - tol,
+        ax + aw <= bx + tol,
+        ax >= bx + bw - tol,
+        (ax <= bx + tol)
+        & (ay <= by + tol)
+        & (ax + aw >= bx + bw - tol)
+        & (ay + ah >= by + bh - tol),
+        (bx <= ax + tol)
+        & (by <= ay + tol)
+        & (bx + bw >= ax + aw - tol)
+        & (by + bh >= ay + ah - tol),
+    ]
     rel = torch.full(ax.shape, 7, dtype=torch.long, device=a.device)
-    for k in reversed(range(len(conds))):                              # the first true condition wins
+    for k in reversed(range(len(conds))):  # the first true condition wins
         rel = torch.where(conds[k], torch.full_like(rel, k + 1), rel)
     return rel
 
@@ -156,11 +217,12 @@ def size_relation(a: torch.Tensor, b: torch.Tensor, ratio: float = 1.2) -> torch
 def canvas_size(b: torch.Tensor, bins: tuple[float, float] = (0.05, 0.2)) -> torch.Tensor:
     """Unary size of a box: small (area < bins[0]), medium, large (area >= bins[1])."""
     area = b[..., 2] * b[..., 3]
-    return (4 + (area >= bins[0]).long() + (area >= bins[1]).long())
+    return 4 + (area >= bins[0]).long() + (area >= bins[1]).long()
 
 
-def layout_graph(labels: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor,
-                 tol: float = 0.01) -> dict[str, torch.Tensor]:
+def layout_graph(
+    labels: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor, tol: float = 0.01
+) -> dict[str, torch.Tensor]:
     """The complete relation graph ``G`` of layouts (Sec. 3.1), with the canvas as node 0.
 
     In: ``labels`` (B, N), ``boxes`` (B, N, 4), ``mask`` (B, N). Out: ``nodes`` (B, N+1) categories,
@@ -182,12 +244,22 @@ def layout_graph(labels: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor,
     size = torch.where(unary, canvas_size(bo), size_relation(bs, bo))
     edge_mask = node_mask[:, s] & node_mask[:, o]
     zero = torch.zeros_like(loc)
-    return {"nodes": nodes, "node_mask": node_mask, "boxes": allb, "loc": torch.where(edge_mask, loc, zero),
-            "size": torch.where(edge_mask, size, zero), "edge_mask": edge_mask, "unary": unary}
+    return {
+        "nodes": nodes,
+        "node_mask": node_mask,
+        "boxes": allb,
+        "loc": torch.where(edge_mask, loc, zero),
+        "size": torch.where(edge_mask, size, zero),
+        "edge_mask": edge_mask,
+        "unary": unary,
+    }
 
 
-def partial_graph(graph: Mapping[str, torch.Tensor], keep: float | torch.Tensor | Mapping[str, float],
-                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def partial_graph(
+    graph: Mapping[str, torch.Tensor],
+    keep: float | torch.Tensor | Mapping[str, float],
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """``G^p``: each relation set to ``unknown`` unless kept. ``keep`` is one probability, a
     per-graph tensor (B,), or ``{"size_unary", "size_binary", "loc_unary", "loc_binary"}``
     probabilities (Table 2's percentages of constraints given)."""
@@ -212,7 +284,9 @@ def partial_graph(graph: Mapping[str, torch.Tensor], keep: float | torch.Tensor 
     return out
 
 
-def constraint_consistency(given: Mapping[str, torch.Tensor], boxes: torch.Tensor) -> tuple[float, int]:
+def constraint_consistency(
+    given: Mapping[str, torch.Tensor], boxes: torch.Tensor
+) -> tuple[float, int]:
     """Table 4: the share of the given (not unknown) relations of ``given`` that the layouts
     ``boxes`` (B, N, 4, components only) satisfy, and how many relations were given."""
     g = layout_graph(given["nodes"][:, 1:], boxes, given["node_mask"][:, 1:])
@@ -232,7 +306,9 @@ def alignment(boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     left, mid, right = x, x + w / 2, x + w
     d = torch.stack([(v[:, :, None] - v[:, None, :]).abs() for v in (left, mid, right)]).amin(0)
     n = mask.shape[1]
-    pair_ok = mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device)
+    pair_ok = (
+        mask[:, :, None] & mask[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=mask.device)
+    )
     d = torch.where(pair_ok, d, torch.full_like(d, float("inf"))).amin(2)
     has = pair_ok.any(2)
     return torch.where(has, d, torch.zeros_like(d)).sum(1)
@@ -240,18 +316,35 @@ def alignment(boxes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _check_layouts(labels: torch.Tensor, boxes: torch.Tensor, mask: torch.Tensor) -> None:
     if labels.ndim != 2 or boxes.shape != (*labels.shape, 4) or mask.shape != labels.shape:
-        raise ValueError(f"expected labels (B, N), boxes (B, N, 4) and mask (B, N); got "
-                         f"{tuple(labels.shape)}, {tuple(boxes.shape)} and {tuple(mask.shape)}")
+        raise ValueError(
+            f"expected labels (B, N), boxes (B, N, 4) and mask (B, N); got "
+            f"{tuple(labels.shape)}, {tuple(boxes.shape)} and {tuple(mask.shape)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # real formats
 # ---------------------------------------------------------------------------------------------
-RICO_CLASSES = ("Toolbar", "Image", "Text", "Icon", "Text Button", "Input", "List Item", "Advertisement",
-                "Pager Indicator", "Web View", "Background Image", "Drawer", "Modal")
+RICO_CLASSES = (
+    "Toolbar",
+    "Image",
+    "Text",
+    "Icon",
+    "Text Button",
+    "Input",
+    "List Item",
+    "Advertisement",
+    "Pager Indicator",
+    "Web View",
+    "Background Image",
+    "Drawer",
+    "Modal",
+)
 
 
-def _pack(items: Sequence[list[tuple[int, list[float]]]], max_components: int) -> dict[str, torch.Tensor]:
+def _pack(
+    items: Sequence[list[tuple[int, list[float]]]], max_components: int
+) -> dict[str, torch.Tensor]:
     b = len(items)
     labels = torch.zeros(b, max_components, dtype=torch.long)
     boxes = torch.zeros(b, max_components, 4)
@@ -262,8 +355,11 @@ def _pack(items: Sequence[list[tuple[int, list[float]]]], max_components: int) -
     return {"labels": labels, "boxes": boxes, "mask": mask}
 
 
-def read_rico_semantic(paths: str | os.PathLike | Sequence[str | os.PathLike], classes: Sequence[str] = RICO_CLASSES,
-                       max_components: int = 9) -> dict:
+def read_rico_semantic(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    classes: Sequence[str] = RICO_CLASSES,
+    max_components: int = 9,
+) -> dict:
     """Read RICO semantic-annotation JSON files (a folder of ``*.json`` or a list of files).
 
     Each file is one screen: a tree of nodes with ``bounds`` ``[x1, y1, x2, y2]`` (pixels),
@@ -277,8 +373,10 @@ def read_rico_semantic(paths: str | os.PathLike | Sequence[str | os.PathLike], c
     for f in files:
         root = _load_json(f)
         if not isinstance(root, dict) or "bounds" not in root:
-            raise ValueError(f"{f}: a RICO semantic file is a JSON object with 'bounds' [x1, y1, x2, y2] "
-                             "and 'children'")
+            raise ValueError(
+                f"{f}: a RICO semantic file is a JSON object with 'bounds' [x1, y1, x2, y2] "
+                "and 'children'"
+            )
         x1, y1, x2, y2 = (float(v) for v in root["bounds"])
         if x2 <= x1 or y2 <= y1:
             raise ValueError(f"{f}: the root's bounds {root['bounds']} are empty")
@@ -286,13 +384,24 @@ def read_rico_semantic(paths: str | os.PathLike | Sequence[str | os.PathLike], c
         while stack:
             node = stack.pop(0)
             if not isinstance(node, dict):
-                raise ValueError(f"{f}: every child must be a JSON object, got {type(node).__name__}")
+                raise ValueError(
+                    f"{f}: every child must be a JSON object, got {type(node).__name__}"
+                )
             stack.extend(node.get("children", []))
             lab = node.get("componentLabel")
             if lab in classes:
                 a, b, c, d = (float(v) for v in node["bounds"])
-                comps.append((1 + classes.index(lab),
-                              [(a - x1) / (x2 - x1), (b - y1) / (y2 - y1), (c - a) / (x2 - x1), (d - b) / (y2 - y1)]))
+                comps.append(
+                    (
+                        1 + classes.index(lab),
+                        [
+                            (a - x1) / (x2 - x1),
+                            (b - y1) / (y2 - y1),
+                            (c - a) / (x2 - x1),
+                            (d - b) / (y2 - y1),
+                        ],
+                    )
+                )
         if 0 < len(comps) <= max_components:
             items.append(comps)
             kept.append(str(f))
@@ -306,10 +415,14 @@ def read_publaynet(path: str | os.PathLike, max_components: int = 9) -> dict:
     more than ``max_components`` elements are dropped. Labels are ``1 + `` the category's rank."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no PubLayNet annotation file at {path} (expected e.g. train.json, COCO format)")
+        raise FileNotFoundError(
+            f"no PubLayNet annotation file at {path} (expected e.g. train.json, COCO format)"
+        )
     data = _load_json(path)
     if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= set(data):
-        raise ValueError(f"{path}: a COCO JSON object needs 'images', 'annotations' and 'categories'")
+        raise ValueError(
+            f"{path}: a COCO JSON object needs 'images', 'annotations' and 'categories'"
+        )
     cats = sorted(data["categories"], key=lambda c: c["id"])
     rank = {c["id"]: i for i, c in enumerate(cats)}
     size = {im["id"]: (float(im["width"]), float(im["height"])) for im in data["images"]}
@@ -321,8 +434,11 @@ def read_publaynet(path: str | os.PathLike, max_components: int = 9) -> dict:
         x, y, w, h = (float(v) for v in a["bbox"])
         per[a["image_id"]].append((1 + rank[a["category_id"]], [x / W, y / H, w / W, h / H]))
     ids = [i for i in per if 0 < len(per[i]) <= max_components]
-    return {**_pack([per[i] for i in ids], max_components), "image_ids": ids,
-            "classes": tuple(c["name"] for c in cats)}
+    return {
+        **_pack([per[i] for i in ids], max_components),
+        "image_ids": ids,
+        "classes": tuple(c["name"] for c in cats),
+    }
 
 
 def _json_files(paths, what: str) -> list[Path]:
