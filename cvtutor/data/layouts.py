@@ -6,7 +6,7 @@ The world of E29, *Neural Design Network* (notebooks/eccv2020/neural_design_netw
 A layout is up to ``N`` components on a unit canvas, each a category (:data:`CATEGORIES`; index 0
 is the canvas itself) and a box ``(x, y, w, h)`` (top-left corner, y downwards). The generator
 picks one of six templates (a left or right image column with text beside it, a hero image on
-top, a background image with centred text, a horizontal banner, a title above an image), keeps
+top, a background image with centred text, a stacked left column, a title above an image), keeps
 its required slots and each optional slot with probability ``p_optional``, jitters sizes and
 positions while keeping slots that share a guide line left-, centre- or right-aligned, and puts
 the components in a random order (the placement order of the paper's iterative generator).
@@ -53,26 +53,26 @@ SIZE_INVERSE = torch.tensor([0, 3, 2, 1, 4, 5, 6])
 _L, _C, _R = 0, 1, 2
 TEMPLATES = {
     "image left, text right": [
-        (1, _L, 0.05, 0.10, 0.40, 0.80, 0),
+        (1, _C, 0.25, 0.13, 0.40, 0.77, 0),
+        (2, _C, 0.25, 0.03, 0.12, 0.07, 0),
         (6, _C, 0.25, 0.35, 0.20, 0.25, 1),
         (3, _L, 0.52, 0.12, 0.42, 0.12, 0),
         (4, _L, 0.52, 0.30, 0.40, 0.18, 0),
         (4, _L, 0.52, 0.52, 0.30, 0.10, 1),
         (5, _L, 0.52, 0.74, 0.22, 0.10, 0),
-        (2, _R, 0.95, 0.88, 0.12, 0.07, 1),
     ],
     "image right, text left": [
-        (1, _R, 0.95, 0.10, 0.40, 0.80, 0),
+        (1, _C, 0.75, 0.13, 0.40, 0.77, 0),
+        (2, _C, 0.75, 0.03, 0.12, 0.07, 0),
         (6, _C, 0.75, 0.35, 0.20, 0.25, 1),
         (3, _L, 0.05, 0.12, 0.42, 0.12, 0),
         (4, _L, 0.05, 0.30, 0.40, 0.18, 0),
         (4, _L, 0.05, 0.52, 0.30, 0.10, 1),
         (5, _L, 0.05, 0.74, 0.22, 0.10, 0),
-        (2, _L, 0.05, 0.88, 0.12, 0.07, 1),
     ],
     "hero image on top": [
         (1, _C, 0.50, 0.05, 0.90, 0.45, 0),
-        (2, _L, 0.08, 0.08, 0.12, 0.07, 1),
+        (2, _C, 0.50, 0.08, 0.12, 0.07, 1),
         (3, _C, 0.50, 0.55, 0.60, 0.10, 0),
         (4, _C, 0.50, 0.68, 0.70, 0.08, 1),
         (5, _C, 0.50, 0.82, 0.30, 0.10, 0),
@@ -82,13 +82,13 @@ TEMPLATES = {
         (3, _C, 0.50, 0.25, 0.70, 0.12, 0),
         (4, _C, 0.50, 0.42, 0.60, 0.10, 0),
         (5, _C, 0.50, 0.62, 0.30, 0.10, 0),
-        (2, _R, 0.95, 0.85, 0.14, 0.08, 1),
+        (2, _C, 0.50, 0.82, 0.14, 0.08, 1),
     ],
-    "horizontal banner": [
-        (2, _L, 0.04, 0.40, 0.14, 0.20, 0),
-        (3, _L, 0.24, 0.30, 0.44, 0.14, 0),
-        (4, _L, 0.24, 0.50, 0.40, 0.12, 1),
-        (5, _R, 0.96, 0.40, 0.20, 0.18, 0),
+    "stacked left column": [
+        (2, _L, 0.06, 0.06, 0.14, 0.16, 0),
+        (3, _L, 0.06, 0.28, 0.50, 0.14, 0),
+        (4, _L, 0.06, 0.48, 0.45, 0.12, 1),
+        (5, _L, 0.06, 0.68, 0.22, 0.14, 0),
     ],
     "title above image": [
         (3, _C, 0.50, 0.05, 0.80, 0.10, 0),
@@ -96,7 +96,7 @@ TEMPLATES = {
         (6, _C, 0.50, 0.30, 0.30, 0.25, 1),
         (4, _C, 0.50, 0.72, 0.70, 0.08, 0),
         (5, _C, 0.50, 0.85, 0.30, 0.09, 1),
-        (2, _L, 0.05, 0.88, 0.10, 0.06, 1),
+        (2, _L, 0.10, 0.88, 0.10, 0.06, 1),
     ],
 }
 MAX_COMPONENTS = 7
