@@ -8,7 +8,8 @@ so a GPU never waits for a loader.
 Class k is drawn as shape ``SHAPES[k-1]`` (square, disc, triangle, diamond, cross) filling its
 box. Unlike :func:`~cvtutor.data.detection_sim.render_scene`, the colour of each object is random
 (so the class must be read from the *shape*, and small objects are genuinely ambiguous), the
-background grey level varies per image, and each batch gets fresh Gaussian pixel noise.
+background grey level varies per image, and each batch gets fresh Gaussian pixel noise. The shapes
+are hard-edged primitives of the 2-D rasteriser :mod:`cvtutor.data.raster` (:func:`shape_primitives`).
 
 >>> scenes = shape_scenes(100, size=64, seed=0)          # GT of 100 images, as tensors
 >>> images = scenes.render(torch.arange(8), step=0)       # (8, 3, 64, 64) in [0, 1]
@@ -22,6 +23,8 @@ import pandas as pd
 import torch
 
 from cvtutor.data.detection_sim import SHAPES
+from cvtutor.data.raster import (BOX, ELLIPSE, POLYGON, Primitives, concat, primitives, render,
+                                 signed_distance)
 
 
 @dataclass(frozen=True)
@@ -134,34 +137,54 @@ def _random_colors(hue: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     return rgb * value[..., None]
 
 
-def shape_masks(boxes: torch.Tensor, labels: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, M, size, size) bool masks: class k's shape inscribed in each box (pixel centres at +0.5),
-    the same shapes as :func:`cvtutor.data.detection_sim.render_scene`. With u, v the pixel's
-    coordinates in its box (in [0, 1] inside) and du, dv = u - 1/2, v - 1/2, every test is a
-    broadcast of a row (1, size) against a column (size, 1)."""
+def shape_primitives(boxes: torch.Tensor, labels: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> Primitives:
+    """The objects as :mod:`~cvtutor.data.raster` primitives, two slots per object (B, 2M): slot m
+    is object m's shape inscribed in its box (square: a box, disc: an ellipse, triangle (apex up)
+    and diamond: polygons, cross: its vertical bar of width 0.34 w), slot M + m the cross's
+    horizontal bar of height 0.34 h (invalid for the other shapes). The same shapes as
+    :func:`cvtutor.data.detection_sim.render_scene`."""
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
-        raise ValueError(f"need boxes (B, M, 4) and labels (B, M), got {tuple(boxes.shape)}, {tuple(labels.shape)}")
-    grid = torch.arange(size, device=boxes.device, dtype=torch.float32) + 0.5
-    x0, y0, w, h = (boxes[..., i, None, None].float() for i in range(4))
-    u = (grid[None, None, None, :] - x0) / w.clamp_min(1e-6)                # (B, M, 1, S): a row
-    v = (grid[None, None, :, None] - y0) / h.clamp_min(1e-6)                # (B, M, S, 1): a column
-    du, dv = (u - 0.5).abs(), (v - 0.5).abs()
-    inside = (du <= 0.5) & (dv <= 0.5)
-    k = labels[..., None, None] % len(SHAPES)
-    return torch.where(k == 0, inside,                                      # square
-           torch.where(k == 1, du**2 + dv**2 <= 0.25,                       # disc
-           torch.where(k == 2, inside & (du <= 0.5 * v),                    # triangle (apex up)
-           torch.where(k == 3, du + dv <= 0.5,                              # diamond
-                       inside & ((du <= 0.17) | (dv <= 0.17))))))           # cross
+        raise ValueError(f"need boxes (B, M, 4) and labels (B, M), "
+                         f"got {tuple(boxes.shape)}, {tuple(labels.shape)}")
+    valid = torch.ones_like(labels, dtype=torch.bool) if valid is None else valid
+    boxes = boxes.float()
+    half = boxes[..., 2:] / 2                                                   # (B, M, 2)
+    center = boxes[..., :2] + half
+    k = labels % len(SHAPES)
+    kind = torch.tensor([BOX, ELLIPSE, POLYGON, POLYGON, BOX], device=boxes.device)[k]
+    hx, hy, zero = half[..., 0], half[..., 1], torch.zeros_like(half[..., 0])
+    def polygon(*corners: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:     # (B, M, 4, 2)
+        return torch.stack([torch.stack(c, -1) for c in corners], -2)
+
+    triangle = polygon((zero, -hy), (hx, hy), (-hx, hy), (-hx, hy))          # apex up (y down)
+    diamond = polygon((zero, -hy), (hx, zero), (zero, hy), (-hx, zero))
+    points = torch.where((k == 2)[..., None, None], triangle, diamond)
+    arm = torch.tensor([0.34, 1.0], device=boxes.device)
+    params = torch.cat([torch.where((k == 4)[..., None], half * arm, half), zero[..., None]], -1)
+    bar = torch.cat([half * arm.flip(0), zero[..., None]], -1)
+    return concat([primitives(kind, center, params=params, points=points, valid=valid),
+                   primitives("box", center, params=bar, points=points, valid=valid & (k == 4))])
 
 
-def render_shapes(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, colors: torch.Tensor,
-                  background: torch.Tensor, size: int) -> torch.Tensor:
-    """Paint the valid objects of each scene over its grey background: (B, 3, size, size) in [0, 1].
-    The objects are disjoint, so a pixel is background + Σ_m mask_m (colour_m - background)."""
+def shape_masks(boxes: torch.Tensor, labels: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, M, size, size) bool masks: class k's shape inscribed in each box, the pixels whose centre
+    it contains (the union of the two primitives of :func:`shape_primitives`)."""
+    sdf = signed_distance(shape_primitives(boxes, labels), size, size)
+    m = boxes.shape[1]
+    return (sdf[:, :m] <= 0) | (sdf[:, m:] <= 0)
+
+
+def render_shapes(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
+                  colors: torch.Tensor, background: torch.Tensor, size: int) -> torch.Tensor:
+    """Paint the valid objects of each scene over its grey background: (B, 3, size, size) in [0, 1],
+    hard-edged (:func:`cvtutor.data.raster.render` with ``aa = 0``). The objects are disjoint, so a
+    pixel is background + Σ_m mask_m (colour_m - background)."""
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be (B, M, 4) [x, y, w, h], got shape {tuple(boxes.shape)}")
-    masks = (shape_masks(boxes, labels, size) & valid[..., None, None]).float()         # (B, M, S, S)
-    bg = background.float()[:, None]                                                     # (B, 1)
-    paint = torch.einsum("bmyx,bmc->bcyx", masks, colors.float() - bg[..., None])
-    return (bg[..., None, None] + paint).clamp(0.0, 1.0)
+    b, m = labels.shape
+    prims = shape_primitives(boxes, labels, valid)
+    instance = torch.arange(m, device=boxes.device).repeat(2).expand(b, -1)
+    bg = background.float()[:, None].expand(-1, 3)
+    return render(prims, colors.float().repeat(1, 2, 1), (size, size), bg, instance=instance,
+                  n_instances=m, aa=0).rgb

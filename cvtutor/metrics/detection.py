@@ -20,15 +20,14 @@ The results agree with ``COCOeval`` (``iouType="bbox"``, ``maxDets=[100]``, area
 """
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cvtutor.data.coco import load_coco_json, to_coco_json  # noqa: F401  (moved there; re-exported)
 
 COCO_IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2).tolist())
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -152,101 +151,6 @@ def make_detection_set(gt: pd.DataFrame, dets: pd.DataFrame, images: Sequence[in
     gt = gt.astype({"id": np.int64, "image_id": np.int64, "category_id": np.int64, "iscrowd": np.int64})
     dets = dets.astype({"id": np.int64, "image_id": np.int64, "category_id": np.int64, "score": np.float64})
     return DetectionSet(gt, dets, images, dict(categories))
-
-
-def _read_json(source: Any, name: str) -> Any:
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{name} file {path} does not exist")
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{name} file {path} is not valid JSON: {err}") from None
-    return source
-
-
-def _require(record: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
-    if not isinstance(record, Mapping):
-        raise ValueError(f"{where} must be a JSON object, got {type(record).__name__}")
-    missing = [k for k in keys if k not in record]
-    if missing:
-        raise ValueError(f"{where} is missing the key(s) {missing}")
-
-
-def _bbox(record: Mapping[str, Any], where: str) -> list[float]:
-    box = record["bbox"]
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {box!r}")
-    try:
-        x, y, w, h = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: 'bbox' must hold four numbers, got {box!r}") from None
-    if w < 0 or h < 0:
-        raise ValueError(f"{where}: 'bbox' {box!r} has a negative width or height")
-    return [x, y, w, h]
-
-
-def load_coco_json(gt: Any, results: Any) -> DetectionSet:
-    """Read a COCO-format ground-truth file and a COCO results file (paths or parsed JSON).
-
-    Ground truth: ``{"images": [{"id"}...], "annotations": [{"id", "image_id", "category_id",
-    "bbox": [x, y, w, h], "iscrowd"?}...], "categories": [{"id", "name"?}...]}``.
-    Results: ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}...]``.
-    Malformed input raises ``ValueError`` naming the problem: a missing key, a box with negative
-    size, a result on an image or category that the ground truth does not have.
-    """
-    gt_json = _read_json(gt, "ground-truth")
-    res_json = _read_json(results, "results")
-    _require(gt_json, ("images", "annotations", "categories"), "the ground truth")
-    images = []
-    for i, im in enumerate(gt_json["images"]):
-        _require(im, ("id",), f"ground truth images[{i}]")
-        images.append(int(im["id"]))
-    categories = {}
-    for i, cat in enumerate(gt_json["categories"]):
-        _require(cat, ("id",), f"ground truth categories[{i}]")
-        categories[int(cat["id"])] = str(cat.get("name", cat["id"]))
-    image_set = set(images)
-    gt_rows = []
-    for i, ann in enumerate(gt_json["annotations"]):
-        where = f"ground truth annotations[{i}]"
-        _require(ann, ("image_id", "category_id", "bbox"), where)
-        if int(ann["image_id"]) not in image_set:
-            raise ValueError(f"{where} refers to image id {ann['image_id']}, which is not in 'images'")
-        if int(ann["category_id"]) not in categories:
-            raise ValueError(f"{where} refers to category id {ann['category_id']}, which is not in 'categories'")
-        gt_rows.append([int(ann.get("id", i + 1)), int(ann["image_id"]), int(ann["category_id"]),
-                        *_bbox(ann, where), int(ann.get("iscrowd", 0))])
-    if isinstance(res_json, Mapping) and "annotations" in res_json:
-        res_json = res_json["annotations"]
-    if not isinstance(res_json, list):
-        raise ValueError("the results must be a JSON list of {image_id, category_id, bbox, score} objects")
-    det_rows = []
-    for i, det in enumerate(res_json):
-        where = f"results[{i}]"
-        _require(det, ("image_id", "category_id", "bbox", "score"), where)
-        if int(det["image_id"]) not in image_set:
-            raise ValueError(f"{where} refers to image id {det['image_id']}, which the ground truth does not have")
-        det_rows.append([i + 1, int(det["image_id"]), int(det["category_id"]), *_bbox(det, where), float(det["score"])])
-    gt_df = pd.DataFrame(gt_rows, columns=list(GT_COLUMNS))
-    det_df = pd.DataFrame(det_rows, columns=list(DET_COLUMNS))
-    return make_detection_set(gt_df, det_df, images=images, categories=categories)
-
-
-def to_coco_json(data: DetectionSet) -> tuple[dict, list]:
-    """The COCO ground-truth dict and results list of ``data`` (the inverse of :func:`load_coco_json`)."""
-    gt = {
-        "images": [{"id": int(i)} for i in data.images],
-        "categories": [{"id": int(k), "name": v} for k, v in data.categories.items()],
-        "annotations": [{"id": int(r.id), "image_id": int(r.image_id), "category_id": int(r.category_id),
-                         "bbox": [float(r.x), float(r.y), float(r.w), float(r.h)],
-                         "area": float(r.w * r.h), "iscrowd": int(r.iscrowd)} for r in data.gt.itertuples()],
-    }
-    res = [{"image_id": int(r.image_id), "category_id": int(r.category_id),
-            "bbox": [float(r.x), float(r.y), float(r.w), float(r.h)], "score": float(r.score)}
-           for r in data.dets.itertuples()]
-    return gt, res
 
 
 # ---------------------------------------------------------------------------------------------
