@@ -46,6 +46,8 @@ from torch import nn
 
 from cvtutor import report
 from cvtutor.data import membranes
+from cvtutor.metrics.generative import frechet_distance
+from cvtutor.nn.gan import gradient_penalty
 from cvtutor.runtime import ProfileConfig, get_device, seed_everything
 from cvtutor.train import backward_and_step, fit, minibatches
 
@@ -379,24 +381,6 @@ def diagram_mmd(syn: Sequence, real: Sequence, sigma2: float) -> float:
                          diagram_kernel(syn, real, sigma2))
 
 
-def frechet_distance(f1: np.ndarray, f2: np.ndarray, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}) between Gaussians fitted to two feature sets.
-
-    ``eps * I`` is added to both covariances (dead ReLU features make them singular), as FID code does.
-    """
-    from scipy import linalg
-
-    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
-    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"features must be (n1, d) and (n2, d), got {f1.shape} and {f2.shape}")
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1 = np.cov(f1, rowvar=False) + eps * np.eye(f1.shape[1])
-    s2 = np.cov(f2, rowvar=False) + eps * np.eye(f2.shape[1])
-    covmean = linalg.sqrtm(s1 @ s2)
-    covmean = covmean.real if np.iscomplexobj(covmean) else covmean
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-
-
 class CountNet(nn.Module):
     """A small CNN trained on real masks to classify their number of holes. Its penultimate
     features stand in for Inception's in the Frechet distance (no Inception weights offline)."""
@@ -479,14 +463,6 @@ class DCGANCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
-
-
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: E[(||grad_x D(x_hat)|| - 1)^2] on random interpolates x_hat of real and fake."""
-    eps = torch.rand(len(real), 1, 1, 1, device=real.device)
-    x = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
 # ---------------------------------------------------------------------------------------------
