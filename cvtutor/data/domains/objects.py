@@ -132,7 +132,7 @@ class Objects(DomainWorld):
         flow = self.warp * smooth_noise(g, n, 2, (h, h), 4, dev)
         warped = warp(parts[:, None].float() + 1, flow, mode="nearest")[:, 0].long() - 1
         strokes = boundary(warped)[:, None].float() * uniform(g, (n, 1, 1, 1), 0.7, 1.0, dev)
-        keep = (smooth_noise(g, n, 1, (h, h), 6, dev) > -1 + 2 * self.drop).float()
+        keep = (smooth_noise(g, n, 1, (h, h), 6, dev) >= -1 + 2 * self.drop).float()
         strokes = strokes * keep
         yy, xx = torch.meshgrid(torch.arange(h, device=dev), torch.arange(h, device=dev),
                                 indexing="ij")
