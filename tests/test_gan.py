@@ -46,7 +46,7 @@ def test_spectral_norm_top_singular_value_is_one():
     d = gan.PatchGAN(3, 8, n_layers=2)
     d.train()
     x = torch.rand(2, 3, 32, 32)
-    for _ in range(30):                                     # power iterations run in train mode
+    for _ in range(200):                                    # power iterations run in train mode
         d(x)
     d.eval()
     convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
