@@ -74,8 +74,9 @@ class FIDLite:
     @classmethod
     def train(cls, images: torch.Tensor, labels: torch.Tensor, steps: int = 200, seed: int = 0,
               batch_size: int = 64, lr: float = 2e-3, width: int = 16, feat_dim: int = 32,
-              progress: bool = False) -> "FIDLite":
-        """Cross-entropy training through :func:`cvtutor.train.fit`, then frozen."""
+              progress: bool = False, desc: str = "FID-lite net") -> "FIDLite":
+        """Cross-entropy training through :func:`cvtutor.train.fit`, then frozen (TopoGAN's count
+        net is this training on hole counts)."""
         if images.ndim != 4 or labels.shape != (len(images),):
             raise ValueError(f"need images (N, C, H, W) and labels (N,), got "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
@@ -90,7 +91,7 @@ class FIDLite:
             x, y = batch
             return {"loss": nn.functional.cross_entropy(models["model"](x).float(), y)}
 
-        hist = fit(net, opt, batches, loss_fn, steps=steps, progress=progress, desc="FID-lite net")
+        hist = fit(net, opt, batches, loss_fn, steps=steps, progress=progress, desc=desc)
         return cls(net, hist)
 
     @torch.no_grad()
