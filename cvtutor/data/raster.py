@@ -285,7 +285,7 @@ def signed_distance(prims: Primitives, height: int, width: int) -> torch.Tensor:
 def _canvas_frame(prims: Primitives, height: int, width: int) -> torch.Tensor:
     """:func:`object_frame` of the pixel centres, computed from a row and a column (faster)."""
     dt, dev = prims.center.dtype, prims.device
-    x = torch.arange(width, device=dev, dtype=dt) + 0.5 - prims.center[..., 0, None, None]   # (B, P, 1, W)
+    x = torch.arange(width, device=dev, dtype=dt) + 0.5 - prims.center[..., 0, None, None]
     y = torch.arange(height, device=dev, dtype=dt)[:, None] + 0.5 - prims.center[..., 1, None, None]
     c, s = torch.cos(prims.angle)[..., None, None], torch.sin(prims.angle)[..., None, None]
     return torch.stack([c * x + s * y, c * y - s * x], -1)

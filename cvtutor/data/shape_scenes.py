@@ -9,7 +9,8 @@ Class k is drawn as shape ``SHAPES[k-1]`` (square, disc, triangle, diamond, cros
 box. Unlike :func:`~cvtutor.data.detection_sim.render_scene`, the colour of each object is random
 (so the class must be read from the *shape*, and small objects are genuinely ambiguous), the
 background grey level varies per image, and each batch gets fresh Gaussian pixel noise. The shapes
-are hard-edged primitives of the 2-D rasteriser :mod:`cvtutor.data.raster` (:func:`shape_primitives`).
+are hard-edged primitives of the 2-D rasteriser :mod:`cvtutor.data.raster`
+(:func:`shape_primitives`).
 
 >>> scenes = shape_scenes(100, size=64, seed=0)          # GT of 100 images, as tensors
 >>> images = scenes.render(torch.arange(8), step=0)       # (8, 3, 64, 64) in [0, 1]

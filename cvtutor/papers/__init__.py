@@ -146,7 +146,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial("WI", "world_images", "The image-classification world: procedural image sets, corruptions, "
              "open-set and incremental splits", "eccv2020", paper=False),
     Tutorial("WS", "world_scenes2d", "The 2-D scene world: a batched rasteriser, attributed scenes with parts "
-             "and language, critters, pedestrians", "eccv2020", paper=False),
+             "and language, critters, pedestrians", "eccv2020", "done", paper=False),
     Tutorial("WT", "world_translation", "The image-translation world: one scene, many domains; GAN building "
              "blocks; metrics without downloaded weights", "eccv2020", "done", paper=False),
     Tutorial("W3", "world_shapes3d", "The 3-D shape world: procedural shapes, point clouds, partial scans, "
