@@ -249,19 +249,8 @@ def test_unbiased_mmd_hand_case_and_kernel():
         T.unbiased_mmd2(np.ones((1, 1)), np.ones((2, 2)), np.ones((1, 2)))
 
 
-def test_frechet_distance_closed_form():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(4000, 3))
-    assert T.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
-    # N(0, I) vs N(m, 4 I): |m|^2 + 3 (1 + 4 - 2 * 2) = |m|^2 + 3
-    b = rng.normal(size=(4000, 3)) * 2 + np.array([1.0, 0, 0])
-    assert T.frechet_distance(a, b) == pytest.approx(4.0, rel=0.1)
-    with pytest.raises(ValueError, match=r"\(n1, d\)"):
-        T.frechet_distance(a, b[:, :2])
-
-
 # ----------------------------------------------------------------------------- models
-def test_gan_shapes_and_gradient_penalty():
+def test_gan_shapes():
     for size in (32, 64):
         g, d = T.DCGANGenerator(16, size, 8), T.DCGANCritic(size, 8)
         x = g(torch.randn(4, 16))
@@ -269,11 +258,6 @@ def test_gan_shapes_and_gradient_penalty():
         assert d(x).shape == (4,)
     with pytest.raises(ValueError, match="size"):
         T.DCGANGenerator(16, 48)
-    # a critic that is 1-Lipschitz with unit gradient everywhere has zero penalty
-    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1, bias=False))
-    with torch.no_grad():
-        lin[1].weight.fill_(0.25)  # ||w|| = 1
-    assert T.gradient_penalty(lin, torch.rand(5, 1, 4, 4), torch.rand(5, 1, 4, 4)).item() == pytest.approx(0, abs=1e-10)
 
 
 def test_training_steps_run_and_topo_loss_reaches_generator():

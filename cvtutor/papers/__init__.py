@@ -151,7 +151,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial("WS", "world_scenes2d", "The 2-D scene world: a batched rasteriser, attributed scenes with parts "
              "and language, critters, pedestrians", "eccv2020", "done", paper=False),
     Tutorial("WT", "world_translation", "The image-translation world: one scene, many domains; GAN building "
-             "blocks; metrics without downloaded weights", "eccv2020", paper=False),
+             "blocks; metrics without downloaded weights", "eccv2020", "done", paper=False),
     Tutorial("W3", "world_shapes3d", "The 3-D shape world: procedural shapes, point clouds, partial scans, "
              "occupancy, meshes and geodesics", "eccv2020", "done", paper=False),
     Tutorial("WP", "world_people", "People, cameras and geometry: one geometry core, a body world with crowds "

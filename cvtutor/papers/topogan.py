@@ -46,7 +46,8 @@ from torch import nn
 
 from cvtutor import report
 from cvtutor.data import membranes
-from cvtutor.metrics.generative import frechet_distance
+from cvtutor.metrics.generative import FeatureNet, FIDLite, frechet_distance
+from cvtutor.nn.gan import gradient_penalty
 from cvtutor.runtime import ProfileConfig, get_device, seed_everything
 from cvtutor.train import backward_and_step, fit, minibatches
 
@@ -380,45 +381,22 @@ def diagram_mmd(syn: Sequence, real: Sequence, sigma2: float) -> float:
                          diagram_kernel(syn, real, sigma2))
 
 
-class CountNet(nn.Module):
-    """A small CNN trained on real masks to classify their number of holes. Its penultimate
-    features stand in for Inception's in the Frechet distance (no Inception weights offline)."""
-
-    def __init__(self, size: int = 32, width: int = 16, n_classes: int = 16, feat_dim: int = 32) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-            nn.Flatten(), nn.Linear(2 * width * 16, feat_dim), nn.ReLU())
-        self.head = nn.Linear(feat_dim, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+#: The feature net of the Fréchet distance: the FID-lite net of :mod:`cvtutor.metrics.generative`,
+#: trained here on real masks to classify their number of holes (no Inception weights offline).
+CountNet = FeatureNet
 
 
 def train_count_net(masks: torch.Tensor, holes: torch.Tensor, steps: int, seed: int = 0,
                     batch_size: int = 64, progress: bool = True) -> tuple[CountNet, pd.DataFrame]:
-    """Train :class:`CountNet` on real masks (N, 1, H, W) and their hole counts."""
-    seed_everything(seed)
-    net = CountNet(size=masks.shape[-1], n_classes=int(holes.max()) + 1).to(masks.device)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    batches = minibatches(masks, holes, batch_size=min(batch_size, len(masks)), seed=seed)
-
-    def loss_fn(models, batch, step):
-        x, y = batch
-        return {"loss": nn.functional.cross_entropy(models["model"](x).float(), y)}
-
-    hist = fit(net, opt, batches, loss_fn, steps=steps, progress=progress, desc="count net")
-    net.eval()
-    return net, hist
+    """Train :class:`CountNet` on real masks (N, 1, H, W) and their hole counts; frozen."""
+    fid = FIDLite.train(masks, holes, steps=steps, seed=seed, batch_size=batch_size,
+                        progress=progress, desc="count net")
+    return fid.net, fid.history
 
 
-@torch.no_grad()
 def count_features(net: CountNet, masks: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    net.eval()
-    return torch.cat([net.features(masks[i:i + batch_size].float()).float().cpu()
-                      for i in range(0, len(masks), batch_size)]).numpy()
+    """(N, 32) features of masks (N, 1, H, W) for the Fréchet distance."""
+    return FIDLite(net).features(masks, batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,14 +440,6 @@ class DCGANCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
-
-
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: E[(||grad_x D(x_hat)|| - 1)^2] on random interpolates x_hat of real and fake."""
-    eps = torch.rand(len(real), 1, 1, 1, device=real.device)
-    x = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
 # ---------------------------------------------------------------------------------------------
