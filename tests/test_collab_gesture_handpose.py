@@ -4,6 +4,7 @@ and errors."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -480,8 +481,10 @@ def test_smoke_runs_every_table_of_full():
     out = M.run(M.Config.smoke())
     cpu = time.process_time() - t0
     keys_full = {"runs", "curves", "history", "noise", "table1", "table3_acc", "table3_pck", "table4", "table2",
-                 "table2_pose_only", "fig4"}
+                 "table2_pose_only", "fig4", "findings"}
     assert keys_full <= set(out)
+    # the findings a full result file carries for the scoreboard are the notebook's
+    pd.testing.assert_frame_equal(out["findings"], M.findings(out["noise"]))
     assert set(out["runs"].seed) == {0, 1}
     assert len(out["runs"]) == 2 * len(M.experiment_variants(M.Config.smoke()))
     assert out["fig4"]["same net"].notna().all()

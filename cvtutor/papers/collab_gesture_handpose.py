@@ -847,13 +847,15 @@ def run_seed(config: Config, seed: int, device=None, progress: bool = False) -> 
 
 def run(config: Config, progress: bool = False) -> dict:
     """The whole miniature over ``config.seeds``: the per-run summary, PCK curves, loss histories, the
-    paired-noise table and the paper-vs-ours tables (means over seeds)."""
+    paired-noise table, the findings (:func:`findings`, as the notebook shows them) and the
+    paper-vs-ours tables (means over seeds)."""
     device = get_device(config.device)
     per_seed = [run_seed(config, seed, device, progress) for seed in config.seeds]
     results = pd.concat([r["runs"] for r in per_seed], ignore_index=True)
+    noise = pd.concat([r["noise"] for r in per_seed], ignore_index=True)
     return {"runs": results, "curves": pd.concat([r["curves"] for r in per_seed], ignore_index=True),
             "history": pd.concat([r["history"] for r in per_seed], ignore_index=True),
-            "noise": pd.concat([r["noise"] for r in per_seed], ignore_index=True), **paper_tables(results, config)}
+            "noise": noise, "findings": findings(noise), **paper_tables(results, config)}
 
 
 COMPARISONS = (  # (table, better, worse, metric) pairs whose gains the notebook discusses
