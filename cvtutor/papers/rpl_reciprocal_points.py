@@ -55,7 +55,7 @@ def _check(f: torch.Tensor, points: torch.Tensor) -> None:
         )
 
 
-def point_distances(f: torch.Tensor, points: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+def point_distances(f: torch.Tensor, points: torch.Tensor, normalise: bool = False) -> torch.Tensor:
     """Squared distances ``||f_b - p_i^k||^2`` of embeddings ``f (B, dim)`` to every reciprocal
     point ``points (N, M, dim)``: ``(B, N, M)``. ``normalise`` divides by ``dim`` (the official
     code's mean over dimensions); ``False`` is Eq. (4)'s plain squared L2."""
@@ -66,14 +66,14 @@ def point_distances(f: torch.Tensor, points: torch.Tensor, normalise: bool = Tru
 
 
 def reciprocal_distance(
-    f: torch.Tensor, points: torch.Tensor, normalise: bool = True
+    f: torch.Tensor, points: torch.Tensor, normalise: bool = False
 ) -> torch.Tensor:
     """Eq. (4): ``d(f, P^k) = (1/M) sum_i ||f - p_i^k||^2`` for every class, ``(B, N)``."""
     return point_distances(f, points, normalise).mean(-1)
 
 
 def rpl_logits(
-    f: torch.Tensor, points: torch.Tensor, gamma: float = 1.0, normalise: bool = True
+    f: torch.Tensor, points: torch.Tensor, gamma: float = 1.0, normalise: bool = False
 ) -> torch.Tensor:
     """Eq. (5)'s logits ``gamma * d(f, P^k)``, ``(B, N)``: the **farthest** reciprocal point wins.
     The official code's ``d / temperature`` is ``gamma = 1 / temperature``."""
@@ -96,7 +96,7 @@ def open_space_loss(
     y: torch.Tensor,
     points: torch.Tensor,
     radius: torch.Tensor,
-    normalise: bool = True,
+    normalise: bool = False,
 ) -> torch.Tensor:
     """Eq. (8): ``L_o = (1/M) sum_i (d(f, p_i^y) - R^y)^2``, averaged over the batch.
 
@@ -121,7 +121,7 @@ def rpl_loss(
     radius: torch.Tensor,
     lam: float = 0.1,
     gamma: float = 1.0,
-    normalise: bool = True,
+    normalise: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Eq. (10): ``L = L_c + lambda L_o`` (Algorithm 1 descends it jointly in theta, P and R)."""
     lc = classification_loss(rpl_logits(f, points, gamma, normalise), y)
@@ -134,7 +134,7 @@ def unknown_score(
     points: torch.Tensor,
     score: str = "distance",
     gamma: float = 1.0,
-    normalise: bool = True,
+    normalise: bool = False,
 ) -> torch.Tensor:
     """Known-ness ``(B,)``: Eq. (11)'s ``max_k d(f, P^k)`` (``score="distance"``), or the official
     test code's ``max_k softmax_k(gamma d)`` (``score="softmax"``). Higher = more likely known."""
@@ -144,13 +144,13 @@ def unknown_score(
     return d.amax(1) if score == "distance" else (gamma * d).softmax(1).amax(1)
 
 
-def prototype_distance(f: torch.Tensor, prototypes: torch.Tensor, normalise: bool = True):
+def prototype_distance(f: torch.Tensor, prototypes: torch.Tensor, normalise: bool = False):
     """GCPL's ``||f - c_k||^2`` to one prototype per class ``prototypes (N, dim)``: ``(B, N)``."""
     return reciprocal_distance(f, prototypes[:, None, :], normalise)
 
 
 def prototype_loss(
-    f: torch.Tensor, y: torch.Tensor, prototypes: torch.Tensor, normalise: bool = True
+    f: torch.Tensor, y: torch.Tensor, prototypes: torch.Tensor, normalise: bool = False
 ) -> torch.Tensor:
     """GCPL's prototype loss (Yang et al. 2018): ``||f - c_y||^2`` averaged over the batch."""
     d = prototype_distance(f, prototypes, normalise)
@@ -177,15 +177,16 @@ class OpenSetNet(nn.Module):
     ``softmax``: a linear classifier, cross-entropy, MSP score. ``gcpl``: one prototype per class,
     logits ``-gamma ||f - c_k||^2`` plus ``proto_weight`` times the prototype loss, score
     ``max_k softmax_k(-gamma ||f - c_k||^2)`` (the official code's; the nearest-prototype
-    distance ``max_k -||f - c_k||^2`` is reported beside it by :func:`evaluate`). ``rpl``: ``M`` reciprocal points per class (``0.1 N(0, 1)`` init) and
-    the margin ``R`` (init 0), Eq. (10), score Eq. (11). ``rpl++``: RPL plus prototypes trained by
+    distance ``max_k -||f - c_k||^2`` is reported beside it by :func:`evaluate`). ``rpl``: ``M``
+    reciprocal points per class (``0.1 N(0, 1)`` init) and the margin ``R`` (init 0), Eq. (10),
+    score Eq. (11). ``rpl++``: RPL plus prototypes trained by
     the prototype loss (our reading of Sec. 4.3: the prototypes only pull each class together;
     the classifier and the score stay RPL's).
     """
 
     def __init__(self, method: str, embedding: nn.Module, n_classes: int, dim: int,
-                 n_points: int = 1, lam: float = 0.1, gamma: float = 1.0, normalise: bool = True,
-                 per_class_radius: bool = False, proto_weight: float = 0.1,
+                 n_points: int = 1, lam: float = 0.1, gamma: float = 1.0, normalise: bool = False,
+                 per_class_radius: bool = True, proto_weight: float = 0.1,
                  score: str = "distance") -> None:
         super().__init__()
         if method not in METHODS:
@@ -294,8 +295,8 @@ class Config(ProfileConfig):
     known_sweep: tuple[int, ...] = ()    # Fig. 5a: numbers of known classes (() = not run)
     sweep_splits: int = 1                # splits used by the M / #known / variant sweeps
     variants: bool = True                # the equation-vs-code variants table
-    fig4_epochs: int = 10                # the d = 2 runs of Fig. 4
-    n_ood: int = 300                     # far-OOD glyphs of Fig. 4
+    fig4_epochs: int = 8                 # the d = 2 runs of Fig. 4
+    n_ood: int = 200                     # far-OOD glyphs of Fig. 4
     n_train: int | None = None           # cap on training images (None: all)
     n_test: int | None = None            # cap on known and on unknown test images (None: all)
     device: str | None = None
@@ -556,6 +557,7 @@ def run(config: Config, seed: int = 0, progress: bool = False) -> dict:
         t2, claims=claims_t2).drop(columns="diff")
     cols = {"acc": "Acc", "auroc": "AUROC", "aupr_k": "AUPR-K", "aupr_u": "AUPR-U"}
     table2 = table.groupby("setting")[list(cols)].agg(["mean", "std"])
+    table2.columns = [f"{cols[c]} {stat}" for c, stat in table2.columns]  # flat: JSON round trip
     rpl = table[table["setting"] == lam_hi]
     rpl0 = table[table["setting"] == "RPL lambda=0"]
     g_sm, s_sm = _gap(table, lam_hi, "Softmax")
