@@ -155,3 +155,69 @@ def test_cifar_c_npy(tmp_path):
     np.save(tmp_path / "bad.npy", x[:7])
     with pytest.raises(R.DataLayoutError, match="severities 1-5 stacked"):
         R.read_cifar_c(tmp_path, "bad", 1)
+
+
+def _jpeg(path, arr):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.astype(np.uint8)).save(path, format="PNG")  # content matters, not codec
+
+
+def test_tiny_imagenet_folders(tmp_path):
+    base = tmp_path / "tiny-imagenet-200"
+    base.mkdir()
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    imgs = {}
+    for i, w in enumerate(wnids):
+        for j in range(2):
+            a = np.full((8, 8, 3), 40 * i + j, dtype=np.uint8)
+            imgs[(w, j)] = a
+            _jpeg(base / "train" / w / "images" / f"{w}_{j}.JPEG", a)
+    lines = []
+    for j, w in enumerate(["n01641577", "n01443537"]):
+        _jpeg(base / "val" / "images" / f"val_{j}.JPEG", np.full((8, 8, 3), 200 + j, np.uint8))
+        lines.append(f"val_{j}.JPEG\t{w}\t0\t0\t7\t7")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    tr = R.read_tiny_imagenet(tmp_path, "train")
+    assert tr.x.shape == (6, 3, 8, 8) and tr.classes == tuple(wnids)
+    assert tr.y.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.allclose(tr.x[3] * 255, torch.full((3, 8, 8), 41.0))
+    va = R.read_tiny_imagenet(tmp_path, "val")
+    assert va.y.tolist() == [2, 0] and torch.allclose(va.x[1] * 255, torch.full((3, 8, 8), 201.0))
+    sub = R.read_tiny_imagenet(tmp_path, "train", classes=(2,))
+    assert sub.y.tolist() == [2, 2]
+    with pytest.raises(R.DataLayoutError, match="wnids.txt"):
+        R.read_tiny_imagenet(tmp_path / "nowhere")
+    (base / "val" / "val_annotations.txt").write_text("val_0.JPEG n99999999 0 0 7 7\n")
+    with pytest.raises(R.DataLayoutError, match="names no class"):
+        R.read_tiny_imagenet(tmp_path, "val")
+    with pytest.raises(ValueError, match="'train' or 'val'"):
+        R.read_tiny_imagenet(tmp_path, "test")
+
+
+def test_osr_split_lists_python_and_json(tmp_path):
+    py = tmp_path / "split.py"
+    py.write_text("splits_2020 = {\n    'mnist': [\n        [2, 4, 5, 9, 8, 3],\n"
+                  "        [3, 2, 6, 9, 4, 0]\n    ],\n    'cifar100': [[4, 7, 9, 1]]\n}\n")
+    out = R.read_osr_splits(py)
+    assert out == {"splits_2020": {"mnist": [(2, 4, 5, 9, 8, 3), (3, 2, 6, 9, 4, 0)],
+                                   "cifar100": [(4, 7, 9, 1)]}}
+    js = tmp_path / "splits.json"
+    js.write_text('{"svhn": [[5, 3, 7, 2, 8, 6]]}')
+    assert R.read_osr_splits(js) == {"splits": {"svhn": [(5, 3, 7, 2, 8, 6)]}}
+    # a file that would run code is refused, not executed
+    evil = tmp_path / "evil.py"
+    evil.write_text("import os\nsplits = {'mnist': [[1, 2]]}\n")
+    with pytest.raises(R.DataLayoutError, match="not a 'name = literal' line"):
+        R.read_osr_splits(evil)
+    evil.write_text("splits = {'mnist': [[1, 2]]}.__class__('x')\n")
+    with pytest.raises(R.DataLayoutError, match="not a literal"):
+        R.read_osr_splits(evil)
+    bad = tmp_path / "bad.py"
+    bad.write_text("s = {'mnist': [[1, 1, 2]]}\n")
+    with pytest.raises(R.DataLayoutError, match="distinct non-negative integers"):
+        R.read_osr_splits(bad)
+    with pytest.raises(R.DataLayoutError, match="not found"):
+        R.read_osr_splits(tmp_path / "none.py")

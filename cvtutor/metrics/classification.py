@@ -92,6 +92,12 @@ def aupr_out(score_known, score_unknown) -> float:
     return average_precision(1 - y, -s)
 
 
+def msp(logits: torch.Tensor) -> torch.Tensor:
+    """Maximum softmax probability of ``logits (N, K)``, ``(N,)``: the baseline known-ness score
+    (Hendrycks & Gimpel 2017), used by the world's notebook and by E30's Softmax baseline."""
+    return logits.softmax(1).amax(1)
+
+
 def open_set_labels(y: torch.Tensor, n_known: int) -> torch.Tensor:
     """Map labels ``>= n_known`` (any unknown class) to the single unknown label ``n_known``."""
     y = torch.as_tensor(y)

@@ -249,11 +249,6 @@ def corruption_table(
     return pd.DataFrame(rows)
 
 
-def msp(logits: torch.Tensor) -> torch.Tensor:
-    """Maximum softmax probability: the baseline known-ness score (Hendrycks & Gimpel 2017)."""
-    return logits.softmax(1).amax(1)
-
-
 def open_set_digits(digits: dict, config: Config, seed: int, device) -> dict:
     """Open-set recognition on digits: train on ``n_known`` classes of a seeded split, score test
     images by MSP; AUROC / AUPR, and the (k+1)-way F1 with the threshold at 95 % of known kept."""
@@ -270,7 +265,7 @@ def open_set_digits(digits: dict, config: Config, seed: int, device) -> dict:
     )
     logits = predict(model, te.x)
     y_te = splits.relabel_known(te.y, known).cpu()
-    score = msp(logits).cpu()
+    score = cm.msp(logits).cpu()
     is_known = y_te < config.n_known
     thr = torch.quantile(score[is_known].double(), 0.05).item()
     pred = torch.where(score >= thr, logits.argmax(1).cpu(), torch.full_like(y_te, config.n_known))
@@ -471,9 +466,9 @@ def run(config: Config, progress: bool = False) -> dict:
         corr.append(
             corruption_table(shapes_model, shapes_test, config.n_corrupt, seed).assign(seed=seed)
         )
-        known_score = msp(predict(shapes_model, shapes_test.x[: config.n_ood])).cpu()
+        known_score = cm.msp(predict(shapes_model, shapes_test.x[: config.n_ood])).cpu()
         for kind in sets.OOD_KINDS:
-            unk = msp(predict(shapes_model, data[f"ood_{kind}"])).cpu()
+            unk = cm.msp(predict(shapes_model, data[f"ood_{kind}"])).cpu()
             osr_rows.append(
                 {
                     "task": f"ShapesTextures vs {kind}",

@@ -14,6 +14,11 @@ raises :class:`DataLayoutError` naming the expected layout when files are missin
   reader insists on the official checksums, so it cannot read a subset or a fixture);
 - :func:`read_image_folder`: ``root/<class>/<image>`` via ``torchvision.datasets.ImageFolder``;
 - :func:`read_list_file`: a text file of ``<relative path> <label>`` lines and an image folder;
+- :func:`read_tiny_imagenet`: ``root/tiny-imagenet-200/{wnids.txt, train/<wnid>/images/*.JPEG,
+  val/images/*.JPEG, val/val_annotations.txt}`` (the official archive's layout);
+- :func:`read_osr_splits`: the open-set benchmarks' fixed known-class lists (OSRCI / ARPL's
+  ``split.py``: a dict literal ``{data set: [[known classes], ...]}``, or the same as JSON), read
+  without running the file;
 - :func:`read_cifar_c`: ``root/<corruption>.npy`` (``(5 n, 32, 32, 3)`` uint8, severities 1-5 in
   order) and ``root/labels.npy`` (CIFAR-10-C, CIFAR-100-C; ImageNet-C's ``.npy`` exports alike).
 """
@@ -240,3 +245,105 @@ def read_cifar_c(root: str | Path, corruption: str, severity: int) -> ImageSet:
         torch.from_numpy(y[sl].astype(np.int64)),
         tuple(str(c) for c in range(int(y.max()) + 1)),
     )
+
+
+def read_tiny_imagenet(
+    root: str | Path, split: str = "train", classes: tuple[int, ...] | None = None
+) -> ImageSet:
+    """TinyImageNet-200 (64x64 RGB): ``root/tiny-imagenet-200/wnids.txt`` names the classes (label
+    = line number), ``train/<wnid>/images/*.JPEG``, ``val/images/*.JPEG`` labelled by
+    ``val/val_annotations.txt`` (``<file> <wnid> <box>`` lines). ``classes`` keeps only those
+    labels (e.g. an open-set split's 20 known classes); labels stay the 0..199 ones."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    base = Path(root) / "tiny-imagenet-200"
+    layout = (f"expected {base}/wnids.txt, {base}/train/<wnid>/images/*.JPEG and "
+              f"{base}/val/images/*.JPEG with {base}/val/val_annotations.txt")
+    if not (base / "wnids.txt").is_file():
+        raise DataLayoutError(f"TinyImageNet not found: {layout}")
+    wnids = [w.strip() for w in (base / "wnids.txt").read_text().splitlines() if w.strip()]
+    label = {w: i for i, w in enumerate(wnids)}
+    keep = set(range(len(wnids)) if classes is None else classes)
+    paths, labels = [], []
+    if split == "train":
+        for w in wnids:
+            if label[w] in keep:
+                found = sorted((base / "train" / w / "images").glob("*.JPEG"))
+                if not found:
+                    raise DataLayoutError(f"no training images for class {w}; {layout}")
+                paths += found
+                labels += [label[w]] * len(found)
+    else:
+        ann = base / "val" / "val_annotations.txt"
+        if not ann.is_file():
+            raise DataLayoutError(f"{ann} is missing; {layout}")
+        for i, line in enumerate(ann.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2 or parts[1] not in label:
+                raise DataLayoutError(f"{ann}:{i}: {line!r} names no class of wnids.txt; {layout}")
+            if label[parts[1]] in keep:
+                paths.append(base / "val" / "images" / parts[0])
+                labels.append(label[parts[1]])
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise DataLayoutError(f"{len(missing)} images missing (e.g. {missing[:1]}) or none "
+                              f"listed; {layout}")
+    return ImageSet(_load_rgb(paths, layout), torch.tensor(labels, dtype=torch.long), tuple(wnids))
+
+
+def read_osr_splits(path: str | Path) -> dict[str, dict[str, list[tuple[int, ...]]]]:
+    """The fixed open-set splits of the benchmarks: a Python file of top-level assignments
+    ``name = {"mnist": [[2, 4, 5, 9, 8, 3], ...], ...}`` (ARPL's ``split.py``, after OSRCI) or a
+    JSON file ``{"mnist": [[...], ...]}`` (returned under the name ``"splits"``).
+
+    The Python file is parsed with :func:`ast.literal_eval` on each assignment, never executed.
+    Returns ``{name: {data set: [known classes of each trial, in the file's order]}}``; each
+    list of classes must hold distinct non-negative integers."""
+    import ast
+    import json
+
+    path = Path(path)
+    layout = (f"expected {path} to hold 'name = {{\"mnist\": [[known classes], ...], ...}}' "
+              "assignments (Python literals) or that dict as JSON")
+    if not path.is_file():
+        raise DataLayoutError(f"split file not found: {layout}")
+    text = path.read_text()
+    raw: dict = {}
+    if path.suffix == ".json":
+        try:
+            raw["splits"] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataLayoutError(f"{path} is not JSON ({err}); {layout}") from None
+    else:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as err:
+            raise DataLayoutError(f"{path} is not Python ({err}); {layout}") from None
+        for node in tree.body:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)):
+                raise DataLayoutError(f"{path}:{node.lineno}: not a 'name = literal' line; {layout}")
+            try:
+                raw[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                raise DataLayoutError(f"{path}:{node.lineno}: the value is not a literal; "
+                                      f"{layout}") from None
+    out: dict[str, dict[str, list[tuple[int, ...]]]] = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict) or not table:
+            raise DataLayoutError(f"{path}: {name} is not a non-empty dict; {layout}")
+        out[name] = {}
+        for ds, trials in table.items():
+            ok = isinstance(trials, list) and trials and all(
+                isinstance(t, list) and t and len(set(t)) == len(t)
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in t)
+                for t in trials)
+            if not ok:
+                raise DataLayoutError(f"{path}: {name}[{ds!r}] must be a list of lists of distinct "
+                                      f"non-negative integers; {layout}")
+            out[name][str(ds)] = [tuple(t) for t in trials]
+    if not out:
+        raise DataLayoutError(f"{path} holds no split table; {layout}")
+    return out
