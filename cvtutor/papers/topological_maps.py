@@ -434,10 +434,11 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        """N = 32, hidden 256, 2-layer GRU, k = 6 (the official settings), 20,000 training maps,
-        three seeds, mod-drop, the aggregation ablation and two smaller data sizes."""
-        return cls(n_nodes=32, n_train=20000, n_val=500, hidden=256, gru_layers=2, rounds=6,
-                   steps=1500, batch_size=32, lr=1e-3, episodes=1000, seeds=(0, 1, 2), mod_drop=True, ablation=True,
+        """N = 32, 2-layer GRU, k = 6 (the official settings; hidden 128 instead of 256 to fit the
+        10-minute budget), 20,000 training maps, three seeds, mod-drop, the aggregation ablation,
+        and (first seed) two smaller data sizes: 19 planners of 1,000 steps."""
+        return cls(n_nodes=32, n_train=20000, n_val=500, hidden=128, gru_layers=2, rounds=6,
+                   steps=1000, batch_size=32, lr=1e-3, episodes=1000, seeds=(0, 1, 2), mod_drop=True, ablation=True,
                    data_sizes=(2000, 6000))
 
     @classmethod
@@ -551,14 +552,14 @@ def seed_experiment(config: Config, seed: int, device, progress: bool = False) -
         va, kind, tab, pr, config.episodes, max_steps=config.max_steps, seed=seed)}
         for k, (kind, tab, pr) in hier.items()]
     sizes = []
-    for size in config.data_sizes:
+    for size in config.data_sizes if seed == config.seeds[0] else ():   # first seed only
         for agg in ("gru", "mean") if config.ablation else ("gru",):
             model, _ = train_planner(tr[:size], config, True, "probs", agg, seed)
             tab = argmax_table(neural_tables(model, va, True))
             sizes.append({"n_train": size, "aggregation": agg, "seed": seed,
                           "Acc": next_hop_accuracy(tab, va), "H-SPL": h_spl(tab, va)})
     for name, agg in (("Neural (w visual)", "gru"), ("Neural (w visual, mean aggregation)", "mean")):
-        if config.data_sizes and name in tables:
+        if config.data_sizes and seed == config.seeds[0] and name in tables:
             sizes.append({"n_train": config.n_train, "aggregation": agg, "seed": seed,
                           "Acc": next_hop_accuracy(tables[name], va), "H-SPL": h_spl(tables[name], va)})
     return {"sweep": sweep, "best": best, "table1": pd.DataFrame(rows), "table2": pd.DataFrame(t2),
@@ -621,7 +622,7 @@ def run(config: Config, progress: bool = False) -> dict:
         "the neural planner w/o visual features beats both symbolic baselines (Acc, Table 1a)":
             ("paper claim", bool(acc["Neural (w/o visual)"] > symb),
              f"{acc['Neural (w/o visual)']:.3f} vs best symbolic {symb:.3f}"),
-        "... and on H-SPL (Table 1a)":
+        "the neural planner w/o visual features beats both symbolic baselines on H-SPL (Table 1a)":
             ("paper claim", bool(hs["Neural (w/o visual)"] > max(hs["Symbolic (threshold)"],
                                                                  hs["Symbolic (custom cost)"]))),
         "visual features help: Neural (w visual) > Neural (w/o visual) on Acc (Table 1a)":
