@@ -38,7 +38,8 @@ def bench(device: str, profile: str, n_maps: int, steps: int) -> list[dict]:
     if device == "cpu" and profile == "full":
         return rows  # ~50 s a step on one CPU thread: the full planner is timed on CUDA only
     train_s = _seconds(device, lambda: T.train_planner(maps, cfg, True, "probs", steps=steps))
-    return rows + [{"device": device, "profile": profile, "what": "training instances (map, target)",
+    return rows + [{"device": device, "profile": profile,
+                    "what": "training instances (map, target)",
              "n": steps * cfg.batch_size, "seconds": round(train_s, 3),
              "items_per_s": round(steps * cfg.batch_size / train_s, 1),
              "ms_per_step": round(1000 * train_s / steps, 1)}]

@@ -118,7 +118,8 @@ def test_hand_bellman_ford_equals_shortest_path(maps):
         bound, nxt = T.bellman_ford_planner(w, torch.full((len(maps),), t))
         ref = maps.path_len[:, :, t]
         assert torch.allclose(bound.nan_to_num(posinf=-1), ref.nan_to_num(posinf=-1), atol=1e-5)
-        assert torch.equal(nxt.masked_fill(torch.arange(maps.n_nodes) == t, -1), maps.next_hop[:, :, t])
+        own = torch.arange(maps.n_nodes) == t
+        assert torch.equal(nxt.masked_fill(own, -1), maps.next_hop[:, :, t])
 
 
 def test_bellman_ford_rounds_are_relaxations():
@@ -142,11 +143,13 @@ def test_custom_cost_lambda_limits():
     pos = torch.rand(1, 6, 2, generator=g, dtype=torch.float64)
     dist = (pos[:, :, None] - pos[:, None]).norm(dim=-1)
     prob = torch.rand(1, 6, 6, generator=g, dtype=torch.float64) * 0.9 + 0.05
-    prob = torch.triu(prob, 1) + torch.triu(prob, 1).transpose(1, 2) + torch.eye(6, dtype=torch.float64)
+    prob = torch.triu(prob, 1)
+    prob = prob + prob.transpose(1, 2) + torch.eye(6, dtype=torch.float64)
     m = tm.TopoMaps(*(torch.zeros(1),) * 5, prob=prob, adj=dist < 0, dist=dist, path_len=dist,
                     next_hop=dist.long(), hops=dist.long())
     direct = T.shortest_path_table(T.custom_cost_weights(m, 0.0))
-    assert torch.equal(direct[0], torch.arange(6).expand(6, 6).masked_fill(torch.eye(6, dtype=bool), -1))
+    eye = torch.eye(6, dtype=bool)
+    assert torch.equal(direct[0], torch.arange(6).expand(6, 6).masked_fill(eye, -1))
     big = T.shortest_path_table(T.custom_cost_weights(m, 1e4))
     for s, t in itertools.permutations(range(6), 2):
         best = max((p for k in range(5) for p in itertools.permutations(set(range(6)) - {s, t}, k)),
@@ -211,7 +214,8 @@ def test_loss_is_cross_entropy_on_the_gt_next_hop(maps):
 def test_gt_table_scores_one_and_spl_closed_form(maps):
     assert T.next_hop_accuracy(maps.next_hop, maps) == 1.0
     assert abs(T.h_spl(maps.next_hop, maps) - 1.0) < 1e-6
-    s = T.spl(torch.tensor([True, False, True]), torch.tensor([1.0, 1.0, 2.0]), torch.tensor([2.0, 1.0, 2.0]))
+    s = T.spl(torch.tensor([True, False, True]), torch.tensor([1.0, 1.0, 2.0]),
+              torch.tensor([2.0, 1.0, 2.0]))
     assert abs(s - (0.5 + 0 + 1) / 3) < 1e-9
     with pytest.raises(ValueError, match="shape"):
         T.spl(torch.ones(2, dtype=bool), torch.ones(3), torch.ones(3))
@@ -238,5 +242,12 @@ def test_smoke_run_returns_every_key():
                 "compare_1b", "compare_t2", "compare_t2_spl", "findings", "best_symbolic"):
         assert key in res
     assert len(res["data_sizes"]) and res["findings"]["holds"].notna().all()
-    assert res["findings"].loc["the hand-set skeleton (Eq. 4) equals the GT shortest-path lengths on every map",
-                               "holds"]
+    key = "the hand-set skeleton (Eq. 4) equals the GT shortest-path lengths on every map"
+    assert res["findings"].loc[key, "holds"]
+
+
+def test_generator_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="n_nodes >= 2"):
+        tm.generate(4, 1)
+    with pytest.raises(ValueError, match="positions must be"):
+        tm.node_redundancy(torch.zeros(4, 3), 0.1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 N_WALLS = 10          # 4 outer walls + 3 inner walls of 2 segments each (a door between them)
-FAR = 10.0            # where an absent inner wall is parked (never hit by anything in the unit square)
+FAR = 10.0            # where an absent inner wall is parked (nothing in the unit square hits it)
 
 
 @dataclass
@@ -79,8 +79,8 @@ def _cross(ax, ay, bx, by):
 
 
 def segments_cross(p: torch.Tensor, q: torch.Tensor, walls: torch.Tensor) -> torch.Tensor:
-    """Whether segment ``p -> q`` properly crosses any wall: ``p, q (..., 2)``, ``walls (..., W, 4)``
-    broadcastable to ``p``'s leading dims; returns bool ``(...)``."""
+    """Whether segment ``p -> q`` properly crosses any wall: ``p, q (..., 2)``,
+    ``walls (..., W, 4)`` broadcastable to ``p``'s leading dims; returns bool ``(...)``."""
     px, py, qx, qy = p[..., None, 0], p[..., None, 1], q[..., None, 0], q[..., None, 1]
     ax, ay, bx, by = walls.unbind(-1)
     d1 = _cross(bx - ax, by - ay, px - ax, py - ay)
@@ -166,7 +166,7 @@ def _u(gen, shape, lo, hi, device):
 def floor_plans(n: int, gen: torch.Generator, device, door: float = 0.16):
     """``n`` apartments: a vertical wall at ``x = a`` with one door, and on each side (with
     probability 0.75) a horizontal wall with one door. Returns ``walls (n, 10, 4)`` and the room
-    rectangles ``(n, 4, 4)`` as ``x0, y0, x1, y1`` (a room of zero height where a wall is absent)."""
+    rectangles ``(n, 4, 4)`` as ``x0, y0, x1, y1`` (zero height where a wall is absent)."""
     a = _u(gen, (n,), 0.35, 0.65, device)
     yd = _u(gen, (n,), 0.2, 0.8, device)
     present = torch.rand((n, 2), generator=gen, device=device) < 0.75
@@ -177,7 +177,7 @@ def floor_plans(n: int, gen: torch.Generator, device, door: float = 0.16):
     h = door / 2
     segs = [torch.stack(s, 1) for s in (
         (z, z, o, z), (o, z, o, o), (o, o, z, o), (z, o, z, z),                # outer walls
-        (a, z, a, yd - h), (a, yd + h, a, o),                                   # vertical wall + door
+        (a, z, a, yd - h), (a, yd + h, a, o),                         # vertical wall + door
         (z, b[:, 0], xd[:, 0] - h, b[:, 0]), (xd[:, 0] + h, b[:, 0], a, b[:, 0]),
         (a, b[:, 1], xd[:, 1] - h, b[:, 1]), (xd[:, 1] + h, b[:, 1], o, b[:, 1]))]
     walls = torch.stack(segs, 1)
@@ -199,7 +199,8 @@ def node_redundancy(positions: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(-d2 / (2 * sigma ** 2)).sum(-1)
 
 
-def most_redundant_node(positions: torch.Tensor, sigma: float, rule: str = "argmax") -> torch.Tensor:
+def most_redundant_node(positions: torch.Tensor, sigma: float,
+                        rule: str = "argmax") -> torch.Tensor:
     """The node Eq. (5) replaces, ``(..., N, 2) -> (...)``. The paper prints ``arg min`` but calls
     the node "the most redundant"; ``rule="argmax"`` (default) follows the words, ``"argmin"`` the
     printed formula (which would drop the most isolated node)."""
@@ -247,7 +248,8 @@ def generate(n_maps: int, n_nodes: int = 16, seed: int = 0, device=None, r_max: 
              for s in range(0, n_maps, chunk)]
     if len(parts) == 1:
         return parts[0]
-    return TopoMaps(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(TopoMaps)})
+    return TopoMaps(**{f.name: torch.cat([getattr(p, f.name) for p in parts])
+                       for f in fields(TopoMaps)})
 
 
 def _generate(n_maps, n_nodes, gen, device, r_max, n_rays, sigma, p_false_negative,
@@ -328,7 +330,8 @@ def load_graph_pth(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # an unpickling error names what the restricted loader refused
-        raise ValueError(f"{path} is not a weights-only torch file ({err}); expected {layout}") from None
+        raise ValueError(f"{path} is not a weights-only torch file ({err}); "
+                         f"expected {layout}") from None
     if not isinstance(d, dict):
         raise ValueError(f"{path} holds a {type(d).__name__}; expected {layout}")
     missing = [k for k in PTH_KEYS if k not in d]
@@ -340,7 +343,8 @@ def load_graph_pth(path: str | Path) -> dict[str, torch.Tensor]:
                          f"{tuple(pos.shape) if torch.is_tensor(pos) else type(pos).__name__}")
     n = pos.shape[0]
     if d["features"].ndim != 2 or d["features"].shape[0] != n:
-        raise ValueError(f"{path}: features must be N x K with N = {n}, got {tuple(d['features'].shape)}")
+        raise ValueError(f"{path}: features must be N x K with N = {n}, "
+                         f"got {tuple(d['features'].shape)}")
     for k in PTH_KEYS[2:]:
         if tuple(d[k].shape) != (n, n):
             raise ValueError(f"{path}: {k} must be N x N = {n} x {n}, got {tuple(d[k].shape)}")

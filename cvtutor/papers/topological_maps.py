@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -75,7 +74,8 @@ def node_inputs(maps: TopoMaps, targets: torch.Tensor, visual: bool = True, edge
 
 def input_dim(n_nodes: int, n_visual: int, visual: bool, edges: str) -> int:
     """The width ``F`` of :func:`node_inputs`."""
-    return (n_visual if visual else 0) + n_nodes * (2 if edges == "moddrop" else 1) + 1 + 2 * n_nodes + 2
+    e = n_nodes * (2 if edges == "moddrop" else 1)
+    return (n_visual if visual else 0) + e + 1 + 2 * n_nodes + 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,13 +118,15 @@ class NeuralPlanner(nn.Module):
         self.d_in, self.n_nodes, self.hidden, self.rounds = d_in, n_nodes, hidden, rounds
         self.aggregation = aggregation
         self.message = GatedMessage(d_in + hidden, hidden)
-        self.gru = nn.GRU(hidden, hidden, gru_layers, batch_first=True) if aggregation == "gru" else None
+        self.gru = (nn.GRU(hidden, hidden, gru_layers, batch_first=True)
+                    if aggregation == "gru" else None)
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.readout = nn.Linear(hidden, n_nodes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1:] != (self.n_nodes, self.d_in):
-            raise ValueError(f"x must be (B, N, F) = (B, {self.n_nodes}, {self.d_in}), got {tuple(x.shape)}")
+            raise ValueError(f"x must be (B, N, F) = (B, {self.n_nodes}, {self.d_in}), "
+                             f"got {tuple(x.shape)}")
         b, n, _ = x.shape
         r = x.new_zeros(b, n, self.hidden)
         h = None
@@ -142,8 +144,8 @@ class NeuralPlanner(nn.Module):
 
 
 def planner_loss(logits: torch.Tensor, maps: TopoMaps, targets: torch.Tensor) -> torch.Tensor:
-    """``L(A, A*) = -sum_i A*_i log A_i`` (Sec. 4), averaged over the nodes ``i != T`` that can reach
-    the target (``A*_i`` one-hot at Dijkstra's next hop on ``E*``)."""
+    """``L(A, A*) = -sum_i A*_i log A_i`` (Sec. 4), averaged over the nodes ``i != T`` that can
+    reach the target (``A*_i`` one-hot at Dijkstra's next hop on ``E*``)."""
     labels = next_hop_labels(maps, targets)
     valid = labels >= 0
     if not bool(valid.any()):
@@ -296,7 +298,8 @@ def mod_drop_probability(epoch: float, taper: float = 250) -> float:
 # ---------------------------------------------------------------------------------------------
 # the hierarchical planner with a scripted local controller (Sec. 5.2, Table 2)
 # ---------------------------------------------------------------------------------------------
-def nearest_visible_node(nodes: torch.Tensor, pos: torch.Tensor, walls: torch.Tensor) -> torch.Tensor:
+def nearest_visible_node(nodes: torch.Tensor, pos: torch.Tensor,
+                         walls: torch.Tensor) -> torch.Tensor:
     """The agent's node: the nearest of ``nodes (E, N, 2)`` in sight of ``pos (E, 2)`` (the
     nearest of all where none is in sight), ``(E,)``."""
     d = (nodes - pos[:, None]).norm(dim=-1)
@@ -312,7 +315,8 @@ def hierarchical_rollouts(maps: TopoMaps, planner: str, table: torch.Tensor | No
     """Success rate and SPL of ``episodes`` navigation episodes (random source, target at least
     ``min_hops`` GT edges apart) on the low-level trajectories.
 
-    The planner proposes the next node from the node nearest to the agent (in sight of it): ``"table"`` reads
+    The planner proposes the next node from the node nearest to the agent (in sight of it):
+    ``"table"`` reads
     ``table[b, i, t]`` (a symbolic planner, the oracle, or the neural argmax), ``"sampling"``
     samples from ``probs[b, t, i]``, ``"random"`` picks a random other node. The scripted
     controller (standing for the paper's PPO policy) moves ``speed`` towards the waypoint for up
@@ -376,7 +380,7 @@ PAPER = {
         "Table 1(a)", "next-waypoint accuracy, uncertain graphs (header lost; read as Acc, H-SPL)",
         {"Symbolic (threshold)": 0.114, "Symbolic (custom cost)": 0.115,
          "Neural (w/o visual)": 0.251, "Neural (w visual)": 0.262}, better="higher",
-        note="The column headers of Table 1(a) are lost in the extraction; we read them as in 1(b)."),
+        note="Table 1(a)'s column headers are lost in the extraction; read as in 1(b)."),
     "table1a_hspl": report.PaperTable(
         "Table 1(a)", "H-SPL, uncertain graphs",
         {"Symbolic (threshold)": 0.184, "Symbolic (custom cost)": 0.269,
@@ -438,7 +442,8 @@ class Config(ProfileConfig):
         10-minute budget), 20,000 training maps, three seeds, mod-drop, the aggregation ablation,
         and (first seed) two smaller data sizes: 19 planners of 1,000 steps."""
         return cls(n_nodes=32, n_train=20000, n_val=500, hidden=128, gru_layers=2, rounds=6,
-                   steps=1000, batch_size=32, lr=1e-3, episodes=1000, seeds=(0, 1, 2), mod_drop=True, ablation=True,
+                   steps=1000, batch_size=32, lr=1e-3, episodes=1000, seeds=(0, 1, 2),
+                   mod_drop=True, ablation=True,
                    data_sizes=(2000, 6000))
 
     @classmethod
@@ -558,10 +563,12 @@ def seed_experiment(config: Config, seed: int, device, progress: bool = False) -
             tab = argmax_table(neural_tables(model, va, True))
             sizes.append({"n_train": size, "aggregation": agg, "seed": seed,
                           "Acc": next_hop_accuracy(tab, va), "H-SPL": h_spl(tab, va)})
-    for name, agg in (("Neural (w visual)", "gru"), ("Neural (w visual, mean aggregation)", "mean")):
+    for name, agg in (("Neural (w visual)", "gru"),
+                      ("Neural (w visual, mean aggregation)", "mean")):
         if config.data_sizes and seed == config.seeds[0] and name in tables:
             sizes.append({"n_train": config.n_train, "aggregation": agg, "seed": seed,
-                          "Acc": next_hop_accuracy(tables[name], va), "H-SPL": h_spl(tables[name], va)})
+                          "Acc": next_hop_accuracy(tables[name], va),
+                          "H-SPL": h_spl(tables[name], va)})
     return {"sweep": sweep, "best": best, "table1": pd.DataFrame(rows), "table2": pd.DataFrame(t2),
             "data_sizes": pd.DataFrame(sizes), "histories": histories, "models": models,
             "maps": va, "probs": probs, "tables": tables}
@@ -585,11 +592,13 @@ def run(config: Config, progress: bool = False) -> dict:
     acc, hs = _mean(table1, "Acc"), _mean(table1, "H-SPL")
     suc, spl2 = _mean(table2, "success"), _mean(table2, "SPL")
     names1a = list(PAPER["table1a_acc"].values)
-    order = ["Symbolic (threshold) < Neural (w/o visual)", "Symbolic (custom cost) < Neural (w/o visual)",
+    order = ["Symbolic (threshold) < Neural (w/o visual)",
+             "Symbolic (custom cost) < Neural (w/o visual)",
              "Neural (w/o visual) < Neural (w visual)"]
     compare_acc = report.compare(PAPER["table1a_acc"], {k: acc[k] for k in names1a}, claims=order)
     compare_hspl = report.compare(PAPER["table1a_hspl"], {k: hs[k] for k in names1a}, claims=order)
-    ours_1b = {"Symbolic (GT) Acc": acc["Symbolic (GT)"], "Symbolic (GT) H-SPL": hs["Symbolic (GT)"],
+    ours_1b = {"Symbolic (GT) Acc": acc["Symbolic (GT)"],
+               "Symbolic (GT) H-SPL": hs["Symbolic (GT)"],
                "Neural planner (GT) Acc": acc["Neural planner (GT)"],
                "Neural planner (GT) H-SPL": hs["Neural planner (GT)"]}
     compare_1b = report.compare(PAPER["table1b"], ours_1b,
@@ -630,12 +639,14 @@ def run(config: Config, progress: bool = False) -> dict:
              "scans and room colours were built to reveal line of sight; "
              + gap("Neural (w visual)", "Neural (w/o visual)", per_seed_acc)),
         "the neural planner on GT graphs reaches Acc > 0.9 (Table 1b)":
-            ("paper claim", bool(acc["Neural planner (GT)"] > 0.9), f"{acc['Neural planner (GT)']:.3f}"),
+            ("paper claim", bool(acc["Neural planner (GT)"] > 0.9),
+             f"{acc['Neural planner (GT)']:.3f}"),
         "Dijkstra on the GT graph scores Acc = H-SPL = 1 (Table 1b)":
-            ("sanity check", bool(acc["Symbolic (GT)"] == 1.0 and abs(hs["Symbolic (GT)"] - 1) < 1e-6)),
+            ("sanity check",
+             bool(acc["Symbolic (GT)"] == 1.0 and abs(hs["Symbolic (GT)"] - 1) < 1e-6)),
         "the hand-set skeleton (Eq. 4) equals the GT shortest-path lengths on every map":
             ("sanity check", bf_ok),
-        "the hierarchical neural planner (argmax) beats both symbolic planners in success (Table 2)":
+        "the hierarchical neural planner (argmax) beats both symbolic planners (Table 2)":
             ("paper claim", bool(suc["Neural planner (deterministic)"] >
                                  max(suc["Symbolic (threshold)"], suc["Symbolic (custom cost)"])),
              f"{suc['Neural planner (deterministic)']:.3f} vs "
@@ -643,12 +654,14 @@ def run(config: Config, progress: bool = False) -> dict:
         "the graph oracle with the scripted controller succeeds in > 90% of episodes":
             ("sanity check", bool(suc["Graph oracle"] > 0.9), f"{suc['Graph oracle']:.3f}"),
         "deterministic (argmax) beats sampling in success (Table 2; fragile)":
-            ("paper claim", bool(suc["Neural planner (deterministic)"] > suc["Neural planner (sampling)"]),
+            ("paper claim",
+             bool(suc["Neural planner (deterministic)"] > suc["Neural planner (sampling)"]),
              gap("Neural planner (deterministic)", "Neural planner (sampling)", per_seed_t2)),
     }
     if config.ablation:
         claims["GRU aggregation beats mean aggregation (Fig. 7; fragile at small N)"] = (
-            "paper claim", bool(acc["Neural (w visual)"] > acc["Neural (w visual, mean aggregation)"]),
+            "paper claim",
+            bool(acc["Neural (w visual)"] > acc["Neural (w visual, mean aggregation)"]),
             gap("Neural (w visual)", "Neural (w visual, mean aggregation)", per_seed_acc))
     else:
         claims["GRU aggregation beats mean aggregation (Fig. 7; fragile at small N)"] = (
@@ -658,7 +671,8 @@ def run(config: Config, progress: bool = False) -> dict:
         claims["more training maps help the GRU planner (Fig. 5/7)"] = (
             "paper claim", bool(g.iloc[-1] > g.iloc[0]), f"{g.iloc[0]:.3f} -> {g.iloc[-1]:.3f}")
     else:
-        claims["more training maps help the GRU planner (Fig. 5/7)"] = ("paper claim", None, "full profile only")
+        claims["more training maps help the GRU planner (Fig. 5/7)"] = (
+            "paper claim", None, "full profile only")
     findings = report.claims_table(claims)
     return {"sweep": sweep, "best_symbolic": pd.DataFrame([p["best"] for p in per_seed]),
             "table1": table1, "table2": table2, "data_sizes": sizes, "history": history,
