@@ -58,7 +58,8 @@ def _bits(b: torch.Tensor) -> torch.Tensor:
 # refactoring: f (comparisons) and g (binaries -> metric) for three metrics
 # ---------------------------------------------------------------------------------------------
 def accuracy_comparisons(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``f`` of Eq. (8): ``c_ij = s_{i,y_i} - s_ij`` for ``j != y_i``; ``s (n, p)`` -> ``(n, p-1)``."""
+    """``f`` of Eq. (8): ``c_ij = s_{i,y_i} - s_ij`` for ``j != y_i``; ``s (n, p)`` ->
+    ``(n, p-1)``."""
     if s.ndim != 2 or s.shape[1] < 2 or y.shape != s.shape[:1]:
         raise ValueError(f"need scores s (n, p >= 2) and labels y (n,), got {tuple(s.shape)}, "
                          f"{tuple(y.shape)}")
@@ -109,7 +110,8 @@ def positive_pixels(uv: torch.Tensor, radius: torch.Tensor, heatmap_size: int, s
     if max_positives is None:
         max_positives = (math.floor(2 * float(radius.max()) / stride) + 1) ** 2
     g = (torch.arange(heatmap_size, device=uv.device, dtype=uv.dtype) + 0.5) * stride
-    d2 = (g[None, None, :] - uv[:, 0, None, None]) ** 2 + (g[None, :, None] - uv[:, 1, None, None]) ** 2
+    d2 = (g[None, None, :] - uv[:, 0, None, None]) ** 2 \
+        + (g[None, :, None] - uv[:, 1, None, None]) ** 2
     d2 = d2.flatten(1)
     k = min(max_positives, d2.shape[1])
     near, idx = torch.topk(-d2, k, dim=1)
@@ -130,7 +132,8 @@ def pck_comparisons(s: torch.Tensor, pos_idx: torch.Tensor, pos_valid: torch.Ten
 
 
 def pck_g(b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``g`` of Sec. 4.3: ``(1/n) sum_k OR_i AND_j b_kij`` over valid pairs; ``b (..., n, K, m)``."""
+    """``g`` of Sec. 4.3: ``(1/n) sum_k OR_i AND_j b_kij`` over valid pairs;
+    ``b (..., n, K, m)``."""
     if b.shape[-3:] != valid.shape:
         raise ValueError(f"b (..., n, K, m) must end in valid's shape {tuple(valid.shape)}, got "
                          f"{tuple(b.shape)}")
@@ -185,7 +188,8 @@ def idw(u: torch.Tensor, anchors: torch.Tensor, values: torch.Tensor,
 
 class IDWHand(torch.autograd.Function):
     """Eq. (10) with the hand-derived gradient (as the official code): with ``D = sum_i 1/d_i``,
-    ``N = sum_i g_i/d_i``, ``dg~/du = -sum_i g_i (u - a_i)/d_i^3 / D + N sum_i (u - a_i)/d_i^3 / D^2``
+    ``N = sum_i g_i/d_i``,
+    ``dg~/du = -sum_i g_i (u - a_i)/d_i^3 / D + N sum_i (u - a_i)/d_i^3 / D^2``
     (away from the anchors; zero on one)."""
 
     @staticmethod
