@@ -375,8 +375,10 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        """Table 1's σ sweep, Table 3's batch sizes (8-512), Table 4's 5/10/16 anchors, 3 seeds."""
-        return cls(cls_steps=1500, pose_n=8000, pose_test=1000, pose_width=32, pose_steps=1500,
+        """Table 1's σ sweep, Table 3's batch sizes (8-512), Table 4's 5/10/16 anchors, 3 seeds:
+        87 trainings of 1,000 steps (``benchmarks/full_profile.py`` on one CPU thread: 29 ms a
+        step; small nets, so on a GPU launch-bound at a few ms a step, about 6 min)."""
+        return cls(cls_steps=1000, pose_n=8000, pose_test=1000, pose_width=32, pose_steps=1000,
                    pose_batch=64, sigmas=SIGMAS, batch_sizes=(8, 16, 32, 64, 128, 256, 512),
                    anchor_counts=(5, 10, 16), seeds=(0, 1, 2))
 
