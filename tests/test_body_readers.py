@@ -186,3 +186,33 @@ def test_3dpw_pickle_and_a_malicious_one(tmp_path):
     (tmp_path / "short.pkl").write_bytes(pickle.dumps(seq, protocol=2))
     with pytest.raises(ValueError, match="missing \\['cam_poses'\\]"):
         R.load_3dpw(tmp_path / "short.pkl")
+
+
+def test_mpii_json_and_head_sizes(tmp_path):
+    import scipy.io
+
+    joints = [[10.0 + j, 20.0 + j, float(j % 2)] for j in range(16)]
+    recs = [{"dataset": "MPI", "isValidation": float(v), "img_paths": f"{i:09d}.jpg",
+             "objpos": [50.0, 60.0 + i], "scale_provided": 1.5, "joint_self": joints}
+            for i, v in enumerate((0, 1, 1))]
+    p = tmp_path / "mpii_annotations.json"
+    p.write_text(json.dumps(recs))
+    out = R.load_mpii_json(p)
+    assert out["joints"].shape == (3, 16, 2) and out["is_validation"].tolist() == [False, True, True]
+    assert out["joints"][0, R.MPII_JOINTS.index("head_top")].tolist() == [19.0, 29.0]
+    assert out["visible"][0].sum() == 8 and out["center"][2].tolist() == [50.0, 62.0]
+    boxes = np.zeros((2, 2, 2))
+    boxes[1, :, 0] = (3.0, 4.0)  # diagonal 5 px
+    boxes[1, :, 1] = (6.0, 8.0)  # diagonal 10 px
+    m = tmp_path / "detections_our_format.mat"
+    scipy.io.savemat(m, {"headboxes_src": boxes})
+    assert np.allclose(R.load_mpii_head_sizes(m), [3.0, 6.0])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"img_paths": "x.jpg"}]))
+    with pytest.raises(ValueError, match="joint_self"):
+        R.load_mpii_json(bad)
+    with pytest.raises(FileNotFoundError, match="mpii_annotations"):
+        R.load_mpii_json(tmp_path / "missing.json")
+    scipy.io.savemat(m, {"other": boxes})
+    with pytest.raises(ValueError, match="headboxes_src"):
+        R.load_mpii_head_sizes(m)

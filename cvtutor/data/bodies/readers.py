@@ -8,7 +8,9 @@ Each reads the data set's own file format and raises a clear error naming the ex
 - MuPoTS-3D ``TS<k>/annot.mat`` (``annotations``: frames × people structs with ``annot2``,
   ``annot3``, ``univ_annot3``, ``isValidFrame``), mapped to the 17 joints;
 - CMU Panoptic ``hdPose3d_stage1_coco19/body3DScene_<frame>.json`` with ``calibration_<seq>.json``;
-- 3DPW sequence pickles (``sequenceFiles/<split>/<name>.pkl``), read with the restricted unpickler.
+- 3DPW sequence pickles (``sequenceFiles/<split>/<name>.pkl``), read with the restricted unpickler;
+- MPII Human Pose as pytorch-pose ships it (``mpii_annotations.json``) and its PCKh head sizes
+  (``detections_our_format.mat``).
 
 Pickled payloads (3DPW, and the object array inside VideoPose3D's ``.npz``) go through
 :mod:`cvtutor.data.safe_pickle`, so a hostile file cannot run code. Used by the *People, cameras and
@@ -245,3 +247,58 @@ def load_3dpw(path: str | Path) -> dict:
         np.asarray(seq["cam_intrinsics"]),
     )
     return out
+
+
+# ---- MPII Human Pose (pytorch-pose layout) -------------------------------------------------
+MPII_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax", "upper_neck",
+    "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)
+MPII_HEAD_SIZE_BIAS = 0.6  # PCKh's head size: 0.6 x the head box diagonal (MPII's eval code)
+
+
+def load_mpii_json(path: str | Path) -> dict[str, np.ndarray]:
+    """pytorch-pose's ``data/mpii/mpii_annotations.json`` (one record per person: ``img_paths``,
+    ``isValidation``, ``objpos``, ``scale_provided``, ``joint_self`` = 16 x (x, y, visible)) →
+    ``image (N,)`` file names, ``is_validation (N,)`` bool, ``center (N, 2)``, ``scale (N,)``,
+    ``joints (N, 16, 2)`` pixels and ``visible (N, 16)`` bool, joints in :data:`MPII_JOINTS` order.
+    Used by the UniLoss chapter (``notebooks/eccv2020/surrogate_loss.ipynb``), head joint only."""
+    layout = ("data/mpii/mpii_annotations.json: a JSON list of records with img_paths, "
+              "isValidation, objpos, scale_provided and joint_self (16 x [x, y, visible])")
+    path = _need(Path(path), layout)
+    data = json.loads(path.read_text())
+    keys = ("img_paths", "isValidation", "objpos", "scale_provided", "joint_self")
+    if not isinstance(data, list) or not data or not all(
+            isinstance(r, dict) and set(keys) <= set(r) for r in data):
+        raise ValueError(f"{path}: expected {layout}")
+    joints = np.array([r["joint_self"] for r in data], dtype=float)
+    if joints.shape[1:] != (16, 3):
+        raise ValueError(f"{path}: joint_self must be 16 x [x, y, visible], got "
+                         f"{joints.shape[1:]}; expected {layout}")
+    return {
+        "image": np.array([r["img_paths"] for r in data]),
+        "is_validation": np.array([bool(r["isValidation"]) for r in data]),
+        "center": np.array([r["objpos"] for r in data], dtype=float).reshape(-1, 2),
+        "scale": np.array([r["scale_provided"] for r in data], dtype=float),
+        "joints": joints[..., :2],
+        "visible": joints[..., 2] > 0,
+    }
+
+
+def load_mpii_head_sizes(path: str | Path) -> np.ndarray:
+    """PCKh's head sizes ``(N,)`` of the validation people from pytorch-pose's
+    ``data/mpii/detections_our_format.mat`` (``headboxes_src (2, 2, N)``: top-left and
+    bottom-right corner of each head box): ``0.6 * ||corner_2 - corner_1||``."""
+    import scipy.io
+
+    layout = "detections_our_format.mat with headboxes_src of shape (2, 2, N)"
+    path = _need(Path(path), layout)
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises several types on a non-.mat file
+        raise ValueError(f"{path} is not a MATLAB file ({err}); expected {layout}") from err
+    boxes = mat.get("headboxes_src")
+    if boxes is None or boxes.ndim != 3 or boxes.shape[:2] != (2, 2):
+        got = sorted(k for k in mat if not k.startswith("__")) if boxes is None else boxes.shape
+        raise ValueError(f"{path}: got {got}; expected {layout}")
+    return MPII_HEAD_SIZE_BIAS * np.linalg.norm(boxes[1] - boxes[0], axis=0)
