@@ -6,29 +6,13 @@ Run: ``python benchmarks/neural_design_network.py [--n 4096] [--hidden 64]``."""
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import pandas as pd
 import torch
 
 from cvtutor.data import layouts as L
 from cvtutor.papers import neural_design_network as T
-
-
-def _timed(device: str, fn) -> tuple[float, float]:
-    fn()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return dt, peak
+from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, n: int, hidden: int) -> list[dict]:
@@ -41,7 +25,7 @@ def bench(device: str, n: int, hidden: int) -> list[dict]:
     rows = []
     for what, fn in (("layouts + relation graphs", world),
                      ("NDN iterative generation", lambda: T.generate(model, graph))):
-        dt, peak = _timed(device, fn)
+        dt, peak = timed(fn, device)
         rows.append({"device": device, "what": what, "n": n, "items/s": n / dt, "peak MB": peak})
     return rows
 

@@ -10,24 +10,12 @@ CUDA rates are wall-clock after a synchronise.
 from __future__ import annotations
 
 import argparse
-import time
 
 import pandas as pd
 import torch
 
 from cvtutor.data.imageclass import corruptions, sets
-
-
-def _timed(device: str, fn) -> float:
-    fn()  # warm-up (kernels, caches)
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter() if cuda else time.process_time()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() if cuda else time.process_time()) - t0
+from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def generators(device: str, n: int) -> list[dict]:
@@ -49,12 +37,12 @@ def generators(device: str, n: int) -> list[dict]:
             "set": name,
             "size": size,
             "n": n,
-            "images_per_s": round(n / _timed(device, fn)),
+            "images_per_s": round(n / timed(fn, device, cpu_time=True)[0]),
         }
         for (name, size), fn in jobs.items()
     ]
     for size in (16, 32):  # a fixed set of 1,797 images: the rate of the upsampling alone
-        dt = _timed(device, lambda s=size: sets.digits16(s, device=device))
+        dt = timed(lambda s=size: sets.digits16(s, device=device), device, cpu_time=True)[0]
         rows.append(
             {
                 "device": device,
@@ -75,7 +63,7 @@ def corruption_rates(device: str, n: int) -> list[dict]:
             "set": f"corrupt: {name}",
             "size": 32,
             "n": n,
-            "images_per_s": round(n / _timed(device, lambda c=name: corruptions.corrupt(x, c, 3))),
+            "images_per_s": round(n / timed(lambda c=name: corruptions.corrupt(x, c, 3), device, cpu_time=True)[0]),
         }
         for name in corruptions.CORRUPTIONS
     ]

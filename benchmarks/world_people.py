@@ -4,29 +4,18 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import pandas as pd
 import torch
 
 from cvtutor.data import geometry as G
 from cvtutor.data.bodies import BodyWorld
-
-
-def _timed(fn, device: str) -> float:
-    fn()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench_world(device: str, size: int, n: int, people: int = 6, views: int = 4) -> dict:
     world = BodyWorld(n_people=people, n_views=views, image_size=size, seed=0, device=device)
-    dt = _timed(lambda: world.sample(n), device)
+    dt = timed(lambda: world.sample(n), device)[0]
     return {
         "device": device,
         "what": f"BodyWorld.sample ({people} people, {views} views, {size} px)",
@@ -68,7 +57,7 @@ def bench_geometry(device: str, n: int) -> list[dict]:
         ),
         ("iou_3d (rotated boxes)", lambda: G.iou_3d(boxes, boxes.roll(1, 0))),
     ):
-        dt = _timed(fn, device)
+        dt = timed(fn, device)[0]
         rows.append(
             {
                 "device": device,

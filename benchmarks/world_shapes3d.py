@@ -5,32 +5,13 @@ Run: ``python benchmarks/world_shapes3d.py [--shapes 64] [--points 2048]``."""
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import pandas as pd
 import torch
 
 from cvtutor.data import shapes3d
 from cvtutor.data.shapes3d import meshes, transforms
-
-
-def _timed(fn, device: str):
-    fn()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.startswith("cuda")
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    return dt, peak
+from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, n_shapes: int, n_points: int) -> list[dict]:
@@ -59,7 +40,7 @@ def bench(device: str, n_shapes: int, n_points: int) -> list[dict]:
     }
     rows = []
     for name, (fn, items) in cases.items():
-        dt, peak = _timed(fn, device)
+        dt, peak = timed(fn, device)
         rows.append(
             {
                 "device": device,

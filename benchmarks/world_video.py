@@ -5,8 +5,6 @@ Run: ``python benchmarks/world_video.py [--n 256] [--frames 16]``."""
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import pandas as pd
 import torch
@@ -14,24 +12,7 @@ import torch
 from cvtutor.data.events import AudioVisualEvents
 from cvtutor.data.temporal import UntrimmedFeatures
 from cvtutor.data.video import SpriteVideos
-
-
-def _timed(device: str, fn) -> tuple[float, float]:
-    fn()  # warm-up (also loads the digit bank)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    peak = (
-        torch.cuda.max_memory_allocated() / 2**20
-        if device.startswith("cuda")
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    return dt, peak
+from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, generator: str, size: int, n: int, frames: int) -> dict:
@@ -52,7 +33,7 @@ def bench(device: str, generator: str, size: int, n: int, frames: int) -> dict:
     else:
         e = AudioVisualEvents(audio_dim=128, visual_dim=512, device=device)
         fn = lambda: e.sample(n)  # noqa: E731
-    dt, peak = _timed(device, fn)
+    dt, peak = timed(fn, device)
     return {
         "device": device,
         "generator": generator,
