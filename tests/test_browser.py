@@ -151,8 +151,11 @@ def test_page_renders_offline(server, browser, page):
                              timeout=15000)
         box = fig.bounding_box()
         assert box and box["width"] > 50 and box["height"] > 50, f"{page}: figure {i} has no size"
-        marks = fig.locator("svg.main-svg path, svg.main-svg image, svg.main-svg rect").count()
+        # 2-D traces draw SVG marks; a 3-D scene (scatter3d, mesh3d) draws on a WebGL canvas
+        marks = fig.locator("svg.main-svg path, svg.main-svg image, svg.main-svg rect, .gl-container canvas").count()
         assert marks > 0, f"{page}: figure {i} drew an empty SVG"
+        if not fig.is_visible():  # inside a collapsed (hidden) solution: drawn, but not hoverable
+            continue
         fig.hover()  # the toolbar shows on hover
         covered = pg.evaluate(TITLE_UNDER_TOOLBAR_JS, fig.element_handle())
         assert covered is None, f"{page}: figure {i}'s title {covered!r} sits under plotly's toolbar"
