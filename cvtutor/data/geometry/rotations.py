@@ -31,9 +31,10 @@ def rot_z(deg: torch.Tensor) -> torch.Tensor:
     return torch.stack([c, -s, z, s, c, z, z, z, o], -1).reshape(*t.shape, 3, 3)
 
 
-def random_rotation(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``(n, 3, 3)`` rotations uniform on SO(3), from uniformly random unit quaternions."""
-    q = torch.randn(n, 4, generator=generator)
+def random_rotation(n: int, generator: torch.Generator, device=None) -> torch.Tensor:
+    """``(n, 3, 3)`` rotations uniform on SO(3), from uniformly random unit quaternions, on
+    ``device`` (default: the generator's)."""
+    q = torch.randn(n, 4, generator=generator, device=device or generator.device)
     q = q / q.norm(dim=1, keepdim=True)
     w, x, y, z = q.unbind(1)
     return torch.stack([

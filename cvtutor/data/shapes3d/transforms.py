@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import torch
+from cvtutor.data import geometry
 
 
 def _check_cloud(x: torch.Tensor, name: str = "points") -> None:
@@ -66,23 +67,7 @@ def random_rotation(
         return axis_rotation(ang, up)
     if mode != "so3":
         raise ValueError(f"mode must be 'so3' or 'up', got {mode!r}")
-    q = torch.randn(n, 4, generator=generator, device=device)
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - z * w),
-            2 * (x * z + y * w),
-            2 * (x * y + z * w),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - x * w),
-            2 * (x * z - y * w),
-            2 * (y * z + x * w),
-            1 - 2 * (x * x + y * y),
-        ],
-        -1,
-    ).reshape(n, 3, 3)
+    return geometry.random_rotation(n, generator, device)
 
 
 def rotate(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
