@@ -268,15 +268,17 @@ _MEASURE: dict[str, Any] | None = None
 
 
 @contextmanager
-def measure_phases(steps: int = 5, warmup: int = 2):
+def measure_phases(steps: int = 5, warmup: int = 2, probe: Callable[[], dict[str, float]] | None = None):
     """Under this context every :func:`fit` call runs only ``warmup + steps`` of its steps (fewer
     if it plans fewer), times them (device synchronised) and returns early with their history.
 
     Yields a list that receives one record per fit call: ``desc``, ``planned_steps`` (the steps the
-    call would have run), ``measured_steps``, ``s_per_step`` (mean over the steps after warm-up;
-    over all run steps when the call plans no more than ``warmup``), ``peak_mem_mb`` (CUDA; else
-    None), ``gpu_wait_share`` (CUDA: 1 - kernel time / wall time of the timed steps, from the
-    profiler; None elsewhere), ``device`` and ``fit_wall_s``.
+    call would have run), ``measured_steps``, ``timed_steps`` (those after warm-up; all of them
+    when the call plans no more than ``warmup``), ``s_per_step`` (mean over the timed steps),
+    ``peak_mem_mb`` (CUDA; else None), ``gpu_wait_share`` (CUDA: 1 - kernel time / wall time of the
+    timed steps, from the profiler; None elsewhere), ``device`` and ``fit_wall_s``. With ``probe``
+    (a function returning running totals, e.g. a cost model's counters), the record also holds
+    ``probe``: the change of each total over the timed steps.
     """
     global _MEASURE
     if steps < 1 or warmup < 0:
@@ -284,7 +286,7 @@ def measure_phases(steps: int = 5, warmup: int = 2):
     if _MEASURE is not None:
         raise RuntimeError("measure_phases is already active")
     records: list[dict[str, Any]] = []
-    _MEASURE = {"steps": steps, "warmup": warmup, "records": records}
+    _MEASURE = {"steps": steps, "warmup": warmup, "records": records, "probe": probe}
     try:
         yield records
     finally:
@@ -418,6 +420,7 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
             torch.cuda.reset_peak_memory_stats(device)
         t_timed = None
         prof = None
+        probe_at = None
     if sync_every is None:
         sync_every = 1 if device.type == "cpu" else 32
     if log_every < 1 or sync_every < 1:
@@ -463,6 +466,8 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
                     prof = profile(activities=[ProfilerActivity.CUDA])
                     prof.__enter__()
                 t_timed = time.perf_counter()
+                if measure.get("probe") is not None:
+                    probe_at = measure["probe"]()
             batch = get_batch(step)
             with autocast(device):
                 terms = loss_fn(models_d, batch, step)
@@ -502,8 +507,13 @@ def fit(models: nn.Module | Mapping[str, nn.Module], optimizers: torch.optim.Opt
                 prof.__exit__(None, None, None)
             timed = end - timed_from
             wall = t_end - (t_timed if t_timed is not None else t0)
+            probed = None
+            if probe_at is not None:
+                probe_end = measure["probe"]()
+                probed = {k: probe_end[k] - probe_at.get(k, 0.0) for k in probe_end}
             measure["records"].append({
                 "desc": desc, "device": str(device), "planned_steps": steps - start, "measured_steps": end - start,
+                "timed_steps": timed, "probe": probed,
                 "s_per_step": wall / timed if timed > 0 else None,
                 "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
                 "gpu_wait_share": (max(0.0, 1.0 - _kernel_seconds(prof) / wall) if prof is not None and wall > 0 else None),

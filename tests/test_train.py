@@ -464,6 +464,11 @@ def test_measure_phases_runs_a_few_steps_and_records():
     assert [r["measured_steps"] for r in rec] == [5, 4]
     assert all(r["s_per_step"] > 0 for r in rec)
     assert rec[0]["peak_mem_mb"] is None and rec[0]["gpu_wait_share"] is None  # CPU: n/a
+    assert [r["timed_steps"] for r in rec] == [3, 2] and rec[0]["probe"] is None
+    calls = iter(range(100))
+    with train.measure_phases(steps=3, warmup=2, probe=lambda: {"n": float(next(calls))}) as rec:
+        fit_plain(40)
+    assert rec[0]["probe"] == {"n": 1.0}  # read once when the timed steps start, once after them
     _, full = fit_plain(7)
     assert len(full) == 7  # outside the context fit runs everything
     with pytest.raises(ValueError, match="steps >= 1"):
