@@ -329,7 +329,7 @@ class ProxyConv2d(nn.Module):
 class BinaryMLP(nn.Module):
     """``d_in -> hidden`` (real) -> ``n_binary`` x [BN -> sign -> binary FC] -> BN -> real FC.
 
-    The fast profile's net on the 8x8 digits (64-256-256-256-10 with two binary layers). The first
+    The fast profile's net on the 8x8 digits (64-128-128-128-10 with two binary layers). The first
     and last layers stay real (Sec. 4.1); ``fp32`` uses ReLU and real weights throughout.
     """
 
@@ -846,7 +846,8 @@ def xnor_demo(k: int = 256, m: int = 64, n: int = 32, seed: int = 0) -> dict:
 
 
 def _fmt(v: pd.Series) -> str:
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+    """``mean ± std`` (signed) of a gap over seeds; the mean alone for one seed."""
+    return f"{v.mean():+.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():+.2f}"
 
 
 def z_histogram(Z: torch.Tensor, bins: int = 60, lim: float = 3.0) -> pd.DataFrame:
@@ -1004,7 +1005,7 @@ def run(config: Config) -> dict:
             runs[runs.scheme == a].set_index("seed")["accuracy"]
             - runs[runs.scheme == b].set_index("seed")["accuracy"]
         )
-        return bool(d.mean() > 0), f"{d.mean():+.2f} points, {n_seeds} seeds ({_fmt(d)})"
+        return bool(d.mean() > 0), f"{_fmt(d)} points over {n_seeds} seed(s)"
 
     def t3_opt(key: str, best: str) -> tuple[bool | None, str]:
         if key not in table3:
