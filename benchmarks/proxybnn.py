@@ -23,7 +23,10 @@ def train_rates(device: str, steps: int) -> list[dict]:
     rows = []
     nets = {
         "MLP 64-128-128-128-10 (fast)": (lambda s: P.BinaryMLP(64, 10, s, 128, 2), (128, 64)),
-        "ResNet-8 16-32-64, 16 px (full)": (lambda s: P.BiRealResNet8(3, 20, s, 16), (256, 3, 16, 16)),
+        "ResNet-8 16-32-64, 16 px (full)": (
+            lambda s: P.BiRealResNet8(3, 20, s, 16),
+            (256, 3, 16, 16),
+        ),
     }
     for name, (make, shape) in nets.items():
         x = torch.rand(shape, device=device)
@@ -36,15 +39,23 @@ def train_rates(device: str, steps: int) -> list[dict]:
                 for _ in range(steps):
                     loss = F.cross_entropy(model(x), y)
                     if scheme in P.PROXY_SCHEMES:
-                        loss = loss + 1e-5 * sum(P.penalty(w.last_latent, w.n_filters)
-                                                 for w in P.proxy_layers(model))
+                        loss = loss + 1e-5 * sum(
+                            P.penalty(w.last_latent, w.n_filters) for w in P.proxy_layers(model)
+                        )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
 
             dt, peak = timed(run, device, cpu_time=True)
-            rows.append({"device": device, "what": f"train {name}", "scheme": scheme,
-                         "items_per_s": round(steps * shape[0] / dt), "peak_MiB": round(peak)})
+            rows.append(
+                {
+                    "device": device,
+                    "what": f"train {name}",
+                    "scheme": scheme,
+                    "items_per_s": round(steps * shape[0] / dt),
+                    "peak_MiB": round(peak),
+                }
+            )
     return rows
 
 
@@ -54,10 +65,20 @@ def basis_rates(device: str) -> list[dict]:
     for rows_, c in ((128, 128), (576, 64)):
         Wp = torch.tanh(0.1 * torch.randn(rows_, c, device=device))
         R0 = P.random_orthogonal(c, device="cpu").to(device)
-        for name, fn in (("ITQ", lambda: P.itq_basis(Wp, R0, 30)), ("MSE", lambda: P.mse_basis(Wp, 30))):
+        for name, fn in (
+            ("ITQ", lambda: P.itq_basis(Wp, R0, 30)),
+            ("MSE", lambda: P.mse_basis(Wp, 30)),
+        ):
             dt, peak = timed(fn, device, cpu_time=True)
-            rows.append({"device": device, "what": f"{name} basis, W' {rows_} x {c}", "scheme": "-",
-                         "items_per_s": round(1 / dt, 1), "peak_MiB": round(peak)})
+            rows.append(
+                {
+                    "device": device,
+                    "what": f"{name} basis, W' {rows_} x {c}",
+                    "scheme": "-",
+                    "items_per_s": round(1 / dt, 1),
+                    "peak_MiB": round(peak),
+                }
+            )
     return rows
 
 
@@ -68,11 +89,20 @@ def product_rates(device: str, k: int = 1024, m: int = 256, n: int = 256) -> lis
     b = P.sgn(torch.randn(n, k, device=device))
     pa, pb = P.pack_signs(a), P.pack_signs(b)
     rows = []
-    for name, fn in (("xnor-popcount (packed)", lambda: P.xnor_popcount_dot(pa, pb, k)),
-                     ("float32 matmul", lambda: a @ b.T)):
+    for name, fn in (
+        ("xnor-popcount (packed)", lambda: P.xnor_popcount_dot(pa, pb, k)),
+        ("float32 matmul", lambda: a @ b.T),
+    ):
         dt, peak = timed(fn, device, cpu_time=True)
-        rows.append({"device": device, "what": f"+-1 products k={k}: {name}", "scheme": "-",
-                     "items_per_s": round(m * n / dt), "peak_MiB": round(peak)})
+        rows.append(
+            {
+                "device": device,
+                "what": f"+-1 products k={k}: {name}",
+                "scheme": "-",
+                "items_per_s": round(m * n / dt),
+                "peak_MiB": round(peak),
+            }
+        )
     return rows
 
 
