@@ -238,6 +238,26 @@ def test_cifar_pickles_feed_the_resnet(tmp_path):
         P.load_data(cfg.replace(data_root=None))
 
 
+def test_image_folder_feeds_the_resnet(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("ant", "bee"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+                Image.fromarray(img).save(tmp_path / split / cls / f"{i}.png")
+    cfg = P.Config.smoke().replace(dataset="folder", data_root=str(tmp_path))
+    data = P.load_data(cfg)
+    assert data["x_train"].shape == (6, 3, 16, 16) and data["y_test"].tolist() == [0, 0, 1, 1]
+    assert P.make_model(cfg, "random", data)(data["x_test"]).shape == (4, 2)
+    (tmp_path / "test" / "cat").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "test" / "cat" / "0.png")
+    with pytest.raises(ValueError, match="same class folders"):
+        P.load_data(cfg)
+
+
 def test_bad_config_values_raise():
     with pytest.raises(ValueError, match="dataset must be one of"):
         P.load_data(P.Config.fast().replace(dataset="imagenet"))

@@ -496,7 +496,7 @@ PAPER = {
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Config(ProfileConfig):
-    dataset: str = "digits"  # digits (8x8, flat) | shapes (ShapesTextures) | cifar10 | cifar100
+    dataset: str = "digits"  # digits (8x8, flat) | shapes | cifar10 | cifar100 | folder
     model: str = "mlp"  # mlp (BinaryMLP) | resnet8 (BiRealResNet8)
     hidden: int = 128  # MLP width
     n_binary: int = 2  # binary MLP layers
@@ -569,7 +569,7 @@ class Config(ProfileConfig):
         )
 
 
-DATASETS = ("digits", "shapes", "cifar10", "cifar100")
+DATASETS = ("digits", "shapes", "cifar10", "cifar100", "folder")
 
 
 def load_data(config: Config, device=None) -> dict:
@@ -577,7 +577,9 @@ def load_data(config: Config, device=None) -> dict:
 
     ``digits``: scikit-learn's 8x8 digits (fixed stratified split, flat 64-vectors); ``shapes``:
     the image world's ShapesTextures with all 5 x 4 = 20 classes at ``size`` px; ``cifar10`` /
-    ``cifar100``: the real pickles under ``config.data_root`` (read by the image world's reader).
+    ``cifar100``: the real pickles under ``config.data_root``; ``folder``: ImageFolder trees
+    ``data_root/train/<class>/*`` and ``data_root/test/<class>/*`` (e.g. an ImageNet subset), both
+    read by the image world's readers.
     """
     if config.dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
@@ -607,13 +609,29 @@ def load_data(config: Config, device=None) -> dict:
             "y_test": te.y,
             "n_classes": tr.n_classes,
         }
-    from cvtutor.data.imageclass.readers import read_cifar
+    from cvtutor.data.imageclass.readers import read_cifar, read_image_folder
 
     if config.data_root is None:
         raise ValueError(
             f"dataset {config.dataset!r} needs config.data_root (the folder holding "
-            "cifar-10-batches-py/ or cifar-100-python/)"
+            "cifar-10-batches-py/, cifar-100-python/ or train/ and test/ class folders)"
         )
+    if config.dataset == "folder":
+        from pathlib import Path
+
+        tr, te = (read_image_folder(Path(config.data_root) / s) for s in ("train", "test"))
+        if tr.classes != te.classes:
+            raise ValueError(
+                f"{config.data_root}: train/ and test/ must hold the same class folders, got "
+                f"{tr.classes} and {te.classes}"
+            )
+        return {
+            "x_train": tr.x.to(device),
+            "y_train": tr.y.to(device),
+            "x_test": te.x.to(device),
+            "y_test": te.y.to(device),
+            "n_classes": tr.n_classes,
+        }
     classes = 10 if config.dataset == "cifar10" else 100
     tr, te = (read_cifar(config.data_root, s, classes) for s in ("train", "test"))
     return {
