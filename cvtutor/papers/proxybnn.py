@@ -147,7 +147,9 @@ def psi(Z: torch.Tensor, n_filters: int) -> torch.Tensor:
 
 def penalty(Z: torch.Tensor, n_filters: int) -> torch.Tensor:
     """``sum_i ||Z_i - alpha_i B_i||_F^2`` with ``alpha, B`` fixed at their closed forms: the
-    second term of Eq. (4) (times ``gamma``), whose gradient is Eq. (7)'s ``2 (Z - alpha B)``."""
+    second term of Eq. (4) (times ``gamma``), whose gradient is Eq. (7)'s ``2 (Z - alpha B)``.
+    Computed in at least float32 (under bf16 autocast ``Z`` arrives in bf16)."""
+    Z = Z.to(torch.promote_types(Z.dtype, torch.float32))
     with torch.no_grad():
         alpha, B = closed_form_binary(Z, n_filters)
         target = (alpha[:, None] * _filters(B, n_filters)).reshape_as(Z)
@@ -777,6 +779,8 @@ def train_scheme(
     )
     hist.append(h.assign(step=h["step"] + warm))
     model.eval()
+    for w in proxy_layers(model):
+        w.last_latent = None  # drop the last step's graph
     return model, pd.concat(hist, ignore_index=True)
 
 
