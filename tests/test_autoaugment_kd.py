@@ -214,6 +214,13 @@ def test_rand_augment_draws_exactly_n_ops_per_image_seeded():
     assert len({o.numpy().tobytes() for o in a}) > 32  # drawn per image
 
 
+def test_coordinates_are_not_rounded_under_autocast():
+    x = torch.rand(32, 1, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a = A.destructive_rand_augment(x, 2, 5, seed=3)
+    assert a.dtype == torch.float32 and torch.equal(a, A.destructive_rand_augment(x, 2, 5, seed=3))
+
+
 def test_damage_grows_with_the_magnitude():
     x = torch.rand(256, 1, 16, 16)
     kept = [float(A.destructive_rand_augment(x, 2, m, seed=0).sum() / x.sum()) for m in range(11)]

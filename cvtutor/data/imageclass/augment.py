@@ -233,21 +233,26 @@ def destructive_augment(x: torch.Tensor, tau: Tau, fill: float = 0.0) -> torch.T
             f"expected images (B, C, H, W) and tau for B images, got {tuple(x.shape)} and "
             f"ops {tuple(tau.ops.shape)}"
         )
-    b, dev = len(x), x.device
+    (b, _, h, w), dev = x.shape, x.device
     s = tau.magnitude / LEVELS
     affine_of = torch.tensor(_AFFINE_OF, device=dev)
-    eye = torch.eye(2, 3, device=dev)
-    q = F.affine_grid(eye.expand(b, 2, 3), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    # pixel centres in [-1, 1] (grid_sample's align_corners=False), built with elementwise ops
+    # only, so that CUDA autocast never rounds the coordinates to bf16 (as it would a matmul)
+    centres = [(torch.arange(n, device=dev, dtype=torch.float32) * 2 + 1) / n - 1 for n in (h, w)]
+    qy, qx = (t.expand(b, h, w) for t in torch.meshgrid(*centres, indexing="ij"))
+    q = torch.stack([qx, qy], -1)  # (B, H, W, 2): x (column), y (row)
     cut = torch.zeros(q.shape[:3], dtype=torch.bool, device=dev)
     moved = torch.zeros(b, dtype=torch.bool, device=dev)
     for k in reversed(range(tau.ops.shape[0])):
         ops = tau.ops[k].to(dev)
-        centre = (2 * tau.where[k].to(dev) - 1) * (1 - s)  # the square stays inside the image
-        inside = ((q - centre[:, None, None]).abs() < s).all(-1)
+        mid = (2 * tau.where[k].to(dev) - 1) * (1 - s)  # the square stays inside the image
+        inside = ((q - mid[:, None, None]).abs() < s).all(-1)
         cut |= (ops == DESTRUCTIVE_OPS.index("cutout"))[:, None, None] & inside
         m = _op_matrices(affine_of[ops], tau.sign[k].to(dev) * s, DESTRUCTIVE_STRENGTH)
         moved |= (m != torch.eye(3, device=dev)).flatten(1).any(1)
-        q = torch.einsum("bij,bhwj->bhwi", m[:, :2, :2], q) + m[:, None, None, :2, 2]
+        a = m[:, None, None]  # (B, 1, 1, 3, 3)
+        q = torch.stack([a[..., 0, 0] * q[..., 0] + a[..., 0, 1] * q[..., 1] + a[..., 0, 2],
+                         a[..., 1, 0] * q[..., 0] + a[..., 1, 1] * q[..., 1] + a[..., 1, 2]], -1)
     warped = F.grid_sample(x, q, mode="bilinear", padding_mode="zeros", align_corners=False)
     kept = torch.where(moved[:, None, None, None], warped, x)
     return torch.where(cut[:, None], torch.full_like(x, fill), kept)
