@@ -26,7 +26,7 @@ def augmentation(device: str, n: int) -> list[dict]:
     for size, channels in ((16, 1), (32, 3)):
         x = torch.rand(n, channels, size, size, device=device)
         for m in (3, 7):
-            dt = timed(lambda: augment.destructive_rand_augment(x, 2, m, seed=0), device,
+            dt = timed(lambda x=x, m=m: augment.destructive_rand_augment(x, 2, m, seed=0), device,
                        cpu_time=True)[0]
             rows.append({"device": device, "what": f"destructive RandAugment M={m}",
                          "size": size, "per_s": round(n / dt), "ms_per_step": None})
@@ -52,7 +52,7 @@ def training(device: str, steps: int) -> list[dict]:
         teacher = K.make_model(c.teacher, ch, 10, c.teacher_width, c.size).to(device)
         for method, t in (("RA", None), ("RA+KD", teacher)):
             one = c.replace(epochs=1)
-            dt = timed(lambda t=t, one=one: K.train_model(data, one, 0, 5, t), device,
+            dt = timed(lambda t=t, one=one, d=data: K.train_model(d, one, 0, 5, t), device,
                        cpu_time=True)[0]
             rows.append({"device": device, "what": f"train {name} student, {method}",
                          "size": c.size, "per_s": round(len(x) / dt),
