@@ -323,10 +323,19 @@ def test_bad_negatives_option():
         I.train_model(I.make_data(cfg, "val", device="cpu"), cfg, negatives="hard")
 
 
-def test_smoke_run_returns_every_key():
-    res = I.run(I.Config.smoke().replace(device="cpu"))
+def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
+    """``python -m cvtutor run info_ground --profile smoke`` (in process): every key of ``full``."""
+    from cvtutor import cli, report, runtime
+
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    try:
+        assert cli.main(["run", "info_ground", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    finally:
+        runtime.set_deterministic(False)
+    res, meta = report.load_results(tmp_path / "info_ground-smoke-seed0.json")
+    assert meta["profile"] == "smoke"
     assert {"table2", "compare_table2_accuracy", "compare_table2_r1", "compare_table1", "fig4",
-            "negatives", "history", "findings"} <= set(res)
-    assert set(res["table2"].setting) >= set(I.TABLE2_ROWS)
-    assert set(res["fig4"].layers) == {0, 1, 2}
-    assert res["findings"]["kind"].isin(["paper claim", "sanity check", "construction"]).all()
+            "negatives", "attention", "history", "findings"} <= set(res)
+    assert set(res["table2"]["setting"]) >= set(I.TABLE2_ROWS)
+    assert set(res["fig4"]["layers"]) == {0, 1, 2} and set(res["table2"]["seed"]) == {0, 1}

@@ -288,7 +288,7 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         return cls(n_train=30_000, n_val=1000, n_test=2000, n_regions=16, max_objects=8, d=64,
-                   d_word=64, steps=3000, eval_every=250, fig4_layers=(0, 1, 2), seeds=(0, 1, 2))
+                   d_word=64, steps=2000, eval_every=200, fig4_layers=(0, 1, 2), seeds=(0, 1, 2))
 
     @classmethod
     def smoke(cls) -> "Config":
