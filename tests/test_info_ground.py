@@ -262,7 +262,8 @@ def test_flickr30k_sentence_parser(tmp_path):
     with pytest.raises(ValueError, match="malformed"):
         parse_sentence("[/EN#1/people A man rides")
     f = tmp_path / "1000.txt"
-    f.write_text("[/EN#1/people A girl] plays .\n[/EN#1/people The child] and [/EN#2/animals a dog]\n")
+    f.write_text("[/EN#1/people A girl] plays .\n"
+                 "[/EN#1/people The child] and [/EN#2/animals a dog]\n")
     df = read_sentences(f)
     assert df.entity.tolist() == [1, 1, 2] and df.sentence.tolist() == [0, 1, 1]
     assert df.image_id.iloc[0] == "1000"
@@ -295,7 +296,8 @@ def test_bottomup_tsv_reader(tmp_path):
     f = tmp_path / "feats.tsv"
     f.write_text(f"42\t640\t480\t2\t{enc(boxes)}\t{enc(feats)}\n")
     out = read_bottomup_tsv(f)
-    assert np.array_equal(out["42"]["boxes"], boxes) and np.array_equal(out["42"]["features"], feats)
+    assert np.array_equal(out["42"]["boxes"], boxes)
+    assert np.array_equal(out["42"]["features"], feats)
     assert (out["42"]["width"], out["42"]["height"]) == (640, 480)
     f.write_text(f"42\t640\t480\t3\t{enc(boxes)}\t{enc(feats)}\n")
     with pytest.raises(ValueError, match="boxes"):

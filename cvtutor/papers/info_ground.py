@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,7 @@ from cvtutor.data import grounding as G
 from cvtutor.data.scenes2d import Biases
 from cvtutor.metrics.grounding import pointing_accuracy, recall_at_k
 from cvtutor.runtime import ProfileConfig, get_device
-from cvtutor.train import fit
+from cvtutor.train import fit, minibatches
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,15 +350,11 @@ def train_model(data: G.GroundingData, config: Config, negatives: str = "rerank"
     sel = torch.ones(int(mask.sum()), dtype=torch.bool, device=dev)
     neg_words = context_negatives(data, config, negatives == "rerank") \
         if negatives in ("plausible", "rerank") else None
-    n, b = len(data), config.batch
-    per_epoch = n // b
+    n = len(data)
+    batch = minibatches(torch.arange(n, device=dev), batch_size=config.batch, seed=seed)
 
-    def batch(step: int) -> torch.Tensor:
-        epoch, i = divmod(step, per_epoch)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        return torch.randperm(n, generator=gen)[i * b:(i + 1) * b].to(dev)
-
-    def loss_fn(models, idx, step):
+    def loss_fn(models, idx_, step):
+        (idx,) = idx_
         regions, tokens = data.features[idx], data.tokens[idx]
         words = models["lm"](tokens)
         terms = {"L_img": l_img(models["phi"](regions, words[:, mask]), sel)}
@@ -405,14 +400,10 @@ def train_mil(data: G.GroundingData, config: Config, seed: int = 0, progress: bo
     mil = MILBaseline(data.features.shape[-1], config.d_word, config.d, config.layers).to(dev)
     opt = torch.optim.Adam(mil.parameters(), lr=config.lr)
     mask = word_mask(data)
-    n, b = len(data), config.batch
+    batch = minibatches(torch.arange(len(data), device=dev), batch_size=config.batch, seed=seed)
 
-    def batch(step: int) -> torch.Tensor:
-        epoch, i = divmod(step, n // b)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        return torch.randperm(n, generator=gen)[i * b:(i + 1) * b].to(dev)
-
-    def loss_fn(models, idx, step):
+    def loss_fn(models, idx_, step):
+        (idx,) = idx_
         s = models["mil"](data.features[idx], models["lm"](data.tokens[idx]))[:, mask]
         score = s.amax(-1)                                                   # (B, n, B)
         eye = torch.eye(len(idx), dtype=torch.bool, device=dev)[:, None, :].expand_as(score)
