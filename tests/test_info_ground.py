@@ -251,6 +251,28 @@ def test_encoder_pretrained_is_frozen_and_synonyms_are_close():
     assert caps.tolist() == [[[1, 7, 3], [1, 8, 3]]]
 
 
+def test_tiny_mlm_masking_and_slot_distributions():
+    tok = G.grounding_data(64, seed=1).tokens
+    g = torch.Generator().manual_seed(0)
+    corrupted, chosen = G.mlm_batch(tok, g)
+    assert chosen.any(1).all() and torch.equal(corrupted[~chosen], tok[~chosen])
+    big = tok.repeat(50, 1)
+    c2, ch2 = G.mlm_batch(big, g)
+    share_mask = float((c2[ch2] == G.WORD_ID["[MASK]"]).float().mean())
+    assert 0.74 < share_mask < 0.86 and 0.15 < float(ch2.float().mean()) < 0.25
+    torch.manual_seed(0)
+    mlm = G.TinyMLM(16, layers=1, heads=2)
+    pos = torch.full((64,), 6)
+    p, q = G.mlm_slot_distributions(mlm, tok, pos, chunk=20)
+    assert p.shape == q.shape == (64, len(G.VOCAB))
+    assert torch.allclose(p.sum(1), torch.ones(64), atol=1e-5)
+    with pytest.raises(ValueError, match="long word ids"):
+        mlm.hidden(torch.zeros(2, 40, dtype=torch.long))
+    frozen = G.MLMFeatures(mlm, frozen=True)
+    assert not any(x.requires_grad for x in frozen.parameters())
+    assert frozen(tok[:2]).shape == (2, tok.shape[1], 16)
+
+
 # ---------------------------------------------------------------------------------------------
 # readers, on fixture files written here
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +360,6 @@ def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
     res, meta = report.load_results(tmp_path / "info_ground-smoke-seed0.json")
     assert meta["profile"] == "smoke"
     assert {"table2", "compare_table2_accuracy", "compare_table2_r1", "compare_table1", "fig4",
-            "negatives", "attention", "history", "findings"} <= set(res)
+            "negatives", "attention", "history", "findings", "mlm_history"} <= set(res)
     assert set(res["table2"]["setting"]) >= set(I.TABLE2_ROWS)
     assert set(res["fig4"]["layers"]) == {0, 1, 2} and set(res["table2"]["seed"]) == {0, 1}

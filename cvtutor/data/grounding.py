@@ -354,3 +354,79 @@ def substitute(tokens: torch.Tensor, position: torch.Tensor, words: torch.Tensor
     out = tokens[:, None].repeat(1, words.shape[1], 1)
     return out.scatter(2, position[:, None, None].expand(-1, words.shape[1], 1), words[..., None])
 
+
+
+class TinyMLM(nn.Module):
+    """The ``full`` profile's BERT analogue: a ``layers``-layer transformer masked language model
+    over :data:`VOCAB` (width ``dim``, learned positions). :meth:`hidden` gives the contextual
+    features (B, T, dim), :meth:`forward` the logits (B, T, V) of each position's word."""
+
+    def __init__(self, dim: int = 64, layers: int = 2, heads: int = 4, max_len: int = 32):
+        super().__init__()
+        self.dim = dim
+        self.embed = nn.Embedding(len(VOCAB), dim)
+        self.pos = nn.Parameter(0.02 * torch.randn(max_len, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, len(VOCAB))
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 2 or tokens.dtype != torch.long or tokens.shape[1] > len(self.pos):
+            raise ValueError(f"tokens must be (B, T <= {len(self.pos)}) long word ids, got "
+                             f"{tokens.dtype} {tuple(tokens.shape)}")
+        return self.encoder(self.embed(tokens) + self.pos[: tokens.shape[1]])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(tokens))
+
+
+def mlm_batch(tokens: torch.Tensor, generator: torch.Generator, rate: float = 0.15
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking of a batch (B, T): each position is chosen with probability ``rate`` (at
+    least one per caption); a chosen token becomes [MASK] (80 %), a random word (10 %) or stays
+    (10 %). Returns the corrupted tokens and the bool (B, T) of chosen positions."""
+    dev = tokens.device
+    u = torch.rand(tokens.shape, generator=generator, device=dev)
+    chosen = u < rate
+    first = torch.argmin(u, 1)
+    chosen[torch.arange(len(tokens), device=dev), first] = True
+    v = torch.rand(tokens.shape, generator=generator, device=dev)
+    rnd = torch.randint(len(SPECIALS), len(VOCAB), tokens.shape, generator=generator, device=dev)
+    out = torch.where(chosen & (v < 0.8), WORD_ID["[MASK]"], tokens)
+    return torch.where(chosen & (v >= 0.8) & (v < 0.9), rnd, out), chosen
+
+
+class MLMFeatures(nn.Module):
+    """A :class:`TinyMLM`'s hidden states as word features: frozen (the pretrained analogue) or
+    trained along with the critic (``frozen=False``: the random-init, fine-tuned analogue)."""
+
+    def __init__(self, mlm: TinyMLM, frozen: bool = True):
+        super().__init__()
+        self.mlm, self.frozen = mlm, frozen
+        for p in mlm.parameters():
+            p.requires_grad_(not frozen)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            self.mlm.eval()
+            with torch.no_grad():
+                return self.mlm.hidden(tokens)
+        return self.mlm.hidden(tokens)
+
+
+@torch.no_grad()
+def mlm_slot_distributions(mlm: TinyMLM, tokens: torch.Tensor, position: torch.Tensor,
+                           chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p(s' | c)`` and ``q(s' | s, c)`` (n, V) from a masked LM: its word distribution at
+    ``position`` (n,) with that token masked, and with the caption left as it is."""
+    mlm.eval()
+    rows = torch.arange(len(tokens), device=tokens.device)
+    masked = tokens.clone()
+    masked[rows, position] = WORD_ID["[MASK]"]
+    ps, qs = [], []
+    for i in range(0, len(tokens), chunk):
+        sl = slice(i, i + chunk)
+        r = rows[sl] - i
+        ps.append(mlm(masked[sl])[r, position[sl]].softmax(-1))
+        qs.append(mlm(tokens[sl])[r, position[sl]].softmax(-1))
+    return torch.cat(ps), torch.cat(qs)

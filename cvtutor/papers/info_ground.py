@@ -256,7 +256,10 @@ class Config(ProfileConfig):
     of ``pair`` (scenes2d's bias), ``sigma`` the region-feature noise. Model: ``d`` the attention
     width, ``d_word`` the word features', ``layers`` of k, v, q. Negatives: ``n_candidates``
     fillers by p, ``n_negatives`` kept. Training: ``steps`` of ``batch`` pairs, Adam at ``lr``;
-    ``eval_every`` steps between Fig. 4 evaluations; ``seeds``."""
+    ``eval_every`` steps between Fig. 4 evaluations; ``seeds``. ``language_model``:
+    ``"analytic"`` (:class:`~cvtutor.data.grounding.ContextualEncoder` and the analytic p, q) or
+    ``"mlm"`` (a :class:`~cvtutor.data.grounding.TinyMLM` pretrained on ``n_mlm`` captions for
+    ``mlm_steps`` steps of ``mlm_batch`` supplies the features and p, q)."""
 
     n_train: int = 3000
     n_val: int = 400
@@ -277,6 +280,10 @@ class Config(ProfileConfig):
     lr: float = 3e-3
     eval_every: int = 50
     fig4_layers: tuple[int, ...] = (0, 1)
+    language_model: str = "analytic"
+    n_mlm: int = 50_000
+    mlm_steps: int = 1500
+    mlm_batch: int = 256
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
 
@@ -287,18 +294,20 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         return cls(n_train=30_000, n_val=1000, n_test=2000, n_regions=16, max_objects=8, d=64,
-                   d_word=64, steps=2000, eval_every=200, fig4_layers=(0, 1, 2), seeds=(0, 1, 2))
+                   d_word=64, steps=2000, eval_every=200, fig4_layers=(0, 1, 2), seeds=(0, 1, 2),
+                   language_model="mlm")
 
     @classmethod
     def smoke(cls) -> "Config":
         return cls.full().replace(n_train=300, n_val=100, n_test=100, steps=12, eval_every=6,
-                                  batch=20, seeds=(0, 1))
+                                  batch=20, seeds=(0, 1), n_mlm=200, mlm_steps=6, mlm_batch=32)
 
 
 def make_data(config: Config, split: str, seed: int = 0, device=None) -> G.GroundingData:
     """The ``train``/``val``/``test`` split of one seed's world (one detector for all splits)."""
-    n = {"train": config.n_train, "val": config.n_val, "test": config.n_test}[split]
-    offset = {"train": 0, "val": 1, "test": 2}[split]
+    n = {"train": config.n_train, "val": config.n_val, "test": config.n_test,
+         "lm": config.n_mlm}[split]
+    offset = {"train": 0, "val": 1, "test": 2, "lm": 3}[split]
     return G.grounding_data(n, n_regions=config.n_regions, n_mention=config.n_mention,
                             max_objects=config.max_objects, sigma=config.sigma,
                             biases=Biases(cooccurrence=config.cooccurrence, pair=config.pair),
@@ -313,15 +322,25 @@ def word_mask(data: G.GroundingData) -> torch.Tensor:
     return mask
 
 
-def context_negatives(data: G.GroundingData, config: Config, rerank: bool) -> torch.Tensor:
-    """Word ids (n, K) of each caption's context-preserving negatives (Sect. 2.4) from the analytic
-    language model: p(s'|c) is the scene's slot prior, q the truth proxy of the target word."""
-    dev = data.tokens.device
-    naming = G.naming_table(device=dev)
+def slot_distributions(data: G.GroundingData, config: Config, mlm: G.TinyMLM | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """p(s'|c) and q(s'|s,c) (n, V) at each caption's target noun: from the masked LM ``mlm``
+    (masked / unmasked caption), or analytic (the scene's slot prior and the truth proxy)."""
+    if mlm is not None:
+        return G.mlm_slot_distributions(mlm, data.tokens, _pos(data))
+    naming = G.naming_table(device=data.tokens.device)
     p = G.slot_prior(naming, Biases(cooccurrence=config.cooccurrence, pair=config.pair))
     p = p[data.scene]
-    nouns = torch.tensor(G.NOUN_IDS, device=dev)
-    q = truth_proxy(p, data.target_tokens(), G.implication(dev)) if rerank else None
+    return p, truth_proxy(p, data.target_tokens(), G.implication(p.device))
+
+
+def context_negatives(data: G.GroundingData, config: Config, rerank: bool,
+                      mlm: G.TinyMLM | None = None) -> torch.Tensor:
+    """Word ids (n, K) of each caption's context-preserving negatives (Sect. 2.4), the candidates
+    by p(s'|c), re-ranked by p/q if ``rerank`` (:func:`slot_distributions`)."""
+    p, q = slot_distributions(data, config, mlm)
+    nouns = torch.tensor(G.NOUN_IDS, device=p.device)
+    q = q if rerank else None
     return negative_candidates(p, q, config.n_candidates, config.n_negatives, nouns)
 
 
@@ -329,10 +348,43 @@ def _pos(data: G.GroundingData) -> torch.Tensor:
     return data.noun_pos[data.target]
 
 
+def pretrain_mlm(config: Config, seed: int = 0, device=None) -> tuple[G.TinyMLM, pd.DataFrame]:
+    """The ``full`` profile's BERT analogue: a :class:`~cvtutor.data.grounding.TinyMLM` of width
+    ``d_word`` trained by BERT's masked-word loss (:func:`~cvtutor.data.grounding.mlm_batch`) on
+    ``n_mlm`` captions of the world (their own split), for ``mlm_steps`` steps."""
+    data = make_data(config, "lm", seed, device)
+    dev = data.tokens.device
+    torch.manual_seed(seed)
+    mlm = G.TinyMLM(config.d_word).to(dev)
+    opt = torch.optim.Adam(mlm.parameters(), lr=config.lr)
+    batch = minibatches(data.tokens, batch_size=min(config.mlm_batch, len(data)), seed=seed)
+    gen = torch.Generator(device=dev).manual_seed(seed + 99)
+
+    def loss_fn(models, tokens_, step):
+        (tokens,) = tokens_
+        corrupted, chosen = G.mlm_batch(tokens, gen)
+        logits = models["mlm"](corrupted)
+        return {"MLM": F.cross_entropy(logits[chosen], tokens[chosen])}
+
+    hist = fit({"mlm": mlm}, opt, batch, loss_fn, steps=config.mlm_steps, desc="tiny MLM")
+    return mlm.eval(), hist
+
+
+def _encoder(config: Config, pretrained: bool, seed: int, mlm: G.TinyMLM | None) -> nn.Module:
+    if mlm is None:
+        return G.ContextualEncoder(config.d_word, pretrained=pretrained, seed=seed)
+    if pretrained:
+        return G.MLMFeatures(mlm, frozen=True)
+    torch.manual_seed(seed)
+    return G.MLMFeatures(G.TinyMLM(config.d_word).to(next(mlm.parameters()).device), frozen=False)
+
+
 def train_model(data: G.GroundingData, config: Config, negatives: str = "rerank",
                 pretrained: bool = True, layers: int | None = None, seed: int = 0,
-                val: G.GroundingData | None = None, progress: bool = False):
-    """Train phi (and, with ``pretrained=False``, the language model) on L_img + L_lang.
+                val: G.GroundingData | None = None, progress: bool = False,
+                mlm: G.TinyMLM | None = None):
+    """Train phi (and, with ``pretrained=False``, the language model) on L_img + L_lang; with
+    ``mlm``, its hidden states are the word features and it supplies p and q.
     ``negatives``: ``"none"`` (L_img only), ``"random"`` (target words of random training
     captions, in their own captions), ``"plausible"`` (top-K by p) or ``"rerank"`` (by p/q).
     With ``val``, evaluates the bound and the accuracy every ``eval_every`` steps (Fig. 4).
@@ -341,14 +393,15 @@ def train_model(data: G.GroundingData, config: Config, negatives: str = "rerank"
         raise ValueError(f"negatives must be none, random, plausible or rerank, got {negatives!r}")
     dev = data.tokens.device
     torch.manual_seed(seed)
-    enc = G.ContextualEncoder(config.d_word, pretrained=pretrained, seed=seed).to(dev)
+    enc = _encoder(config, pretrained, seed, mlm).to(dev)
+    torch.manual_seed(seed)
     critic = Compatibility(data.features.shape[-1], config.d_word, config.d,
                            config.layers if layers is None else layers).to(dev)
     params = list(critic.parameters()) + [p for p in enc.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr)
     mask = word_mask(data)
     sel = torch.ones(int(mask.sum()), dtype=torch.bool, device=dev)
-    neg_words = context_negatives(data, config, negatives == "rerank") \
+    neg_words = context_negatives(data, config, negatives == "rerank", mlm) \
         if negatives in ("plausible", "rerank") else None
     n = len(data)
     batch = minibatches(torch.arange(n, device=dev), batch_size=config.batch, seed=seed)
@@ -392,11 +445,12 @@ def train_model(data: G.GroundingData, config: Config, negatives: str = "rerank"
     return models, history, (pd.DataFrame(curve) if val is not None else None)
 
 
-def train_mil(data: G.GroundingData, config: Config, seed: int = 0, progress: bool = False):
+def train_mil(data: G.GroundingData, config: Config, seed: int = 0, progress: bool = False,
+              mlm: G.TinyMLM | None = None):
     """The MIL baseline (:class:`MILBaseline`) on the same words (pretrained encoder, frozen)."""
     dev = data.tokens.device
+    enc = _encoder(config, True, seed, mlm).to(dev)
     torch.manual_seed(seed)
-    enc = G.ContextualEncoder(config.d_word, pretrained=True, seed=seed).to(dev)
     mil = MILBaseline(data.features.shape[-1], config.d_word, config.d, config.layers).to(dev)
     opt = torch.optim.Adam(mil.parameters(), lr=config.lr)
     mask = word_mask(data)
@@ -490,13 +544,13 @@ TABLE2_SETTINGS = dict(zip(TABLE2_ROWS, (("none", False), ("none", True), ("rand
                                          ("plausible", True), ("rerank", True))))
 
 
-def negatives_table(data: G.GroundingData, config: Config, n: int = 6) -> pd.DataFrame:
+def negatives_table(data: G.GroundingData, config: Config, n: int = 6,
+                    mlm: G.TinyMLM | None = None) -> pd.DataFrame:
     """Fig. 3 analogue: for ``n`` captions, the target word, the negatives kept after
     re-ranking and the candidates it rejected."""
-    plain = context_negatives(data, config, rerank=False)
-    kept = context_negatives(data, config, rerank=True)
-    naming = G.naming_table(device=data.tokens.device)
-    p = G.slot_prior(naming)[data.scene]
+    plain = context_negatives(data, config, rerank=False, mlm=mlm)
+    kept = context_negatives(data, config, rerank=True, mlm=mlm)
+    p, _ = slot_distributions(data, config, mlm)
     cand = negative_candidates(p, None, config.n_candidates, config.n_candidates,
                                torch.tensor(G.NOUN_IDS, device=p.device))
     rows = []
@@ -512,7 +566,8 @@ def negatives_table(data: G.GroundingData, config: Config, n: int = 6) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def table2(config: Config, seed: int = 0, device=None, progress: bool = False):
+def table2(config: Config, seed: int = 0, device=None, progress: bool = False,
+           mlm: G.TinyMLM | None = None):
     """Table 2 in miniature: the five rows on one seed; the re-ranked row also records the
     Fig. 4 curve of its ``layers``. Returns (table, histories, curve, models of the last row)."""
     tr, va, te = (make_data(config, s, seed, device) for s in ("train", "val", "test"))
@@ -520,7 +575,7 @@ def table2(config: Config, seed: int = 0, device=None, progress: bool = False):
     for name, (neg, pre) in TABLE2_SETTINGS.items():
         track = neg == "rerank" and config.layers in config.fig4_layers
         models, hist, c = train_model(tr, config, neg, pre, seed=seed,
-                                      val=va if track else None, progress=progress)
+                                      val=va if track else None, progress=progress, mlm=mlm)
         res = evaluate(models["phi"], models["lm"], te, config)
         rows.append({"setting": name, "seed": seed, **res})
         hists[name] = hist
@@ -528,13 +583,14 @@ def table2(config: Config, seed: int = 0, device=None, progress: bool = False):
             curve = c.assign(layers=config.layers, seed=seed)
         if neg == "rerank":
             last = models
-    mil, enc, _ = train_mil(tr, config, seed)
+    mil, enc, _ = train_mil(tr, config, seed, mlm=mlm)
     extra = [{"setting": "MIL max-pooled similarity", "seed": seed, **evaluate_mil(mil, enc, te)},
              {"setting": "random attention", "seed": seed, **random_attention(te, seed)}]
     return pd.DataFrame(rows + extra), hists, curve, last
 
 
-def fig4(config: Config, seed: int = 0, device=None) -> pd.DataFrame:
+def fig4(config: Config, seed: int = 0, device=None, mlm: G.TinyMLM | None = None
+         ) -> pd.DataFrame:
     """Fig. 4: bound and accuracy during training for the ``fig4_layers`` key/value modules other
     than ``config.layers`` (whose curve :func:`table2` records)."""
     tr, va = make_data(config, "train", seed, device), make_data(config, "val", seed, device)
@@ -542,7 +598,8 @@ def fig4(config: Config, seed: int = 0, device=None) -> pd.DataFrame:
     for layers in config.fig4_layers:
         if layers == config.layers:
             continue
-        _, _, c = train_model(tr, config, "rerank", True, layers=layers, seed=seed, val=va)
+        _, _, c = train_model(tr, config, "rerank", True, layers=layers, seed=seed, val=va,
+                              mlm=mlm)
         out.append(c.assign(layers=layers, seed=seed))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
@@ -582,13 +639,20 @@ def run(config: Config) -> dict:
     analogue), Fig. 4 (bound vs accuracy for linear / 1- / 2-layer modules), the Fig. 3 table of
     negatives, over ``config.seeds``; and the findings."""
     device = get_device(config.device)
-    t2, curves, hists, example = [], [], None, None
+    if config.language_model not in ("analytic", "mlm"):
+        raise ValueError(f"language_model must be 'analytic' or 'mlm', got "
+                         f"{config.language_model!r}")
+    t2, curves, hists, example, mlm0, mlm_hist = [], [], None, None, None, []
     for s in config.seeds:
-        t, h, c, models = table2(config, s, device)
+        mlm = None
+        if config.language_model == "mlm":
+            mlm, h = pretrain_mlm(config, s, device)
+            mlm_hist.append(h.assign(seed=s))
+        t, h, c, models = table2(config, s, device, mlm=mlm)
         t2.append(t)
-        curves += [c, fig4(config, s, device)]
+        curves += [c, fig4(config, s, device, mlm=mlm)]
         if hists is None:
-            hists = h
+            hists, mlm0 = h, mlm
             example = attention_table(models, make_data(config, "test", s, device))
     t2 = pd.concat(t2, ignore_index=True)
     curve = pd.concat([c for c in curves if c is not None and len(c)], ignore_index=True)
@@ -602,9 +666,10 @@ def run(config: Config) -> dict:
     cmp1 = report.compare(PAPER["table1"], ours1,
                           claims=["contrastive (InfoGround) > MIL (best prior, Align2Ground)"]
                           ).drop(columns="diff")
-    negs = negatives_table(make_data(config, "test", config.seeds[0], device), config)
+    negs = negatives_table(make_data(config, "test", config.seeds[0], device), config, mlm=mlm0)
     findings = _findings(t2, curve, config)
-    return {"table2": t2, "compare_table2_accuracy": cmp_acc, "compare_table2_r1": cmp_r1,
+    extra = {"mlm_history": pd.concat(mlm_hist, ignore_index=True)} if mlm_hist else {}
+    return {**extra, "table2": t2, "compare_table2_accuracy": cmp_acc, "compare_table2_r1": cmp_r1,
             "compare_table1": cmp1, "fig4": curve, "negatives": negs, "attention": example,
             "history": pd.concat(hists, names=["setting"]).reset_index(level=0),
             "findings": findings}
