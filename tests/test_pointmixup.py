@@ -285,7 +285,8 @@ def test_off_mesh_area_sampling(tmp_path):
 def test_property_checks_and_smoke_run():
     cfg = P.Config.smoke()
     res = P.run(cfg)
-    assert {"properties", "accuracy", "table1", "robustness", "findings"} <= set(res)
+    assert {"properties", "accuracy", "table1", "robustness", "findings", "fewshot", "table4 few-shot"} <= set(res)
+    assert set(res["fewshot"].mixup) == {False, True} and set(res["fewshot"].seed) == set(cfg.seeds)
     assert set(res["accuracy"].column) == set(P.TABLE1_COLUMNS)
     assert set(res["accuracy"].setting) == {"reduced, pre-aligned", "reduced, unaligned",
                                             "full, pre-aligned", "full, unaligned"}
@@ -305,3 +306,19 @@ def test_same_seed_same_mix():
         m = P.Mixer("ps", x, torch.tensor([1, 0, 3, 2]), torch.full((4,), 0.4), g)
         outs.append(m.mix(x, x[m.perm]))
     assert torch.equal(*outs)
+
+
+def test_protonet_logits_and_episodes():
+    support = torch.tensor([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 4.0], [0.0, 6.0]]])  # prototypes (1,0), (0,5)
+    query = torch.tensor([[1.0, 1.0]])
+    assert torch.allclose(P.proto_logits(support, query), torch.tensor([[-1.0, -17.0]]))
+    with pytest.raises(ValueError, match=r"support \(W, K, d\)"):
+        P.proto_logits(support[0], query)
+    x = torch.arange(3 * 6, dtype=torch.float32).reshape(3, 6, 1, 1).expand(3, 6, 4, 3)
+    sup, qry = P.episode(x, 2, 3, torch.Generator().manual_seed(0))
+    assert sup.shape == (3, 2, 4, 3) and qry.shape == (3, 3, 4, 3)
+    for w in range(3):  # drawn within the class, support and query disjoint
+        ids = torch.cat([sup[w, :, 0, 0], qry[w, :, 0, 0]]).long().tolist()
+        assert len(set(ids)) == 5 and all(6 * w <= i < 6 * w + 6 for i in ids)
+    with pytest.raises(ValueError, match="shots \\+ query"):
+        P.episode(x, 4, 3, torch.Generator())

@@ -314,6 +314,11 @@ class Config(ProfileConfig):
     sinkhorn_iters: int = 100
     property_pairs: int = 8
     property_points: int = 64
+    fewshot_shots: tuple[int, ...] = ()            # Table 4 right (full only)
+    fewshot_per_class: int = 40
+    fewshot_query: int = 5
+    fewshot_steps: int = 300
+    fewshot_episodes: int = 200                    # test episodes
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
 
@@ -326,14 +331,16 @@ class Config(ProfileConfig):
         """Table 1's four rows and seven columns, three seeds, 512 points, Sinkhorn on the GPU."""
         return cls(n_points=512, train_per_class=(20, 100), test_per_class=50, aligned=(True, False),
                    columns=TABLE1_COLUMNS, widths=(64, 128, 256), head=256, steps=600, batch_size=32,
-                   solver="sinkhorn", property_pairs=32, property_points=256, seeds=(0, 1, 2))
+                   solver="sinkhorn", property_pairs=32, property_points=256, fewshot_shots=(1, 3, 5),
+                   seeds=(0, 1, 2))
 
     @classmethod
     def smoke(cls) -> "Config":
         return cls.full().replace(n_points=32, train_per_class=(2, 4), test_per_class=2,
                                   widths=(8, 16, 16), head=16, steps=4, batch_size=8,
                                   sinkhorn_iters=10, property_pairs=2, property_points=16,
-                                  seeds=(0, 1))
+                                  fewshot_shots=(1,), fewshot_per_class=3, fewshot_query=2,
+                                  fewshot_steps=3, fewshot_episodes=2, seeds=(0, 1))
 
 
 def make_data(config: Config, per_class: int, aligned: bool, seed: int, device) -> dict:
@@ -486,8 +493,8 @@ def _mean_table(rows: pd.DataFrame, value: str) -> pd.DataFrame:
 
 def run(config: Config, progress: bool = False) -> dict:
     """The whole miniature: Properties 1-3 (exact), Table 1 (every configured row × column,
-    each seed) and Table 2 right (the robustness of ``none``, ``OA``, ``OA+MM`` on the first
-    configured row, where trained)."""
+    each seed), Table 2 right (the robustness of ``none``, ``OA``, ``OA+MM`` trained on the
+    largest pre-aligned set) and, where ``fewshot_shots`` are set, Table 4 right (ProtoNet)."""
     device = get_device(config.device)
     props = property_checks(config, device)
     rows, robust, hists = [], [], []
@@ -503,7 +510,7 @@ def run(config: Config, progress: bool = False) -> dict:
                     rows.append({"setting": setting, "column": column, "seed": seed,
                                  "accuracy": accuracy(net, data["x_test"], data["y_test"]),
                                  "final loss": float(hist["loss"].tail(20).mean())})
-                    if aligned and column in ("none", "OA", "OA+MM") and per_class == config.train_per_class[0]:
+                    if aligned and column in ("none", "OA", "OA+MM") and per_class == max(config.train_per_class):
                         robust.append({"setting": setting, "column": column, "seed": seed,
                                        **robustness(net, data["x_test"], data["y_test"], seed)})
     acc = pd.DataFrame(rows)
@@ -513,7 +520,11 @@ def run(config: Config, progress: bool = False) -> dict:
            "histories": pd.concat(hists, ignore_index=True),
            "config": {"n_points": config.n_points, "seeds": list(config.seeds)}}
     out.update(compare_tables(acc, rob))
-    out["findings"] = findings(props, acc, rob, config)
+    fs = fewshot_experiment(config, device) if config.fewshot_shots else pd.DataFrame()
+    if len(fs):
+        out["fewshot"] = fs
+        out["table4 few-shot"] = compare_fewshot(fs)
+    out["findings"] = findings(props, acc, rob, config, fs)
     return out
 
 
@@ -553,7 +564,8 @@ def _gain(acc: pd.DataFrame, setting: str, a: str, b: str) -> tuple[float, float
     return float(d.mean()), se, len(d)
 
 
-def findings(props: pd.DataFrame, acc: pd.DataFrame, rob: pd.DataFrame, config: Config) -> pd.DataFrame:
+def findings(props: pd.DataFrame, acc: pd.DataFrame, rob: pd.DataFrame, config: Config,
+             fewshot: pd.DataFrame | None = None) -> pd.DataFrame:
     """The chapter's findings, each with its kind and a computed detail."""
     oa, ra = props[props.method == "OA"], props[props.method == "RA"]
     soft = props[props.method == "OA (Sinkhorn)"]
@@ -589,4 +601,125 @@ def findings(props: pd.DataFrame, acc: pd.DataFrame, rob: pd.DataFrame, config: 
                 claims[f"Table 2 right ({name}): PointMixup with MM is the most robust"] = (
                     "paper claim", best,
                     f"none {means['none']:.1f}, OA {means['OA']:.1f}, OA+MM {means['OA+MM']:.1f}")
+    if fewshot is not None and len(fewshot):
+        for k, g in fewshot.groupby("shots"):
+            p = g.pivot_table(index="seed", columns="mixup", values="accuracy")
+            d = p[True] - p[False]
+            se = f" ± {d.std(ddof=1) / math.sqrt(len(d)):.1f} (SE, {len(d)} seeds)" if len(d) > 1 else ""
+            claims[f"Table 4 right: PointMixup on the support sets helps 5-way {k}-shot ProtoNet"] = (
+                "paper claim", bool(d.mean() > 0), f"{d.mean():+.1f} points{se}")
     return report.claims_table(claims)
+
+
+# ---------------------------------------------------------------------------------------------
+# few-shot: ProtoNet with PointMixup on the support sets (Table 4 right)
+# ---------------------------------------------------------------------------------------------
+FEWSHOT_TRAIN, FEWSHOT_TEST = S.CATEGORIES[:5], S.CATEGORIES[5:]
+
+
+def proto_logits(support: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """ProtoNet (Snell et al. 2017): embeddings ``support (W, K, d)`` → prototypes ``(W, d)`` (the
+    class means); ``query (M, d)`` → logits ``(M, W)``, the negative squared distances."""
+    if support.ndim != 3 or query.ndim != 2 or support.shape[2] != query.shape[1]:
+        raise ValueError(f"expected support (W, K, d) and query (M, d), got {tuple(support.shape)} "
+                         f"and {tuple(query.shape)}")
+    return -torch.cdist(query, support.mean(1)) ** 2
+
+
+def episode(x: torch.Tensor, shots: int, query: int, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One episode from clouds grouped by class ``x (W, n, N, 3)``: ``support (W, shots, N, 3)``
+    and ``query (W, query, N, 3)``, disjoint, drawn at random within each class."""
+    W, n = x.shape[:2]
+    if shots + query > n:
+        raise ValueError(f"an episode needs shots + query <= {n} shapes a class, got {shots} + {query}")
+    order = torch.rand(W, n, generator=generator, device=x.device).argsort(1)[:, : shots + query]
+    picked = x.gather(1, order[..., None, None].expand(-1, -1, *x.shape[2:]))
+    return picked[:, :shots], picked[:, shots:]
+
+
+def _by_class(x: torch.Tensor, y: torch.Tensor, classes) -> torch.Tensor:
+    ids = [S.CATEGORIES.index(c) for c in classes]
+    return torch.stack([x[y == i] for i in ids])
+
+
+def train_protonet(x: torch.Tensor, shots: int, mixup: bool, config: Config, seed: int = 0,
+                   progress: bool = False) -> PointNet:
+    """Meta-train a PointNet-lite embedding as a ProtoNet on 5-way ``shots``-shot episodes of
+    ``x (5, n, N, 3)``. With ``mixup`` (our reading of the paper's one-line description, whose
+    details are in a supplement we do not have): each support cloud is also OA-mixed with a
+    support cloud of another class (λ ~ Beta(1, 1)), and the mixed clouds are classified against
+    the episode's prototypes with their mixed labels, a second loss term."""
+    device = x.device
+    seed_everything(seed)
+    W = x.shape[0]
+    net = PointNet(64, config.widths, head=config.head).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    g = torch.Generator(device=device).manual_seed(seed + 31)
+    beta = torch.distributions.Beta(torch.tensor(1.0, device=device), torch.tensor(1.0, device=device))
+    labels = torch.arange(W, device=device)
+
+    def loss_fn(models, batch, step):
+        sup, qry = episode(x, shots, config.fewshot_query, g)
+        m = models["model"]
+        emb = m(torch.cat([sup.flatten(0, 1), qry.flatten(0, 1)]))
+        e_sup = emb[: W * shots].reshape(W, shots, -1)
+        logits = proto_logits(e_sup, emb[W * shots:])
+        terms = {"query": nn.functional.cross_entropy(logits, labels.repeat_interleave(config.fewshot_query))}
+        if mixup:
+            flat = sup.flatten(0, 1)
+            lab = nn.functional.one_hot(labels.repeat_interleave(shots), W).float()
+            perm = (torch.arange(len(flat), device=device) + shots) % len(flat)  # another class
+            lam = beta.sample((len(flat),))
+            mixer = Mixer("oa", flat, perm, lam, g, solver=config.solver,
+                          sinkhorn_eps=config.sinkhorn_eps, sinkhorn_iters=config.sinkhorn_iters)
+            mixed = m(mixer.mix(flat, mixer.partner_points))
+            terms["mixed support"] = soft_cross_entropy(proto_logits(e_sup, mixed), mix_labels(lab, lab[perm], lam))
+        return terms
+
+    fit(net, opt, lambda step: step, loss_fn, steps=config.fewshot_steps, progress=progress,
+        desc=f"ProtoNet {shots}-shot{' + PointMixup' if mixup else ''}")
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def protonet_accuracy(net: PointNet, x: torch.Tensor, shots: int, config: Config, seed: int = 0) -> float:
+    """Mean query accuracy (%) over ``fewshot_episodes`` 5-way episodes of unseen classes."""
+    g = torch.Generator(device=x.device).manual_seed(seed + 77)
+    W, hits, total = x.shape[0], 0.0, 0
+    labels = torch.arange(W, device=x.device).repeat_interleave(config.fewshot_query)
+    for _ in range(config.fewshot_episodes):
+        sup, qry = episode(x, shots, config.fewshot_query, g)
+        e_sup = net(sup.flatten(0, 1)).reshape(W, shots, -1)
+        pred = proto_logits(e_sup, net(qry.flatten(0, 1))).argmax(1)
+        hits = hits + (pred == labels).sum()
+        total += len(labels)
+    return 100 * float(hits) / total
+
+
+def fewshot_experiment(config: Config, device) -> pd.DataFrame:
+    """Table 4 right in miniature: meta-train on five categories, test on 5-way episodes of the
+    other five, with and without PointMixup on the support sets, per shot count and seed."""
+    rows = []
+    for seed in config.seeds:
+        cfg = config.replace(test_per_class=config.fewshot_per_class)
+        data = make_data(cfg, config.fewshot_per_class, True, seed + 500, device)
+        x_tr = _by_class(data["x_train"], data["y_train"], FEWSHOT_TRAIN)
+        x_te = _by_class(data["x_test"], data["y_test"], FEWSHOT_TEST)
+        for shots in config.fewshot_shots:
+            for mixup in (False, True):
+                net = train_protonet(x_tr, shots, mixup, config, seed)
+                rows.append({"shots": shots, "mixup": mixup, "seed": seed,
+                             "accuracy": protonet_accuracy(net, x_te, shots, config, seed)})
+    return pd.DataFrame(rows)
+
+
+def compare_fewshot(fs: pd.DataFrame) -> pd.DataFrame:
+    """Table 4 right beside ours (means over seeds), with the paper's "PointMixup helps" claims."""
+    ours = {f"{k}-shot" + (" + PointMixup" if mix else ""): float(v)
+            for (k, mix), v in fs.groupby(["shots", "mixup"])["accuracy"].mean().items()}
+    table = PAPER["table4_fewshot"]
+    ours = {k: v for k, v in ours.items() if k in table.values}
+    claims = [f"{k} + PointMixup > {k}" for k in ("1-shot", "3-shot", "5-shot") if k in ours]
+    return report.compare(table, ours, claims=claims).drop(columns="diff")
