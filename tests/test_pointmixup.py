@@ -287,6 +287,8 @@ def test_property_checks_and_smoke_run():
     res = P.run(cfg)
     assert {"properties", "accuracy", "table1", "robustness", "findings", "fewshot", "table4 few-shot"} <= set(res)
     assert set(res["fewshot"].mixup) == {False, True} and set(res["fewshot"].seed) == set(cfg.seeds)
+    assert {"semi_supervised", "table4 semi-supervised"} <= set(res)
+    assert set(res["semi_supervised"].ict) == {False, True}
     assert set(res["accuracy"].column) == set(P.TABLE1_COLUMNS)
     assert set(res["accuracy"].setting) == {"reduced, pre-aligned", "reduced, unaligned",
                                             "full, pre-aligned", "full, unaligned"}
@@ -322,3 +324,20 @@ def test_protonet_logits_and_episodes():
         assert len(set(ids)) == 5 and all(6 * w <= i < 6 * w + 6 for i in ids)
     with pytest.raises(ValueError, match="shots \\+ query"):
         P.episode(x, 4, 3, torch.Generator())
+
+
+def test_ict_consistency_and_labelled_mask():
+    t_a = torch.tensor([[2.0, 0.0, -1.0]])
+    t_b = torch.tensor([[0.0, 1.0, 0.5]])
+    lam = torch.tensor([0.25])
+    target = 0.75 * torch.softmax(t_a, 1) + 0.25 * torch.softmax(t_b, 1)
+    assert float(P.ict_consistency(torch.log(target), t_a, t_b, lam)) == pytest.approx(0.0, abs=1e-12)
+    s = torch.zeros(1, 3)
+    assert float(P.ict_consistency(s, t_a, t_b, lam)) == pytest.approx(float(((1 / 3 - target) ** 2).sum()))
+    y = torch.tensor([2, 0, 0, 1, 2, 2, 0, 1, 0, 2, 1])
+    for k in (1, 2, 3):
+        m = P.labelled_mask(y, k, torch.Generator().manual_seed(k))
+        assert [int(m[y == c].sum()) for c in range(3)] == [k, k, k]
+    assert bool(P.labelled_mask(y, 9, torch.Generator()).all())
+    with pytest.raises(ValueError, match="k must be positive"):
+        P.labelled_mask(y, 0, torch.Generator())
