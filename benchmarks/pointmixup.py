@@ -26,7 +26,9 @@ def bench(device: str, batch: int, n: int) -> list[dict]:
 
     def step(solver):
         mixer = P.Mixer("oa", x, perm, lam, g, solver=solver)
-        loss = P.soft_cross_entropy(P.mixed_forward(net, x, mixer, 1), P.mix_labels(y, y[perm], lam))
+        loss = P.soft_cross_entropy(
+            P.mixed_forward(net, x, mixer, 1), P.mix_labels(y, y[perm], lam)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -34,7 +36,9 @@ def bench(device: str, batch: int, n: int) -> list[dict]:
     cases = {
         "RA mix": lambda: P.Mixer("ra", x, perm, lam, g).mix(x, x[perm]),
         "PS mix": lambda: P.Mixer("ps", x, perm, lam, g).mix(x, x[perm]),
-        "OA mix (Sinkhorn, 100 iters)": lambda: P.Mixer("oa", x, perm, lam, g, solver="sinkhorn").mix(x, x[perm]),
+        "OA mix (Sinkhorn, 100 iters)": lambda: P.Mixer(
+            "oa", x, perm, lam, g, solver="sinkhorn"
+        ).mix(x, x[perm]),
         "train step, OA+MM (Sinkhorn)": lambda: step("sinkhorn"),
     }
     if device == "cpu":
@@ -43,9 +47,17 @@ def bench(device: str, batch: int, n: int) -> list[dict]:
     rows = []
     for name, fn in cases.items():
         dt, peak = timed(fn, device, cpu_time=True)
-        rows.append({"device": device, "points": n, "what": name, "clouds": batch,
-                     "seconds": round(dt, 4), "clouds_per_s": round(batch / dt, 1),
-                     "peak_MiB": round(peak, 1)})
+        rows.append(
+            {
+                "device": device,
+                "points": n,
+                "what": name,
+                "clouds": batch,
+                "seconds": round(dt, 4),
+                "clouds_per_s": round(batch / dt, 1),
+                "peak_MiB": round(peak, 1),
+            }
+        )
     return rows
 
 

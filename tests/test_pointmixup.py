@@ -1,6 +1,7 @@
 """PointMixup (E20): the EMD assignment, OA interpolation and its three properties against
 closed forms, hand cases and independent solvers (POT, SciPy); the baselines; the manifold mix;
 the readers the chapter adds; the smoke run."""
+
 import math
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_emd_against_pot_and_scipy():
         assert float(ours[b]) == pytest.approx(ot.emd2(w, w, M_), abs=1e-9)
     # in 1-D the EMD is the Wasserstein-1 distance of the two empirical measures
     x1, y1 = _pair(B=1, N=31, D=1, seed=3)
-    assert float(P.emd(x1, y1)[0]) == pytest.approx(wasserstein_distance(x1.ravel(), y1.ravel()), abs=1e-9)
+    assert float(P.emd(x1, y1)[0]) == pytest.approx(
+        wasserstein_distance(x1.ravel(), y1.ravel()), abs=1e-9
+    )
 
 
 def test_assignment_is_a_bijection_with_the_optimal_cost():
@@ -105,8 +108,11 @@ def test_endpoints_permutation_invariance_and_per_cloud_lambda():
     # shuffling S2 leaves the interpolant unchanged as a set
     shuffled = y[:, torch.randperm(15, generator=torch.Generator().manual_seed(1))]
     a2, _ = P.optimal_assignment(x, shuffled)
-    np.testing.assert_allclose(_sorted_rows(P.oa_interpolate(x, shuffled, 0.4, a2)[1]),
-                               _sorted_rows(P.oa_interpolate(x, y, 0.4, a)[1]), atol=1e-12)
+    np.testing.assert_allclose(
+        _sorted_rows(P.oa_interpolate(x, shuffled, 0.4, a2)[1]),
+        _sorted_rows(P.oa_interpolate(x, y, 0.4, a)[1]),
+        atol=1e-12,
+    )
     lam = torch.tensor([0.0, 1.0], dtype=torch.float64)
     u = P.oa_interpolate(x, y, lam, a)
     assert torch.equal(u[0], x[0]) and torch.allclose(u[1], a.partner(y)[1])
@@ -129,8 +135,10 @@ def test_sinkhorn_partner_tends_to_the_exact_one():
     exact, d = P.optimal_assignment(x, y)
     assert torch.allclose(d, torch.full((2,), 0.3, dtype=torch.float64))
     assert torch.equal(exact.index[0], perm.argsort())
-    errs = [float((P.sinkhorn_assignment(x, y, eps, 3000).partner(y) - exact.partner(y)).abs().max())
-            for eps in (0.2, 0.01, 0.001)]
+    errs = [
+        float((P.sinkhorn_assignment(x, y, eps, 3000).partner(y) - exact.partner(y)).abs().max())
+        for eps in (0.2, 0.01, 0.001)
+    ]
     assert errs[0] > 0.05 > errs[1] > errs[2] and errs[2] < 1e-3
     plan = P.sinkhorn_assignment(x, y, 0.01, 200).plan
     assert torch.allclose(plan.sum(2), torch.ones(2, 16, dtype=plan.dtype), atol=1e-5)
@@ -161,7 +169,8 @@ def test_labels_loss_and_its_gradient():
     assert torch.allclose(mix[0], torch.tensor([0.7, 0.3, 0.0], dtype=torch.float64))
     logits = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert float(P.soft_cross_entropy(logits.detach(), c1)) == pytest.approx(
-        float(torch.nn.functional.cross_entropy(logits.float(), torch.tensor([0, 2]))), rel=1e-5)
+        float(torch.nn.functional.cross_entropy(logits.float(), torch.tensor([0, 2]))), rel=1e-5
+    )
     P.soft_cross_entropy(logits, mix).backward()
     expected = (torch.softmax(logits.detach().float(), 1) - mix.float()) / 2
     assert torch.allclose(logits.grad.float(), expected, atol=1e-6)
@@ -169,8 +178,9 @@ def test_labels_loss_and_its_gradient():
 
 def test_alignment_undoes_a_turn_about_the_up_axis():
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 200, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 0.3, 0.5],
-                                                                                dtype=torch.float64)
+    x = torch.randn(3, 200, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [1.0, 0.3, 0.5], dtype=torch.float64
+    )
     x[..., 0] += x[..., 1] ** 2  # no symmetry that would make the opposite turn just as good
     turned = T.rotate(x, T.random_rotation(3, g, mode="up").double())
     back = P.principal_axis_align(x, turned)
@@ -230,7 +240,9 @@ def test_perturbations():
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
     assert torch.allclose(P.perturb(x, "scale 2.0", g()), 2 * x)
     r = P.perturb(x, "rot x ±30°", g())
-    assert torch.allclose(r.norm(dim=-1), x.norm(dim=-1), atol=1e-5) and torch.allclose(r[..., 0], x[..., 0])
+    assert torch.allclose(r.norm(dim=-1), x.norm(dim=-1), atol=1e-5) and torch.allclose(
+        r[..., 0], x[..., 0]
+    )
     noise = P.perturb(x, "noise 0.1", g()) - x
     assert 0.08 < float(noise.std()) < 0.12
     d = P.perturb(x, "drop 0.2", g())
@@ -265,11 +277,17 @@ def test_off_mesh_area_sampling(tmp_path):
     # a unit square (area 1) and a 1 x 3 rectangle (area 3), disjoint, as one OFF file
     v = [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0], [5, 0, 0], [5, 1, 0], [2, 1, 0]]
     f = [[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]]
-    (tmp_path / "m.off").write_text("OFF\n8 4 0\n" + "".join(" ".join(map(str, p)) + "\n" for p in v)
-                                    + "".join("3 " + " ".join(map(str, t)) + "\n" for t in f))
+    (tmp_path / "m.off").write_text(
+        "OFF\n8 4 0\n"
+        + "".join(" ".join(map(str, p)) + "\n" for p in v)
+        + "".join("3 " + " ".join(map(str, t)) + "\n" for t in f)
+    )
     verts, faces = R.read_mesh(tmp_path / "m.off")
-    pts, face = M.sample_mesh_surface(verts[None].double(), faces, 40_000, torch.Generator().manual_seed(0))
+    pts, face = M.sample_mesh_surface(
+        verts[None].double(), faces, 40_000, torch.Generator().manual_seed(0)
+    )
     assert pts.shape == (1, 40_000, 3) and bool((pts[..., 2] == 0).all())
+    assert torch.equal(face[0] >= 2, pts[0, :, 0] >= 2)  # faces 2, 3 make the rectangle
     share = float((pts[0, :, 0] > 1.5).double().mean())
     assert share == pytest.approx(0.75, abs=0.01)  # area-weighted: 3 / (1 + 3)
     sq = pts[0][pts[0, :, 0] < 1.5]
@@ -285,14 +303,29 @@ def test_off_mesh_area_sampling(tmp_path):
 def test_property_checks_and_smoke_run():
     cfg = P.Config.smoke()
     res = P.run(cfg)
-    assert {"properties", "accuracy", "table1", "robustness", "findings", "fewshot", "table4 few-shot"} <= set(res)
+    assert {
+        "properties",
+        "accuracy",
+        "table1",
+        "robustness",
+        "findings",
+        "fewshot",
+        "table4 few-shot",
+    } <= set(res)
     assert set(res["fewshot"].mixup) == {False, True} and set(res["fewshot"].seed) == set(cfg.seeds)
     assert {"semi_supervised", "table4 semi-supervised"} <= set(res)
     assert set(res["semi_supervised"].ict) == {False, True}
     assert set(res["accuracy"].column) == set(P.TABLE1_COLUMNS)
-    assert set(res["accuracy"].setting) == {"reduced, pre-aligned", "reduced, unaligned",
-                                            "full, pre-aligned", "full, unaligned"}
-    assert {f"table1 {s}" for s in res["accuracy"].setting} | {"table2 noise 0.05", "table2 scale 2.0"} <= set(res)
+    assert set(res["accuracy"].setting) == {
+        "reduced, pre-aligned",
+        "reduced, unaligned",
+        "full, pre-aligned",
+        "full, unaligned",
+    }
+    assert {f"table1 {s}" for s in res["accuracy"].setting} | {
+        "table2 noise 0.05",
+        "table2 scale 2.0",
+    } <= set(res)
     f = res["findings"]
     props = f[f.index.str.startswith("Property")]
     assert len(props) == 3 and bool(props["holds"].all())
@@ -311,7 +344,9 @@ def test_same_seed_same_mix():
 
 
 def test_protonet_logits_and_episodes():
-    support = torch.tensor([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 4.0], [0.0, 6.0]]])  # prototypes (1,0), (0,5)
+    support = torch.tensor(
+        [[[0.0, 0.0], [2.0, 0.0]], [[0.0, 4.0], [0.0, 6.0]]]
+    )  # prototypes (1,0), (0,5)
     query = torch.tensor([[1.0, 1.0]])
     assert torch.allclose(P.proto_logits(support, query), torch.tensor([[-1.0, -17.0]]))
     with pytest.raises(ValueError, match=r"support \(W, K, d\)"):
@@ -331,9 +366,13 @@ def test_ict_consistency_and_labelled_mask():
     t_b = torch.tensor([[0.0, 1.0, 0.5]])
     lam = torch.tensor([0.25])
     target = 0.75 * torch.softmax(t_a, 1) + 0.25 * torch.softmax(t_b, 1)
-    assert float(P.ict_consistency(torch.log(target), t_a, t_b, lam)) == pytest.approx(0.0, abs=1e-12)
+    assert float(P.ict_consistency(torch.log(target), t_a, t_b, lam)) == pytest.approx(
+        0.0, abs=1e-12
+    )
     s = torch.zeros(1, 3)
-    assert float(P.ict_consistency(s, t_a, t_b, lam)) == pytest.approx(float(((1 / 3 - target) ** 2).sum()))
+    assert float(P.ict_consistency(s, t_a, t_b, lam)) == pytest.approx(
+        float(((1 / 3 - target) ** 2).sum())
+    )
     y = torch.tensor([2, 0, 0, 1, 2, 2, 0, 1, 0, 2, 1])
     for k in (1, 2, 3):
         m = P.labelled_mask(y, k, torch.Generator().manual_seed(k))

@@ -23,6 +23,7 @@ emd_matching`, on the CPU), or, for large clouds on a GPU, the entropic (Sinkhor
 barycentric projection stands in for the partner (the paper also uses an approximate solver, the
 auction-style EMD kernel of MSN).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,9 @@ from cvtutor.train import fit, minibatches
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if not (torch.is_tensor(x) and torch.is_tensor(y)) or x.ndim != 3 or x.shape != y.shape:
         got = [tuple(t.shape) if torch.is_tensor(t) else type(t).__name__ for t in (x, y)]
-        raise ValueError(f"expected two point clouds of the same shape (B, N, D), got {got[0]} and {got[1]}")
+        raise ValueError(
+            f"expected two point clouds of the same shape (B, N, D), got {got[0]} and {got[1]}"
+        )
 
 
 def _lam(lam, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,9 @@ def _lam(lam, x: torch.Tensor) -> torch.Tensor:
     if lam_t.ndim == 0:
         lam_t = lam_t.expand(len(x))
     if lam_t.shape != (len(x),):
-        raise ValueError(f"lam must be a float or a ({len(x)},) tensor, got shape {tuple(lam_t.shape)}")
+        raise ValueError(
+            f"lam must be a float or a ({len(x)},) tensor, got shape {tuple(lam_t.shape)}"
+        )
     if x.device.type == "cpu" and bool(((lam_t < 0) | (lam_t > 1)).any()):
         raise ValueError(f"lam must lie in [0, 1], got {lam_t.tolist()}")
     return lam_t[:, None, None]
@@ -90,8 +95,9 @@ def optimal_assignment(x: torch.Tensor, y: torch.Tensor) -> tuple[Assignment, to
     return Assignment(index=index), torch.as_tensor(cost, dtype=x.dtype, device=x.device)
 
 
-def sinkhorn_assignment(x: torch.Tensor, y: torch.Tensor, eps: float = 0.01,
-                        iters: int = 100) -> Assignment:
+def sinkhorn_assignment(
+    x: torch.Tensor, y: torch.Tensor, eps: float = 0.01, iters: int = 100
+) -> Assignment:
     """An approximate Eq. (3) on the device, batched: the entropic plan between uniform weights
     (:func:`cvtutor.metrics.pointsets.sinkhorn_plan`, ``eps`` relative to the mean cost), scaled
     so that each row sums to 1. As ``eps → 0`` the plan tends to the permutation of Eq. (3), and
@@ -132,8 +138,9 @@ def oa_interpolate(x: torch.Tensor, y: torch.Tensor, lam, a: Assignment) -> torc
     return (1 - lam) * x + lam * a.partner(y)
 
 
-def point_sampling_indices(batch: int, n: int, lam, generator: torch.Generator, device=None
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def point_sampling_indices(
+    batch: int, n: int, lam, generator: torch.Generator, device=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The draws of the PS baseline (Sec. 4.1): random orders of both clouds' points
     ``(B, n)`` each, and ``from_s2 (B, n)`` bool, True on the last ⌊λn⌋ positions."""
     device = device or generator.device
@@ -166,8 +173,10 @@ def mix_labels(c1: torch.Tensor, c2: torch.Tensor, lam) -> torch.Tensor:
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``-1/B Σ_b Σ_c c_mix[b, c] log h_c(S_mix)`` (the mixup loss; Eq. 2's labels as targets)."""
     if logits.shape != target.shape or logits.ndim != 2:
-        raise ValueError(f"logits and target must both be (B, C), got {tuple(logits.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"logits and target must both be (B, C), got {tuple(logits.shape)} and "
+            f"{tuple(target.shape)}"
+        )
     return -(target * torch.log_softmax(logits.float(), 1)).sum(1).mean()
 
 
@@ -181,7 +190,11 @@ def principal_axis_align(x: torch.Tensor, y: torch.Tensor, up: int = 2) -> torch
 
     def angle(p):
         q = p[..., h] - p[..., h].mean(1, keepdim=True)
-        cxx, cyy, cxy = (q[..., 0] ** 2).mean(1), (q[..., 1] ** 2).mean(1), (q[..., 0] * q[..., 1]).mean(1)
+        cxx, cyy, cxy = (
+            (q[..., 0] ** 2).mean(1),
+            (q[..., 1] ** 2).mean(1),
+            (q[..., 0] * q[..., 1]).mean(1),
+        )
         return 0.5 * torch.atan2(2 * cxy, cxx - cyy)
 
     d = angle(x) - angle(y)
@@ -205,9 +218,18 @@ class Mixer:
     after the alignment step when asked). ``mix(h, h_partner)`` mixes per-point values
     ``(B, N, C)`` (coordinates or features) with that one correspondence."""
 
-    def __init__(self, method: str, x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor,
-                 generator: torch.Generator, align: bool = False, solver: str = "exact",
-                 sinkhorn_eps: float = 0.01, sinkhorn_iters: int = 100) -> None:
+    def __init__(
+        self,
+        method: str,
+        x: torch.Tensor,
+        perm: torch.Tensor,
+        lam: torch.Tensor,
+        generator: torch.Generator,
+        align: bool = False,
+        solver: str = "exact",
+        sinkhorn_eps: float = 0.01,
+        sinkhorn_iters: int = 100,
+    ) -> None:
         if method not in METHODS[1:]:
             raise ValueError(f"method must be one of {METHODS[1:]} to mix, got {method!r}")
         if solver not in ("exact", "sinkhorn"):
@@ -217,8 +239,11 @@ class Mixer:
         self.partner_points = principal_axis_align(x, y) if align else y
         B, N, _ = x.shape
         if method == "oa":
-            self.assign = (optimal_assignment(x, self.partner_points)[0] if solver == "exact" else
-                           sinkhorn_assignment(x, self.partner_points, sinkhorn_eps, sinkhorn_iters))
+            self.assign = (
+                optimal_assignment(x, self.partner_points)[0]
+                if solver == "exact"
+                else sinkhorn_assignment(x, self.partner_points, sinkhorn_eps, sinkhorn_iters)
+            )
         elif method == "ra":
             self.assign = random_assignment(B, N, generator, x.device)
         else:
@@ -230,8 +255,9 @@ class Mixer:
         return oa_interpolate(h, h_partner, self.lam.to(h.dtype), self.assign)
 
 
-def mixed_forward(net: PointNet, x: torch.Tensor, mixer: Mixer | None = None,
-                  layer: int = 0) -> torch.Tensor:
+def mixed_forward(
+    net: PointNet, x: torch.Tensor, mixer: Mixer | None = None, layer: int = 0
+) -> torch.Tensor:
     """A :class:`~cvtutor.nn.pointnets.PointNet` forward that mixes at ``layer``: 0 the input
     coordinates (PointMixup), ``k ≥ 1`` the per-point features after the ``k``-th shared layer
     (Manifold PointMixup, Sec. 3.5, before the max-pool). Returns logits ``(B, C)``."""
@@ -258,39 +284,72 @@ TABLE1_COLUMNS = ("none", "RA", "RA+MM", "PS", "PS+MM", "OA", "OA+MM")
 
 def _table1(row: str, values) -> report.PaperTable:
     return report.PaperTable(
-        f"Table 1 ({row})", "ModelNet40 accuracy (%), PointNet++",
-        dict(zip(TABLE1_COLUMNS, values)), better="higher",
+        f"Table 1 ({row})",
+        "ModelNet40 accuracy (%), PointNet++",
+        dict(zip(TABLE1_COLUMNS, values)),
+        better="higher",
         note="Column order read from the garbled header's ×/✓ row: no mixup | random assignment "
-             "w/o, w/ MM | point sampling w/o, w/ MM | PointMixup w/o, w/ MM.")
+        "w/o, w/ MM | point sampling w/o, w/ MM | PointMixup w/o, w/ MM.",
+    )
 
 
 PAPER = {
     "table1_full_aligned": _table1("full, pre-aligned", (91.9, 91.6, 91.9, 92.2, 92.5, 92.3, 92.7)),
     "table1_full_unaligned": _table1("full, unaligned", (90.7, 90.8, 91.1, 90.9, 91.4, 91.3, 91.7)),
-    "table1_reduced_aligned": _table1("reduced 20%, pre-aligned", (86.1, 85.5, 87.3, 87.2, 87.6, 87.6, 88.6)),
-    "table1_reduced_unaligned": _table1("reduced 20%, unaligned", (84.4, 84.8, 85.4, 85.7, 86.5, 86.1, 86.6)),
+    "table1_reduced_aligned": _table1(
+        "reduced 20%, pre-aligned", (86.1, 85.5, 87.3, 87.2, 87.6, 87.6, 88.6)
+    ),
+    "table1_reduced_unaligned": _table1(
+        "reduced 20%, unaligned", (84.4, 84.8, 85.4, 85.7, 86.5, 86.1, 86.6)
+    ),
     "table2_robustness": {
-        k: report.PaperTable(f"Table 2 right ({k})", "ModelNet40 accuracy (%), PointNet++",
-                             dict(zip(("none", "OA", "OA+MM"), v)), better="higher",
-                             note="The table says noise σ², the text σ = 0.05; we read σ (std).")
+        k: report.PaperTable(
+            f"Table 2 right ({k})",
+            "ModelNet40 accuracy (%), PointNet++",
+            dict(zip(("none", "OA", "OA+MM"), v)),
+            better="higher",
+            note="The table says noise σ², the text σ = 0.05; we read σ (std).",
+        )
         for k, v in {
-            "noise 0.01": (91.3, 91.9, 92.3), "noise 0.05": (35.1, 51.5, 56.5),
-            "noise 0.1": (4.03, 4.27, 7.42), "rot up ±30°": (87.6, 87.9, 88.7),
-            "rot x ±30°": (73.2, 70.8, 76.8), "rot side ±30°": (74.3, 70.9, 77.8),
-            "scale 0.6": (85.8, 84.5, 86.3), "scale 2.0": (59.2, 67.7, 72.9),
+            "noise 0.01": (91.3, 91.9, 92.3),
+            "noise 0.05": (35.1, 51.5, 56.5),
+            "noise 0.1": (4.03, 4.27, 7.42),
+            "rot up ±30°": (87.6, 87.9, 88.7),
+            "rot x ±30°": (73.2, 70.8, 76.8),
+            "rot side ±30°": (74.3, 70.9, 77.8),
+            "scale 0.6": (85.8, 84.5, 86.3),
+            "scale 2.0": (59.2, 67.7, 72.9),
             "drop 0.2": (84.9, 78.1, 90.9),
         }.items()
     },
     "table4_semisupervised": report.PaperTable(
-        "Table 4 left", "ModelNet40 accuracy (%), PointNet++; 400 / 600 / 800 labels of 9,843 ≈ 4 / 6 / 8 %",
-        {"4% labels": 69.4, "4% labels + ICT": 76.7, "6% labels": 72.6, "6% labels + ICT": 80.8,
-         "8% labels": 73.5, "8% labels + ICT": 82.0}, better="higher",
-        note="'Supervised' trains on the labelled shapes only; '+ ICT' is interpolation consistency "
-             "training with PointMixup as its mixing."),
+        "Table 4 left",
+        "ModelNet40 accuracy (%), PointNet++; 400 / 600 / 800 labels of 9,843 ≈ 4 / 6 / 8 %",
+        {
+            "4% labels": 69.4,
+            "4% labels + ICT": 76.7,
+            "6% labels": 72.6,
+            "6% labels + ICT": 80.8,
+            "8% labels": 73.5,
+            "8% labels + ICT": 82.0,
+        },
+        better="higher",
+        note="'Supervised' trains on the labelled shapes only; '+ ICT' is interpolation "
+        "consistency training with PointMixup as its mixing.",
+    ),
     "table4_fewshot": report.PaperTable(
-        "Table 4 right", "5-way accuracy (%), ProtoNet on ModelNet40",
-        {"1-shot": 72.3, "1-shot + PointMixup": 77.2, "3-shot": 80.2, "3-shot + PointMixup": 82.2,
-         "5-shot": 84.2, "5-shot + PointMixup": 85.9}, better="higher"),
+        "Table 4 right",
+        "5-way accuracy (%), ProtoNet on ModelNet40",
+        {
+            "1-shot": 72.3,
+            "1-shot + PointMixup": 77.2,
+            "3-shot": 80.2,
+            "3-shot + PointMixup": 82.2,
+            "5-shot": 84.2,
+            "5-shot + PointMixup": 85.9,
+        },
+        better="higher",
+    ),
 }
 """Table 2 right's rotation rows are named by our z-up frame: the paper's Y-rotation (ModelNet's up
 axis, the mildest row) is our ``rot up``; its X- and Z-rotations are our ``rot x`` and
@@ -303,9 +362,9 @@ axis, the mildest row) is our ``rot up``; its X- and Z-rotations are our ``rot x
 @dataclass(frozen=True)
 class Config(ProfileConfig):
     n_points: int = 128
-    train_per_class: tuple[int, ...] = (20,)       # reduced (20 %) [, full]
+    train_per_class: tuple[int, ...] = (20,)  # reduced (20 %) [, full]
     test_per_class: int = 30
-    aligned: tuple[bool, ...] = (True,)            # pre-aligned [, unaligned]
+    aligned: tuple[bool, ...] = (True,)  # pre-aligned [, unaligned]
     columns: tuple[str, ...] = ("none", "RA", "PS", "OA", "OA+MM")
     widths: tuple[int, ...] = (32, 64, 128)
     head: int = 128
@@ -320,15 +379,15 @@ class Config(ProfileConfig):
     sinkhorn_iters: int = 100
     property_pairs: int = 8
     property_points: int = 64
-    fewshot_shots: tuple[int, ...] = ()            # Table 4 right (full only)
+    fewshot_shots: tuple[int, ...] = ()  # Table 4 right (full only)
     fewshot_per_class: int = 40
     fewshot_query: int = 5
     fewshot_steps: int = 300
-    fewshot_episodes: int = 200                    # test episodes
-    ict_labels: tuple[int, ...] = ()               # Table 4 left: labelled shapes a class (full only)
+    fewshot_episodes: int = 200  # test episodes
+    ict_labels: tuple[int, ...] = ()  # Table 4 left: labelled shapes a class (full only)
     ict_steps: int = 600
-    ict_weight: float = 10.0                       # consistency weight after the ramp-up
-    ict_ema: float = 0.99                          # the teacher's moving average
+    ict_weight: float = 10.0  # consistency weight after the ramp-up
+    ict_ema: float = 0.99  # the teacher's moving average
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
 
@@ -339,19 +398,46 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         """Table 1's four rows and seven columns, three seeds, 512 points, Sinkhorn on the GPU."""
-        return cls(n_points=512, train_per_class=(20, 100), test_per_class=50, aligned=(True, False),
-                   columns=TABLE1_COLUMNS, widths=(64, 128, 256), head=256, steps=600, batch_size=32,
-                   solver="sinkhorn", property_pairs=32, property_points=256, fewshot_shots=(1, 3, 5),
-                   ict_labels=(4, 6, 8), seeds=(0, 1, 2))
+        return cls(
+            n_points=512,
+            train_per_class=(20, 100),
+            test_per_class=50,
+            aligned=(True, False),
+            columns=TABLE1_COLUMNS,
+            widths=(64, 128, 256),
+            head=256,
+            steps=600,
+            batch_size=32,
+            solver="sinkhorn",
+            property_pairs=32,
+            property_points=256,
+            fewshot_shots=(1, 3, 5),
+            ict_labels=(4, 6, 8),
+            seeds=(0, 1, 2),
+        )
 
     @classmethod
     def smoke(cls) -> "Config":
-        return cls.full().replace(n_points=32, train_per_class=(2, 4), test_per_class=2,
-                                  widths=(8, 16, 16), head=16, steps=4, batch_size=8,
-                                  sinkhorn_iters=10, property_pairs=2, property_points=16,
-                                  fewshot_shots=(1,), fewshot_per_class=3, fewshot_query=2,
-                                  fewshot_steps=3, fewshot_episodes=2, ict_labels=(1,), ict_steps=3,
-                                  seeds=(0, 1))
+        return cls.full().replace(
+            n_points=32,
+            train_per_class=(2, 4),
+            test_per_class=2,
+            widths=(8, 16, 16),
+            head=16,
+            steps=4,
+            batch_size=8,
+            sinkhorn_iters=10,
+            property_pairs=2,
+            property_points=16,
+            fewshot_shots=(1,),
+            fewshot_per_class=3,
+            fewshot_query=2,
+            fewshot_steps=3,
+            fewshot_episodes=2,
+            ict_labels=(1,),
+            ict_steps=3,
+            seeds=(0, 1),
+        )
 
 
 def make_data(config: Config, per_class: int, aligned: bool, seed: int, device) -> dict:
@@ -378,8 +464,14 @@ def parse_column(column: str) -> tuple[str, bool]:
     return method, mm == "MM"
 
 
-def train(column: str, data: dict, config: Config, aligned: bool = True, seed: int = 0,
-          progress: bool = False) -> tuple[PointNet, pd.DataFrame]:
+def train(
+    column: str,
+    data: dict,
+    config: Config,
+    aligned: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[PointNet, pd.DataFrame]:
     """Train a PointNet-lite with one Table 1 column's augmentation, through
     :func:`cvtutor.train.fit`: every batch is jittered (σ = ``config.jitter``), unaligned sets
     also turned about the up axis; then, unless ``none``, each cloud is mixed with a random
@@ -392,12 +484,20 @@ def train(column: str, data: dict, config: Config, aligned: bool = True, seed: i
     C = len(S.CATEGORIES)
     net = PointNet(C, config.widths, head=config.head).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    batches = minibatches(data["x_train"], data["y_train"], batch_size=min(config.batch_size,
-                          len(data["y_train"])), seed=seed)
+    batches = minibatches(
+        data["x_train"],
+        data["y_train"],
+        batch_size=min(config.batch_size, len(data["y_train"])),
+        seed=seed,
+    )
     g = torch.Generator(device=device).manual_seed(seed + 17)
-    g_layer = torch.Generator().manual_seed(seed + 18)  # on the host: choosing a layer needs no sync
+    g_layer = torch.Generator().manual_seed(
+        seed + 18
+    )  # on the host: choosing a layer needs no sync
     gamma = (config.gamma_manifold if mm else config.gamma_input)[0 if aligned else 1]
-    beta = torch.distributions.Beta(torch.tensor(gamma, device=device), torch.tensor(gamma, device=device))
+    beta = torch.distributions.Beta(
+        torch.tensor(gamma, device=device), torch.tensor(gamma, device=device)
+    )
     n_layers = min(3, len(config.widths) + 1)
 
     def loss_fn(models, batch, step):
@@ -411,8 +511,17 @@ def train(column: str, data: dict, config: Config, aligned: bool = True, seed: i
         B = len(x)
         perm = torch.randperm(B, generator=g, device=device)
         lam = beta.sample((B,))
-        mixer = Mixer(method, x, perm, lam, g, align=not aligned, solver=config.solver,
-                      sinkhorn_eps=config.sinkhorn_eps, sinkhorn_iters=config.sinkhorn_iters)
+        mixer = Mixer(
+            method,
+            x,
+            perm,
+            lam,
+            g,
+            align=not aligned,
+            solver=config.solver,
+            sinkhorn_eps=config.sinkhorn_eps,
+            sinkhorn_iters=config.sinkhorn_iters,
+        )
         layer = int(torch.randint(n_layers, (1,), generator=g_layer)) if mm else 0
         logits = mixed_forward(models["model"], x, mixer, layer)
         return {"loss": soft_cross_entropy(logits, mix_labels(target, target[perm], lam))}
@@ -423,8 +532,18 @@ def train(column: str, data: dict, config: Config, aligned: bool = True, seed: i
 
 
 #: Table 2 right's test-time perturbations (our z-up names; see PAPER's note).
-PERTURBATIONS = ("clean", "noise 0.01", "noise 0.05", "noise 0.1", "rot up ±30°", "rot x ±30°",
-                 "rot side ±30°", "scale 0.6", "scale 2.0", "drop 0.2")
+PERTURBATIONS = (
+    "clean",
+    "noise 0.01",
+    "noise 0.05",
+    "noise 0.1",
+    "rot up ±30°",
+    "rot x ±30°",
+    "rot side ±30°",
+    "scale 0.6",
+    "scale 2.0",
+    "drop 0.2",
+)
 
 
 def perturb(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
@@ -438,7 +557,9 @@ def perturb(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Ten
     if kind == "clean":
         return x
     if kind == "noise":
-        return x + float(arg) * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + float(arg) * torch.randn(
+            x.shape, generator=generator, device=x.device, dtype=x.dtype
+        )
     if kind == "scale":
         return x * float(arg)
     if kind == "rot":
@@ -482,18 +603,29 @@ def property_checks(config: Config, device) -> pd.DataFrame:
     rows = []
     soft = sinkhorn_assignment(s1, s2, config.sinkhorn_eps, config.sinkhorn_iters)
     for method in ("OA", "RA", "OA (Sinkhorn)"):
-        a = {"OA": phi, "OA (Sinkhorn)": soft}.get(method) or random_assignment(n, s1.shape[1], g, device)
+        a = {"OA": phi, "OA (Sinkhorn)": soft}.get(method) or random_assignment(
+            n, s1.shape[1], g, device
+        )
         for lam in (0.25, 0.5, 0.75):
             s_l = oa_interpolate(s1, s2, lam, a)
             s_h = oa_interpolate(s1, s2, lam / 2, a)
             d_between = emd(s_h, s_l)
             ident = Assignment(index=torch.arange(s1.shape[1], device=device).expand(n, -1))
-            rows.append(pd.DataFrame({
-                "method": method, "pair": np.arange(n), "lam": lam,
-                "gap1": (emd(s1, s_l) + emd(s_l, s2) - d12).cpu().numpy(),
-                "ratio": (d_between / d12).cpu().numpy(), "lam2 - lam1": lam / 2,
-                "identity_gap": (assignment_cost(s_h, s_l, ident) - d_between).cpu().numpy(),
-            }))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "method": method,
+                        "pair": np.arange(n),
+                        "lam": lam,
+                        "gap1": (emd(s1, s_l) + emd(s_l, s2) - d12).cpu().numpy(),
+                        "ratio": (d_between / d12).cpu().numpy(),
+                        "lam2 - lam1": lam / 2,
+                        "identity_gap": (assignment_cost(s_h, s_l, ident) - d_between)
+                        .cpu()
+                        .numpy(),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -518,18 +650,39 @@ def run(config: Config, progress: bool = False) -> dict:
                 for column in config.columns:
                     net, hist = train(column, data, config, aligned, seed, progress)
                     hists.append(hist.assign(setting=setting, column=column, seed=seed))
-                    rows.append({"setting": setting, "column": column, "seed": seed,
-                                 "accuracy": accuracy(net, data["x_test"], data["y_test"]),
-                                 "final loss": float(hist["loss"].tail(20).mean())})
-                    if aligned and column in ("none", "OA", "OA+MM") and per_class == max(config.train_per_class):
-                        robust.append({"setting": setting, "column": column, "seed": seed,
-                                       **robustness(net, data["x_test"], data["y_test"], seed)})
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "column": column,
+                            "seed": seed,
+                            "accuracy": accuracy(net, data["x_test"], data["y_test"]),
+                            "final loss": float(hist["loss"].tail(20).mean()),
+                        }
+                    )
+                    if (
+                        aligned
+                        and column in ("none", "OA", "OA+MM")
+                        and per_class == max(config.train_per_class)
+                    ):
+                        robust.append(
+                            {
+                                "setting": setting,
+                                "column": column,
+                                "seed": seed,
+                                **robustness(net, data["x_test"], data["y_test"], seed),
+                            }
+                        )
     acc = pd.DataFrame(rows)
     table1 = _mean_table(acc, "accuracy")
     rob = pd.DataFrame(robust)
-    out = {"properties": props, "accuracy": acc, "table1": table1, "robustness": rob,
-           "histories": pd.concat(hists, ignore_index=True),
-           "config": {"n_points": config.n_points, "seeds": list(config.seeds)}}
+    out = {
+        "properties": props,
+        "accuracy": acc,
+        "table1": table1,
+        "robustness": rob,
+        "histories": pd.concat(hists, ignore_index=True),
+        "config": {"n_points": config.n_points, "seeds": list(config.seeds)},
+    }
     out.update(compare_tables(acc, rob))
     fs = fewshot_experiment(config, device) if config.fewshot_shots else pd.DataFrame()
     if len(fs):
@@ -543,8 +696,12 @@ def run(config: Config, progress: bool = False) -> dict:
     return out
 
 
-_PAPER_ROW = {"reduced, pre-aligned": "table1_reduced_aligned", "reduced, unaligned": "table1_reduced_unaligned",
-              "full, pre-aligned": "table1_full_aligned", "full, unaligned": "table1_full_unaligned"}
+_PAPER_ROW = {
+    "reduced, pre-aligned": "table1_reduced_aligned",
+    "reduced, unaligned": "table1_reduced_unaligned",
+    "full, pre-aligned": "table1_full_aligned",
+    "full, unaligned": "table1_full_unaligned",
+}
 
 
 def compare_tables(acc: pd.DataFrame, rob: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -554,8 +711,11 @@ def compare_tables(acc: pd.DataFrame, rob: pd.DataFrame) -> dict[str, pd.DataFra
     for setting, g in acc.groupby("setting", sort=False):
         ours = g.groupby("column", sort=False)["accuracy"].mean().to_dict()
         paper = PAPER[_PAPER_ROW[setting]]
-        claims = [c for c in ("OA > none", "OA > RA", "OA > PS", "OA+MM > OA") if all(
-            t in ours for t in c.replace(">", " ").split())]
+        claims = [
+            c
+            for c in ("OA > none", "OA > RA", "OA > PS", "OA+MM > OA")
+            if all(t in ours for t in c.replace(">", " ").split())
+        ]
         if "OA" in ours:
             # on the paper's full pre-aligned row the OA-vs-PS claim is false; compare() checks
             claims = [c for c in claims if report.check_claim(c, paper.values)]
@@ -564,49 +724,83 @@ def compare_tables(acc: pd.DataFrame, rob: pd.DataFrame) -> dict[str, pd.DataFra
     if len(rob):
         for name in ("noise 0.05", "scale 2.0"):
             ours = rob.groupby("column", sort=False)[name].mean().to_dict()
-            claims = [c for c in ("OA+MM > none", "OA+MM > OA", "OA > none") if all(
-                t in ours for t in c.replace(">", " ").split())]
-            out[f"table2 {name}"] = report.compare(PAPER["table2_robustness"][name], ours,
-                                                   claims=claims).drop(columns="diff")
+            claims = [
+                c
+                for c in ("OA+MM > none", "OA+MM > OA", "OA > none")
+                if all(t in ours for t in c.replace(">", " ").split())
+            ]
+            out[f"table2 {name}"] = report.compare(
+                PAPER["table2_robustness"][name], ours, claims=claims
+            ).drop(columns="diff")
     return out
 
 
-def _gain(acc: pd.DataFrame, setting: str, a: str, b: str) -> tuple[float, float, int]:
-    """Mean and standard error over seeds of ``acc[a] - acc[b]`` in one setting."""
-    p = acc[acc.setting == setting].pivot_table(index="seed", columns="column", values="accuracy")
-    d = p[a] - p[b]
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return float(d.mean()), se, len(d)
+def _gain(d: pd.Series) -> tuple[float, str]:
+    """Mean over seeds of per-seed differences ``d`` and a detail text with its standard error."""
+    se = (
+        f" ± {d.std(ddof=1) / math.sqrt(len(d)):.1f} (SE, {len(d)} seeds)"
+        if len(d) > 1
+        else ", one seed"
+    )
+    return float(d.mean()), f"{d.mean():+.1f} points{se}"
 
 
-def findings(props: pd.DataFrame, acc: pd.DataFrame, rob: pd.DataFrame, config: Config,
-             fewshot: pd.DataFrame | None = None, semi: pd.DataFrame | None = None) -> pd.DataFrame:
+def _flag_gains(df: pd.DataFrame, group: str, flag: str):
+    """Per value of ``group``: the gain in ``accuracy`` of ``flag`` True over False
+    (:func:`_gain`)."""
+    for k, g in df.groupby(group):
+        p = g.pivot_table(index="seed", columns=flag, values="accuracy")
+        yield k, *_gain(p[True] - p[False])
+
+
+def findings(
+    props: pd.DataFrame,
+    acc: pd.DataFrame,
+    rob: pd.DataFrame,
+    config: Config,
+    fewshot: pd.DataFrame | None = None,
+    semi: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The chapter's findings, each with its kind and a computed detail."""
     oa, ra = props[props.method == "OA"], props[props.method == "RA"]
     soft = props[props.method == "OA (Sinkhorn)"]
     claims = {
         "Property 1: OA interpolants lie on a shortest path, d(S1,Sλ) + d(Sλ,S2) = d(S1,S2)": (
-            "paper claim", bool(oa["gap1"].abs().max() < 1e-6), f"max |gap| {oa['gap1'].abs().max():.1e}"),
+            "paper claim",
+            bool(oa["gap1"].abs().max() < 1e-6),
+            f"max |gap| {oa['gap1'].abs().max():.1e}",
+        ),
         "random assignment (RA) leaves the shortest path (gap > 0 for every pair)": (
-            "paper claim", bool((ra["gap1"] > 1e-6).all()), f"smallest gap {ra['gap1'].min():.3f}"),
+            "paper claim",
+            bool((ra["gap1"] > 1e-6).all()),
+            f"smallest gap {ra['gap1'].min():.3f}",
+        ),
         "Property 2: the identity is an optimal assignment between two OA interpolants": (
-            "paper claim", bool(oa["identity_gap"].abs().max() < 1e-6),
-            f"max cost excess {oa['identity_gap'].abs().max():.1e}"),
+            "paper claim",
+            bool(oa["identity_gap"].abs().max() < 1e-6),
+            f"max cost excess {oa['identity_gap'].abs().max():.1e}",
+        ),
         "Property 3: d(Sλ1, Sλ2) = (λ2 - λ1) d(S1, S2)": (
-            "paper claim", bool((oa["ratio"] - oa["lam2 - lam1"]).abs().max() < 1e-6),
-            f"max error {(oa['ratio'] - oa['lam2 - lam1']).abs().max():.1e}"),
+            "paper claim",
+            bool((oa["ratio"] - oa["lam2 - lam1"]).abs().max() < 1e-6),
+            f"max error {(oa['ratio'] - oa['lam2 - lam1']).abs().max():.1e}",
+        ),
         "the Sinkhorn partner (full profile's solver) stays near the shortest path "
         "(mean gap < 1/5 of RA's)": (
-            "sanity check", bool(soft["gap1"].mean() < ra["gap1"].mean() / 5),
-            f"mean gap {soft['gap1'].mean():.4f} vs RA {ra['gap1'].mean():.4f}"),
+            "sanity check",
+            bool(soft["gap1"].mean() < ra["gap1"].mean() / 5),
+            f"mean gap {soft['gap1'].mean():.4f} vs RA {ra['gap1'].mean():.4f}",
+        ),
     }
     reduced = [s for s in acc.setting.unique() if s.startswith("reduced")]
     cols = set(acc.column)
     for setting in reduced:
         for a, b in (("OA", "none"), ("OA", "RA"), ("OA", "PS"), ("OA+MM", "OA")):
             if a in cols and b in cols:
-                m, se, n = _gain(acc, setting, a, b)
-                detail = f"{m:+.1f} points" + (f" ± {se:.1f} (SE, {n} seeds)" if n > 1 else ", one seed")
+                p = acc[acc.setting == setting].pivot_table(
+                    index="seed", columns="column", values="accuracy"
+                )
+                m, detail = _gain(p[a] - p[b])
                 claims[f"Table 1 ({setting}): {a} beats {b}"] = ("paper claim", bool(m > 0), detail)
     if len(rob):
         for name in ("noise 0.05", "scale 2.0"):
@@ -614,22 +808,20 @@ def findings(props: pd.DataFrame, acc: pd.DataFrame, rob: pd.DataFrame, config: 
             if {"none", "OA", "OA+MM"} <= set(means.index):
                 best = bool(means["OA+MM"] > max(means["none"], means["OA"]))
                 claims[f"Table 2 right ({name}): PointMixup with MM is the most robust"] = (
-                    "paper claim", best,
-                    f"none {means['none']:.1f}, OA {means['OA']:.1f}, OA+MM {means['OA+MM']:.1f}")
+                    "paper claim",
+                    best,
+                    f"none {means['none']:.1f}, OA {means['OA']:.1f}, OA+MM {means['OA+MM']:.1f}",
+                )
     if fewshot is not None and len(fewshot):
-        for k, g in fewshot.groupby("shots"):
-            p = g.pivot_table(index="seed", columns="mixup", values="accuracy")
-            d = p[True] - p[False]
-            se = f" ± {d.std(ddof=1) / math.sqrt(len(d)):.1f} (SE, {len(d)} seeds)" if len(d) > 1 else ""
-            claims[f"Table 4 right: PointMixup on the support sets helps 5-way {k}-shot ProtoNet"] = (
-                "paper claim", bool(d.mean() > 0), f"{d.mean():+.1f} points{se}")
+        for k, m, detail in _flag_gains(fewshot, "shots", "mixup"):
+            claims[
+                f"Table 4 right: PointMixup on the support sets helps 5-way {k}-shot ProtoNet"
+            ] = ("paper claim", m > 0, detail)
     if semi is not None and len(semi):
-        for k, g in semi.groupby("labels"):
-            p = g.pivot_table(index="seed", columns="ict", values="accuracy")
-            d = p[True] - p[False]
-            se = f" ± {d.std(ddof=1) / math.sqrt(len(d)):.1f} (SE, {len(d)} seeds)" if len(d) > 1 else ""
-            claims[f"Table 4 left: ICT with PointMixup beats supervised training at {k} labels a class"] = (
-                "paper claim", bool(d.mean() > 0), f"{d.mean():+.1f} points{se}")
+        for k, m, detail in _flag_gains(semi, "labels", "ict"):
+            claims[
+                f"Table 4 left: ICT with PointMixup beats supervised training at {k} labels a class"
+            ] = ("paper claim", m > 0, detail)
     return report.claims_table(claims)
 
 
@@ -643,18 +835,23 @@ def proto_logits(support: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     """ProtoNet (Snell et al. 2017): embeddings ``support (W, K, d)`` → prototypes ``(W, d)`` (the
     class means); ``query (M, d)`` → logits ``(M, W)``, the negative squared distances."""
     if support.ndim != 3 or query.ndim != 2 or support.shape[2] != query.shape[1]:
-        raise ValueError(f"expected support (W, K, d) and query (M, d), got {tuple(support.shape)} "
-                         f"and {tuple(query.shape)}")
-    return -torch.cdist(query, support.mean(1)) ** 2
+        raise ValueError(
+            f"expected support (W, K, d) and query (M, d), got {tuple(support.shape)} "
+            f"and {tuple(query.shape)}"
+        )
+    return -(torch.cdist(query, support.mean(1)) ** 2)
 
 
-def episode(x: torch.Tensor, shots: int, query: int, generator: torch.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def episode(
+    x: torch.Tensor, shots: int, query: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One episode from clouds grouped by class ``x (W, n, N, 3)``: ``support (W, shots, N, 3)``
     and ``query (W, query, N, 3)``, disjoint, drawn at random within each class."""
     W, n = x.shape[:2]
     if shots + query > n:
-        raise ValueError(f"an episode needs shots + query <= {n} shapes a class, got {shots} + {query}")
+        raise ValueError(
+            f"an episode needs shots + query <= {n} shapes a class, got {shots} + {query}"
+        )
     order = torch.rand(W, n, generator=generator, device=x.device).argsort(1)[:, : shots + query]
     picked = x.gather(1, order[..., None, None].expand(-1, -1, *x.shape[2:]))
     return picked[:, :shots], picked[:, shots:]
@@ -665,8 +862,9 @@ def _by_class(x: torch.Tensor, y: torch.Tensor, classes) -> torch.Tensor:
     return torch.stack([x[y == i] for i in ids])
 
 
-def train_protonet(x: torch.Tensor, shots: int, mixup: bool, config: Config, seed: int = 0,
-                   progress: bool = False) -> PointNet:
+def train_protonet(
+    x: torch.Tensor, shots: int, mixup: bool, config: Config, seed: int = 0, progress: bool = False
+) -> PointNet:
     """Meta-train a PointNet-lite embedding as a ProtoNet on 5-way ``shots``-shot episodes of
     ``x (5, n, N, 3)``. With ``mixup`` (our reading of the paper's one-line description, whose
     details are in a supplement we do not have): each support cloud is also OA-mixed with a
@@ -678,7 +876,9 @@ def train_protonet(x: torch.Tensor, shots: int, mixup: bool, config: Config, see
     net = PointNet(64, config.widths, head=config.head).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     g = torch.Generator(device=device).manual_seed(seed + 31)
-    beta = torch.distributions.Beta(torch.tensor(1.0, device=device), torch.tensor(1.0, device=device))
+    beta = torch.distributions.Beta(
+        torch.tensor(1.0, device=device), torch.tensor(1.0, device=device)
+    )
     labels = torch.arange(W, device=device)
 
     def loss_fn(models, batch, step):
@@ -686,27 +886,50 @@ def train_protonet(x: torch.Tensor, shots: int, mixup: bool, config: Config, see
         m = models["model"]
         emb = m(torch.cat([sup.flatten(0, 1), qry.flatten(0, 1)]))
         e_sup = emb[: W * shots].reshape(W, shots, -1)
-        logits = proto_logits(e_sup, emb[W * shots:])
-        terms = {"query": nn.functional.cross_entropy(logits, labels.repeat_interleave(config.fewshot_query))}
+        logits = proto_logits(e_sup, emb[W * shots :])
+        terms = {
+            "query": nn.functional.cross_entropy(
+                logits, labels.repeat_interleave(config.fewshot_query)
+            )
+        }
         if mixup:
             flat = sup.flatten(0, 1)
             lab = nn.functional.one_hot(labels.repeat_interleave(shots), W).float()
             perm = (torch.arange(len(flat), device=device) + shots) % len(flat)  # another class
             lam = beta.sample((len(flat),))
-            mixer = Mixer("oa", flat, perm, lam, g, solver=config.solver,
-                          sinkhorn_eps=config.sinkhorn_eps, sinkhorn_iters=config.sinkhorn_iters)
+            mixer = Mixer(
+                "oa",
+                flat,
+                perm,
+                lam,
+                g,
+                solver=config.solver,
+                sinkhorn_eps=config.sinkhorn_eps,
+                sinkhorn_iters=config.sinkhorn_iters,
+            )
             mixed = m(mixer.mix(flat, mixer.partner_points))
-            terms["mixed support"] = soft_cross_entropy(proto_logits(e_sup, mixed), mix_labels(lab, lab[perm], lam))
+            terms["mixed support"] = soft_cross_entropy(
+                proto_logits(e_sup, mixed), mix_labels(lab, lab[perm], lam)
+            )
         return terms
 
-    fit(net, opt, lambda step: step, loss_fn, steps=config.fewshot_steps, progress=progress,
-        desc=f"ProtoNet {shots}-shot{' + PointMixup' if mixup else ''}")
+    fit(
+        net,
+        opt,
+        lambda step: step,
+        loss_fn,
+        steps=config.fewshot_steps,
+        progress=progress,
+        desc=f"ProtoNet {shots}-shot{' + PointMixup' if mixup else ''}",
+    )
     net.eval()
     return net
 
 
 @torch.no_grad()
-def protonet_accuracy(net: PointNet, x: torch.Tensor, shots: int, config: Config, seed: int = 0) -> float:
+def protonet_accuracy(
+    net: PointNet, x: torch.Tensor, shots: int, config: Config, seed: int = 0
+) -> float:
     """Mean query accuracy (%) over ``fewshot_episodes`` 5-way episodes of unseen classes."""
     g = torch.Generator(device=x.device).manual_seed(seed + 77)
     W, hits, total = x.shape[0], 0.0, 0
@@ -732,36 +955,55 @@ def fewshot_experiment(config: Config, device) -> pd.DataFrame:
         for shots in config.fewshot_shots:
             for mixup in (False, True):
                 net = train_protonet(x_tr, shots, mixup, config, seed)
-                rows.append({"shots": shots, "mixup": mixup, "seed": seed,
-                             "accuracy": protonet_accuracy(net, x_te, shots, config, seed)})
+                rows.append(
+                    {
+                        "shots": shots,
+                        "mixup": mixup,
+                        "seed": seed,
+                        "accuracy": protonet_accuracy(net, x_te, shots, config, seed),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def compare_fewshot(fs: pd.DataFrame) -> pd.DataFrame:
     """Table 4 right beside ours (means over seeds), with the paper's "PointMixup helps" claims."""
-    ours = {f"{k}-shot" + (" + PointMixup" if mix else ""): float(v)
-            for (k, mix), v in fs.groupby(["shots", "mixup"])["accuracy"].mean().items()}
+    ours = {
+        f"{k}-shot" + (" + PointMixup" if mix else ""): float(v)
+        for (k, mix), v in fs.groupby(["shots", "mixup"])["accuracy"].mean().items()
+    }
     table = PAPER["table4_fewshot"]
     ours = {k: v for k, v in ours.items() if k in table.values}
     claims = [f"{k} + PointMixup > {k}" for k in ("1-shot", "3-shot", "5-shot") if k in ours]
     return report.compare(table, ours, claims=claims).drop(columns="diff")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # semi-supervised: interpolation consistency training with PointMixup (Table 4 left)
 # ---------------------------------------------------------------------------------------------
-def ict_consistency(student_logits: torch.Tensor, teacher_a: torch.Tensor, teacher_b: torch.Tensor,
-                    lam: torch.Tensor) -> torch.Tensor:
+def ict_consistency(
+    student_logits: torch.Tensor,
+    teacher_a: torch.Tensor,
+    teacher_b: torch.Tensor,
+    lam: torch.Tensor,
+) -> torch.Tensor:
     """ICT's loss (Verma et al. 2019, the paper's ref. [27]): the student's class probabilities on
     the mixed clouds against the same mix of the teacher's probabilities on the two sources,
     ``mean_b ‖softmax(s_b) - ((1 - λ_b) softmax(t_a) + λ_b softmax(t_b))‖²``."""
-    target = mix_labels(torch.softmax(teacher_a.float(), 1), torch.softmax(teacher_b.float(), 1), lam)
+    target = mix_labels(
+        torch.softmax(teacher_a.float(), 1), torch.softmax(teacher_b.float(), 1), lam
+    )
     return ((torch.softmax(student_logits.float(), 1) - target) ** 2).sum(1).mean()
 
 
-def train_ict(data: dict, labelled: torch.Tensor, ict: bool, config: Config, seed: int = 0,
-              progress: bool = False) -> PointNet:
+def train_ict(
+    data: dict,
+    labelled: torch.Tensor,
+    ict: bool,
+    config: Config,
+    seed: int = 0,
+    progress: bool = False,
+) -> PointNet:
     """Cross-entropy on the ``labelled`` (bool ``(n,)``) training clouds and, with ``ict``, the
     consistency of :func:`ict_consistency` on OA-mixed pairs of all training clouds (labels
     hidden), weighted by a sigmoid ramp-up over the first 40 % of the steps; the teacher is an
@@ -777,13 +1019,17 @@ def train_ict(data: dict, labelled: torch.Tensor, ict: bool, config: Config, see
     lab = minibatches(x_l, y_l, batch_size=min(config.batch_size, len(y_l)), seed=seed)
     unl = minibatches(data["x_train"], batch_size=config.batch_size, seed=seed + 1)
     g = torch.Generator(device=device).manual_seed(seed + 41)
-    beta = torch.distributions.Beta(torch.tensor(1.0, device=device), torch.tensor(1.0, device=device))
+    beta = torch.distributions.Beta(
+        torch.tensor(1.0, device=device), torch.tensor(1.0, device=device)
+    )
     ramp = max(1, int(0.4 * config.ict_steps))
 
     def loss_fn(models, batch, step):
         (xl, yl), (xu,) = batch
         m = models["model"]
-        terms = {"ce": nn.functional.cross_entropy(m(T.jitter(xl, g, sigma=config.jitter)).float(), yl)}
+        terms = {
+            "ce": nn.functional.cross_entropy(m(T.jitter(xl, g, sigma=config.jitter)).float(), yl)
+        }
         if ict:
             with torch.no_grad():
                 for pt, ps_ in zip(teacher.parameters(), m.parameters()):
@@ -791,15 +1037,31 @@ def train_ict(data: dict, labelled: torch.Tensor, ict: bool, config: Config, see
                 t_logits = teacher(xu)
             perm = torch.randperm(len(xu), generator=g, device=device)
             lam = beta.sample((len(xu),))
-            mixer = Mixer("oa", xu, perm, lam, g, solver=config.solver,
-                          sinkhorn_eps=config.sinkhorn_eps, sinkhorn_iters=config.sinkhorn_iters)
+            mixer = Mixer(
+                "oa",
+                xu,
+                perm,
+                lam,
+                g,
+                solver=config.solver,
+                sinkhorn_eps=config.sinkhorn_eps,
+                sinkhorn_iters=config.sinkhorn_iters,
+            )
             w = config.ict_weight * math.exp(-5 * (1 - min(step, ramp) / ramp) ** 2)
-            terms["consistency"] = w * ict_consistency(mixed_forward(m, xu, mixer), t_logits,
-                                                       t_logits[perm], lam)
+            terms["consistency"] = w * ict_consistency(
+                mixed_forward(m, xu, mixer), t_logits, t_logits[perm], lam
+            )
         return terms
 
-    fit(net, opt, lambda step: (lab(step), unl(step)), loss_fn, steps=config.ict_steps,
-        progress=progress, desc=f"{'ICT + PointMixup' if ict else 'supervised'}")
+    fit(
+        net,
+        opt,
+        lambda step: (lab(step), unl(step)),
+        loss_fn,
+        steps=config.ict_steps,
+        progress=progress,
+        desc=f"{'ICT + PointMixup' if ict else 'supervised'}",
+    )
     net.eval()
     return net
 
@@ -810,9 +1072,9 @@ def labelled_mask(y: torch.Tensor, k: int, generator: torch.Generator) -> torch.
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
     key = torch.rand(len(y), generator=generator).to(y.device)
-    order = torch.argsort(y.double() * 2 + key)        # by class, random within a class
+    order = torch.argsort(y.double() * 2 + key)  # by class, random within a class
     ys = y[order]
-    start = torch.searchsorted(ys, ys)                 # where each sample's class starts
+    start = torch.searchsorted(ys, ys)  # where each sample's class starts
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(y), device=y.device) - start
     return rank < k
@@ -829,16 +1091,25 @@ def semi_supervised_experiment(config: Config, device) -> pd.DataFrame:
             labelled = labelled_mask(data["y_train"], k, torch.Generator().manual_seed(seed + 7))
             for ict in (False, True):
                 net = train_ict(data, labelled, ict, config, seed)
-                rows.append({"labels": k, "share": k / per_class, "ict": ict, "seed": seed,
-                             "accuracy": accuracy(net, data["x_test"], data["y_test"])})
+                rows.append(
+                    {
+                        "labels": k,
+                        "share": k / per_class,
+                        "ict": ict,
+                        "seed": seed,
+                        "accuracy": accuracy(net, data["x_test"], data["y_test"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def compare_semi(semi: pd.DataFrame) -> pd.DataFrame:
     """Table 4 left beside ours (means over seeds) where our labelled share matches the paper's
     (4, 6, 8 %), with the paper's "ICT + PointMixup helps" claims."""
-    ours = {f"{round(100 * sh)}% labels" + (" + ICT" if ict else ""): float(v)
-            for (sh, ict), v in semi.groupby(["share", "ict"])["accuracy"].mean().items()}
+    ours = {
+        f"{round(100 * sh)}% labels" + (" + ICT" if ict else ""): float(v)
+        for (sh, ict), v in semi.groupby(["share", "ict"])["accuracy"].mean().items()
+    }
     table = PAPER["table4_semisupervised"]
     ours = {k: v for k, v in ours.items() if k in table.values}
     claims = [f"{k} + ICT > {k}" for k in ("4% labels", "6% labels", "8% labels") if k in ours]

@@ -337,11 +337,15 @@ def read_modelnet40_normal(root, split: str = "train", n_points: int | None = No
     for shape in ids:
         cls = shape.rsplit("_", 1)[0]
         if cls not in names:
-            raise ValueError(f"{split_file}: shape {shape!r} names class {cls!r}, not in {names_file.name}")
+            raise ValueError(
+                f"{split_file}: shape {shape!r} names class {cls!r}, not in {names_file.name}"
+            )
         f = _existing(r / cls / f"{shape}.txt", "<root>/<class>/<class>_<nnnn>.txt")
         a = np.loadtxt(f, delimiter=",", ndmin=2, max_rows=n_points)
         if a.shape[1] != 6:
-            raise ValueError(f"{f}: expected 6 comma-separated values a line (x,y,z,nx,ny,nz), got {a.shape[1]}")
+            raise ValueError(
+                f"{f}: expected 6 comma-separated values a line (x,y,z,nx,ny,nz), got {a.shape[1]}"
+            )
         pts.append(a)
         lab.append(names.index(cls))
     if not pts:
@@ -349,4 +353,9 @@ def read_modelnet40_normal(root, split: str = "train", n_points: int | None = No
     if len({len(p) for p in pts}) != 1:
         raise ValueError(f"{r}: the shapes have different numbers of points; pass n_points")
     arr = torch.tensor(np.stack(pts), dtype=torch.float32)
-    return {"points": arr[..., :3], "normals": arr[..., 3:], "label": torch.tensor(lab), "names": names}
+    return {
+        "points": arr[..., :3],
+        "normals": arr[..., 3:],
+        "label": torch.tensor(lab),
+        "names": names,
+    }
