@@ -21,6 +21,9 @@ reader                    layout
 ``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``:
                           ``<subject>_<sequence> (6890, 3, T)``, ``faces (13776, 3)``
 ========================  =====================================================================
+
+:func:`read_modelnet40_normal` reads ``modelnet40_normal_resampled`` (``<root>/<class>/<id>.txt``,
+rows ``x,y,z,nx,ny,nz``, with the class and split lists beside them).
 """
 
 from __future__ import annotations
