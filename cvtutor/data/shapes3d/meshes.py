@@ -314,3 +314,23 @@ def heat_geodesic(
     phi = torch.linalg.solve(L + ones, -div)  # Δφ = ∇·X with Δ = -L; the ones fix the constant
     phi = phi - phi[:, sources, cols][:, None]
     return phi
+
+
+def sample_mesh_surface(verts: torch.Tensor, faces: torch.Tensor, n: int,
+                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points uniform on the area of each mesh ``verts (B, V, 3)`` with shared ``faces
+    (F, 3)`` (the standard way ModelNet's OFF meshes become clouds; the PointMixup chapter): a face
+    with probability ∝ its area, then ``(1 - √u) a + √u (1 - v) b + √u v c`` with ``u, v`` uniform
+    in [0, 1]. Returns ``points (B, n, 3)`` and the ``face (B, n)`` of each."""
+    _check_mesh(verts, faces)
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    area = face_areas(verts, faces)
+    if bool((area.sum(1) <= 0).any()):
+        raise ValueError("every mesh needs a positive area to sample")
+    face = torch.multinomial(area, n, replacement=True, generator=generator)
+    B = len(verts)
+    u, v = torch.rand(2, B, n, 1, generator=generator, device=verts.device, dtype=verts.dtype)
+    su = u.sqrt()
+    corner = [verts.gather(1, faces[face, k][..., None].expand(B, n, 3)) for k in range(3)]
+    return (1 - su) * corner[0] + su * (1 - v) * corner[1] + su * v * corner[2], face

@@ -21,6 +21,9 @@ reader                    layout
 ``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``:
                           ``<subject>_<sequence> (6890, 3, T)``, ``faces (13776, 3)``
 ========================  =====================================================================
+
+:func:`read_modelnet40_normal` reads ``modelnet40_normal_resampled`` (``<root>/<class>/<id>.txt``,
+rows ``x,y,z,nx,ny,nz``, with the class and split lists beside them).
 """
 
 from __future__ import annotations
@@ -316,4 +319,46 @@ def read_dfaust(path, sequence: str | None = None) -> dict:
     return {
         "verts": torch.tensor(v.transpose(2, 0, 1), dtype=torch.float32),
         "faces": torch.tensor(faces, dtype=torch.long),
+    }
+
+
+def read_modelnet40_normal(root, split: str = "train", n_points: int | None = None) -> dict:
+    """ModelNet40 as ``modelnet40_normal_resampled`` (PointNet++'s release, the PointMixup
+    chapter's): ``<root>/modelnet40_shape_names.txt`` (one class a line),
+    ``<root>/modelnet40_<split>.txt`` (one shape id a line, ``<class>_<nnnn>``) and
+    ``<root>/<class>/<id>.txt`` (``x,y,z,nx,ny,nz`` per line, 10,000 lines). Returns
+    ``points (M, P, 3)``, ``normals (M, P, 3)`` (the first ``n_points`` lines, all by default),
+    ``label (M,)`` and the ``names`` of the classes."""
+    r = _existing(root, "the modelnet40_normal_resampled folder")
+    names_file = r / "modelnet40_shape_names.txt"
+    split_file = r / f"modelnet40_{split}.txt"
+    for f in (names_file, split_file):
+        _existing(f, "modelnet40_shape_names.txt and modelnet40_<split>.txt in the root")
+    names = [s.strip() for s in names_file.read_text().splitlines() if s.strip()]
+    ids = [s.strip() for s in split_file.read_text().splitlines() if s.strip()]
+    pts, lab = [], []
+    for shape in ids:
+        cls = shape.rsplit("_", 1)[0]
+        if cls not in names:
+            raise ValueError(
+                f"{split_file}: shape {shape!r} names class {cls!r}, not in {names_file.name}"
+            )
+        f = _existing(r / cls / f"{shape}.txt", "<root>/<class>/<class>_<nnnn>.txt")
+        a = np.loadtxt(f, delimiter=",", ndmin=2, max_rows=n_points)
+        if a.shape[1] != 6:
+            raise ValueError(
+                f"{f}: expected 6 comma-separated values a line (x,y,z,nx,ny,nz), got {a.shape[1]}"
+            )
+        pts.append(a)
+        lab.append(names.index(cls))
+    if not pts:
+        raise ValueError(f"{split_file} lists no shapes")
+    if len({len(p) for p in pts}) != 1:
+        raise ValueError(f"{r}: the shapes have different numbers of points; pass n_points")
+    arr = torch.tensor(np.stack(pts), dtype=torch.float32)
+    return {
+        "points": arr[..., :3],
+        "normals": arr[..., 3:],
+        "label": torch.tensor(lab),
+        "names": names,
     }
