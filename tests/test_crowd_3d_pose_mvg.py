@@ -72,7 +72,7 @@ def test_vanilla_triangulation_round_trip_and_opencv(rig, people):
 
 # ---- homographies and feet ----------------------------------------------------------------
 def test_floor_homographies_and_view_homography(rig):
-    cfg, _, (K, R, t) = rig
+    _, _, (K, R, t) = rig
     g = torch.Generator().manual_seed(1)
     ground = (torch.rand(50, 2, generator=g, dtype=D) - 0.5) * 6
     H = G.ground_plane_homography(K, R, t)
@@ -189,7 +189,7 @@ def test_map_jacobian_equals_autograd(rig, people):
     b_ref, sigma_l = C.bone_prior(world, 4)
     x = (X + 0.01).reshape(len(X), -1)
     for prior in ((), (b_ref, sigma_l)):
-        auto = G.autograd_jacobian(lambda z: C.map_residuals(z, uv, inv, cams, *prior), x)
+        auto = G.autograd_jacobian(lambda z, pr=prior: C.map_residuals(z, uv, inv, cams, *pr), x)
         assert torch.allclose(C.map_jacobian(x, uv, inv, cams, *prior), auto, atol=1e-9)
 
 
@@ -230,7 +230,7 @@ def test_map_beats_vanilla_triangulation_with_outliers(rig, people):
 
 
 def test_map_bad_input(rig, people):
-    X, uv, inv, cams, world = _problem(rig, people)
+    X, uv, inv, cams, _ = _problem(rig, people)
     with pytest.raises(ValueError, match="X0 must be"):
         C.map_estimate(X.reshape(len(X), -1), uv, inv, cams)
     with pytest.raises(ValueError, match="both b_ref and sigma_l"):
@@ -260,7 +260,7 @@ def test_foot_weighted_heatmap_loss():
 
 # ---- metrics on the chapter's world ---------------------------------------------------------
 def test_keypoint_ap_of_the_ground_truth_is_one(rig):
-    cfg, world, _ = rig
+    _, world, _ = rig
     s = world.sample(2, "test")
     X = s["joints"].double().reshape(-1, N_JOINTS, 3)
     scene_of = torch.arange(2).repeat_interleave(6)
@@ -343,10 +343,46 @@ def test_smoke_run_returns_every_key_of_full():
     out = C.run(cfg)
     keys = {"matching", "table1", "table3", "table4", "table5", "reprojection", "findings",
             "compare_table1", "compare_table3", "compare_table4", "compare_table5",
-            "compare_table7"}
+            "compare_table7", "heatmap", "heatmap_history"}
     assert keys == set(out)
+    assert set(out["heatmap"]["λ"]) == set(full.lambdas)
     assert set(out["matching"]["N"]) == set(full.crowd_sizes)
     assert set(out["table3"]["seed"]) == set(cfg.seeds)
     assert out["findings"]["kind"].isin(["paper claim", "sanity check", "construction"]).all()
     with pytest.raises(ValueError, match="table_people"):
         C.run(cfg.replace(table_people=7))
+
+
+def test_cli_runs_the_smoke_profile(tmp_path, monkeypatch):
+    from cvtutor import cli, report, runtime
+
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    try:
+        assert cli.main(["run", "crowd_3d_pose_mvg", "--profile", "smoke", "--out",
+                         str(tmp_path)]) == 0
+    finally:
+        runtime.set_deterministic(False)
+    results, meta = report.load_results(tmp_path / "crowd_3d_pose_mvg-smoke-seed0.json")
+    assert meta["profile"] == "smoke" and "findings" in results
+
+
+def test_stick_crops_and_their_targets():
+    from cvtutor.data.bodies.sticks import draw_sticks, stick_crops
+
+    uv = torch.zeros(1, 1, N_JOINTS, 2)
+    uv[..., 0] = 4.5  # every joint on the column u = 4.5, from v = 0 down
+    uv[..., 1] = torch.linspace(0, 7.5, N_JOINTS)
+    img = draw_sticks(uv, 8, width=0.5)[0]
+    assert img[:, 4].min() > 0.6 and img[:, 0].max() < 1e-3  # drawn on its column, not elsewhere
+    cfg = C.Config.fast()
+    s = C.make_world(cfg, 3, seed=0, device="cpu").sample(1, "test")
+    crops = stick_crops(s["uv"], 32)
+    assert crops["image"].shape == (1 * 4 * 3, 1, 32, 32)
+    peak = crops["target"].flatten(2).argmax(-1)  # own heatmaps peak at the own joints
+    own = crops["uv"].floor().long().clamp(0, 31)
+    inside = ((crops["uv"] >= 0) & (crops["uv"] < 32)).all(-1)
+    assert (peak == own[..., 1] * 32 + own[..., 0])[inside].float().mean() == 1.0
+    assert (crops["others"] <= 1).all() and crops["others"].sum() > 0
+    with pytest.raises(ValueError, match="Q, 23, 2"):
+        draw_sticks(uv[0], 8)

@@ -20,15 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cvtutor.data.bodies.readers import _need
 from cvtutor.data.geometry.rotations import so3_exp
 
 FOOT_NAMES = ("l_big_toe", "l_small_toe", "l_heel", "r_big_toe", "r_small_toe", "r_heel")
-
-
-def _need(path: Path, layout: str) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; expected {layout}")
-    return path
 
 
 def _storage_node(path: Path, name: str, layout: str) -> np.ndarray:
