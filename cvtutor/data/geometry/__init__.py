@@ -36,3 +36,10 @@ __all__ = [
     "random_rotation", "rot_x", "rot_y", "rot_z", "se3_exp", "se3_log", "so3_exp", "so3_log",
     "to_homogeneous", "transform", "triangulate_dlt", "umeyama", "vee", "world_to_camera",
 ]
+
+# the crowd pose chapter's two-view geometry (notebooks/eccv2020/crowd_3d_pose_mvg.ipynb)
+from cvtutor.data.geometry.epipolar import (  # noqa: E402
+    epipolar_lines, fundamental_matrix, symmetric_epipolar_distance,
+)
+
+__all__ += ["epipolar_lines", "fundamental_matrix", "symmetric_epipolar_distance"]
