@@ -273,14 +273,26 @@ def test_sizernet_shapes_and_bad_input():
 
 
 # ---- the run ----------------------------------------------------------------------------------
-def test_smoke_run_returns_every_key():
-    res = S.run(S.Config.smoke())
+def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
+    """``python -m cvtutor run sizer --profile smoke``: every key of ``full``, kinds from report.KINDS."""
+    import subprocess
+    import sys
+
+    from cvtutor import report
+
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    proc = subprocess.run([sys.executable, "-m", "cvtutor", "run", "sizer", "--profile", "smoke", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    res, meta = report.load_results(tmp_path / "sizer-smoke-seed0.json")
+    assert meta["profile"] == "smoke" and meta["seeds"] == [0, 1]
     for key in ("table1", "table2", "ablations", "beta", "compare_table1", "compare_table2_verr",
                 "compare_table2_aerr", "findings", "curves_parser", "curves_sizer"):
         assert key in res
     assert set(res["table1"]["method"]) == set(S.PARSE_METHODS)
-    assert set(res["table2"]["method"]) == set(S.SIZE_METHODS)
-    assert res["findings"]["kind"].isin(["paper claim", "sanity check", "construction"]).all()
+    assert set(res["table2"]["method"]) == set(S.SIZE_METHODS) and set(res["table2"]["seed"]) == {0, 1}
+    assert res["findings"]["kind"].isin(report.KINDS).all()
 
 
 def test_paper_numbers_match_the_tables():

@@ -73,12 +73,13 @@ def neighbourhoods(template: torch.Tensor, index: torch.Tensor, k: int) -> torch
 
 def convex_combination(weights: torch.Tensor, mesh: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
     """Eq. (6): ``G_i = Σ_{j ∈ N_i} W_ij M_j``. ``weights (B, m_g, K)``, ``mesh (B, V, 3)``,
-    ``nbr (m_g, K)`` → ``(B, m_g, 3)``."""
+    ``nbr (m_g, K)`` → ``(B, m_g, 3)``, in float32 also under bf16 autocast."""
     if weights.ndim != 3 or weights.shape[1:] != nbr.shape:
         raise ValueError(f"weights must be (B, m_g, K) = (B, {tuple(nbr.shape)}), got {tuple(weights.shape)}")
     if mesh.ndim != 3 or mesh.shape[-1] != 3 or len(mesh) != len(weights):
         raise ValueError(f"mesh must be (B, V, 3) with B = {len(weights)}, got {tuple(mesh.shape)}")
-    return torch.einsum("bik,bikc->bic", weights, mesh[:, nbr])
+    with torch.autocast(device_type=mesh.device.type, enabled=False):  # mm on metres: no bf16
+        return torch.einsum("bik,bikc->bic", weights.float(), mesh.float()[:, nbr])
 
 
 def indicator_weights(nbr: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -123,7 +124,8 @@ def laplacian_loss(pred: torch.Tensor, gt: torch.Tensor, lap: torch.Tensor) -> t
     averaged (translation-invariant: the rows of ``L^g`` sum to 0)."""
     if lap.shape != (pred.shape[1], pred.shape[1]):
         raise ValueError(f"lap must be (m, m) = ({pred.shape[1]}, {pred.shape[1]}), got {tuple(lap.shape)}")
-    diff = torch.einsum("ij,bjc->bic", lap, gt.float() - pred.float())
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        diff = torch.einsum("ij,bjc->bic", lap.float(), gt.float() - pred.float())
     return diff.norm(dim=-1).mean()
 
 
@@ -400,8 +402,8 @@ class Config(ProfileConfig):
     hidden: int = 128                      # ParserNet / FC width
     sizer_hidden: int = 128
     beta_hidden: int = 128
-    steps: int = 300
-    sizer_steps: int = 300
+    steps: int = 200
+    sizer_steps: int = 250
     beta_steps: int = 200
     batch_size: int = 16                   # paper: 8
     lr: float = 1e-3                       # paper: 1e-4 (tuned for its thousands of steps)
@@ -630,7 +632,7 @@ def parsing_experiment(config: Config, d: dict, seed: int = 0) -> tuple[pd.DataF
             rows.append({"garment": garment, "method": method, "seed": seed,
                          "V_err": float(per_vertex.mean()), "V_err folds": float(per_vertex[folded].mean()),
                          "V_err flat": float(per_vertex[~folded].mean())})
-        keep[garment] = {"parser": parser, "history": hist, "history_fc": hist_fc, "parts": parts,
+        keep[garment] = {"parser": parser, "fc": fc, "history": hist, "history_fc": hist_fc, "parts": parts,
                          "W_linear": W_lin}
     return pd.DataFrame(rows), keep
 
@@ -699,9 +701,10 @@ def _means(table: pd.DataFrame, col: str) -> dict[str, float]:
     return table.groupby("method")[col].mean().to_dict()
 
 
-def run(config: Config) -> dict:
+def run(config: Config, models: dict | None = None) -> dict:
     """The whole miniature: Table 1 (parsing), Table 2 (resizing), the L_w and I^g ablations and the
-    β regressor, for every seed; paper-vs-ours tables and the findings."""
+    β regressor, for every seed; paper-vs-ours tables and the findings. ``models``, if given, is
+    filled with the first seed's data and trained networks (for the notebook's figures)."""
     device = get_device(config.device)
     t1, t2, ab, beta, curves = [], [], [], [], {}
     for seed in config.seeds:
@@ -713,6 +716,11 @@ def run(config: Config) -> dict:
         ab.append(ablations(config, d, trained["upper"], seed))
         b = beta_experiment(config, d, seed)
         beta.append({k: v for k, v in b.items() if k != "history"} | {"seed": seed})
+        if seed == config.seeds[0] and models is not None:
+            models.update(data=d, parsers={g: trained[g]["parser"] for g in GARMENTS},
+                          fcs={g: trained[g]["fc"] for g in GARMENTS},
+                          sizers={g: sized[g]["sizer"] for g in GARMENTS},
+                          parts={g: trained[g]["parts"] for g in GARMENTS})
         if seed == config.seeds[0]:
             curves = {"parser": trained["upper"]["history"], "fc": trained["upper"]["history_fc"],
                       "sizer": sized["upper"]["history"], "beta": b["history"]}
@@ -730,7 +738,12 @@ def run(config: Config) -> dict:
     per_g = t1.groupby(["garment", "method"])["V_err"].mean().unstack()
     per_g2 = t2.groupby(["garment", "method"])[["V_err", "A_err"]].mean()
     abm = ab.groupby("setting")[["row entropy", "V_err", "early loss", "final loss"]].mean()
-    sd = lambda t, m, c: float(t[t.method == m].groupby("seed")[c].mean().std(ddof=1)) if len(config.seeds) > 1 else float("nan")  # noqa: E731
+
+    def pm(t: pd.DataFrame, method: str) -> str:  # " ± std over seeds" where there are several
+        if len(config.seeds) < 2:
+            return ""
+        return f" ± {float(t[t.method == method].groupby('seed')['V_err'].mean().std(ddof=1)):.1f}"
+
     order_ok = bool(((per_g["Linear"] > per_g["FC"]) & (per_g["FC"] > per_g["ParserNet"])).all())
     n_seeds = len(config.seeds)
     findings = report.claims_table({
@@ -745,7 +758,7 @@ def run(config: Config) -> dict:
              f"{a2['SizerNet']:.2f} vs {a2['Linear scaling']:.2f} %"),
         "Table 2: SizerNet's V_err is below the average prediction's":
             ("paper claim", bool(v2["SizerNet"] < v2["Average-pred"]),
-             f"{v2['SizerNet']:.1f} ± {sd(t2, 'SizerNet', 'V_err'):.1f} vs {v2['Average-pred']:.1f} mm"),
+             f"{v2['SizerNet']:.1f}{pm(t2, 'SizerNet')} vs {v2['Average-pred']:.1f}{pm(t2, 'Average-pred')} mm"),
         "Table 2: SizerNet's V_err is below the error margin (consecutive sizes)":
             ("paper claim", bool(v2["SizerNet"] < v2["Error-margin"]),
              f"{v2['SizerNet']:.1f} vs {v2['Error-margin']:.1f} mm"),
