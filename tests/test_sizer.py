@@ -1,4 +1,5 @@
-"""SIZER (E01): the garment world, ParserNet's convex layer, the losses, metrics, baselines, readers."""
+"""SIZER (E01): the garment world, ParserNet's convex layer, losses, metrics, baselines, readers."""
+
 import math
 import pickle
 
@@ -52,7 +53,7 @@ def test_indicator_matches_index(world, data):
 
 
 def test_registered_garment_is_a_convex_combination_of_the_input(world, data):
-    """Each G_GT vertex lies in the box of its 3x3 input neighbourhood (bilinear in four vertices)."""
+    """Each G_GT vertex lies in the box of its 3x3 input neighbourhood (bilinear in 4 vertices)."""
     idx = world.garment_index("lower")
     nbr = S.neighbourhoods(world.template(), idx, 9)
     clean = data["clean"][:, 2]
@@ -214,18 +215,21 @@ def test_geodesic_weights(world):
     w = S.geodesic_weights(world)
     assert w.shape == (len(world.garment_index("skin")),)
     assert torch.allclose(w[: world.cols], torch.full((world.cols,), 0.5))
-    assert (w[world.cols:] > 0.5).all()
+    assert (w[world.cols :] > 0.5).all()
 
 
 # ---- metrics ----------------------------------------------------------------------------------
 def test_area_matches_trimesh_and_scaling(world, data):
     G, faces = _mesh(world, data)
     ours = float(meshes.face_areas(G[:1].double(), faces).sum())
-    assert abs(ours - trimesh.Trimesh(G[0].double().numpy(), faces.numpy(), process=False).area) < 1e-10
+    assert (
+        abs(ours - trimesh.Trimesh(G[0].double().numpy(), faces.numpy(), process=False).area)
+        < 1e-10
+    )
     s = 1.1
     c = G.mean(1, keepdim=True)
     err = S.area_error(c + s * (G - c), G, faces)
-    assert torch.allclose(err, torch.full_like(err, 100 * (s ** 2 - 1)), atol=1e-3)
+    assert torch.allclose(err, torch.full_like(err, 100 * (s**2 - 1)), atol=1e-3)
 
 
 def test_vertex_error_in_mm():
@@ -253,7 +257,9 @@ def test_linear_scaling_scales_about_the_centroid(world, data):
     out = S.linear_scaling(G, torch.full((len(G),), 1), torch.full((len(G),), 3))
     s = GW.SIZE_SCALE[3] / GW.SIZE_SCALE[1]
     assert torch.allclose(out.mean(1), G.mean(1), atol=1e-6)
-    assert torch.allclose(S.area_error(out, G, faces), torch.full((len(G),), 100 * (s ** 2 - 1)), atol=1e-3)
+    assert torch.allclose(
+        S.area_error(out, G, faces), torch.full((len(G),), 100 * (s**2 - 1)), atol=1e-3
+    )
 
 
 def test_size_pairs_are_ordered_and_distinct():
@@ -274,7 +280,7 @@ def test_sizernet_shapes_and_bad_input():
 
 # ---- the run ----------------------------------------------------------------------------------
 def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
-    """``python -m cvtutor run sizer --profile smoke``: every key of ``full``, kinds from report.KINDS."""
+    """``python -m cvtutor run sizer --profile smoke``: every key of ``full``, kinds of KINDS."""
     import subprocess
     import sys
 
@@ -282,25 +288,57 @@ def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
 
     monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
     monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
-    proc = subprocess.run([sys.executable, "-m", "cvtutor", "run", "sizer", "--profile", "smoke", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cvtutor",
+            "run",
+            "sizer",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     res, meta = report.load_results(tmp_path / "sizer-smoke-seed0.json")
     assert meta["profile"] == "smoke" and meta["seeds"] == [0, 1]
-    for key in ("table1", "table2", "ablations", "beta", "compare_table1", "compare_table2_verr",
-                "compare_table2_aerr", "findings", "curves_parser", "curves_sizer"):
+    for key in (
+        "table1",
+        "table2",
+        "ablations",
+        "beta",
+        "body_parser",
+        "compare_table1",
+        "compare_table2_verr",
+        "compare_table2_aerr",
+        "findings",
+        "curves_parser",
+        "curves_sizer",
+    ):
         assert key in res
     assert set(res["table1"]["method"]) == set(S.PARSE_METHODS)
-    assert set(res["table2"]["method"]) == set(S.SIZE_METHODS) and set(res["table2"]["seed"]) == {0, 1}
+    assert set(res["table2"]["method"]) == set(S.SIZE_METHODS) and set(res["table2"]["seed"]) == {
+        0,
+        1,
+    }
     assert res["findings"]["kind"].isin(report.KINDS).all()
 
 
 def test_paper_numbers_match_the_tables():
     assert S.PAPER["table1_per_class"]["Polo"] == (32.21, 17.25, 14.33)
-    assert abs(S.PAPER["table2_verr"].values["SizerNet"] - np.mean([16.42, 15.54, 16.71, 19.26])) < 1e-9
+    assert (
+        abs(S.PAPER["table2_verr"].values["SizerNet"] - np.mean([16.42, 15.54, 16.71, 19.26]))
+        < 1e-9
+    )
 
 
-# ---- readers (fixtures written here) --------------------------------------------------------------
+# ---- readers (fixtures written here) ---------------------------------------------------------
 def test_sizer_size_label():
     assert readers.sizer_size_label("10015_polo_XL.obj") == 3
     assert readers.sizer_size_label("size-m") == 1
@@ -311,15 +349,27 @@ def test_sizer_size_label():
 
 
 def _slot(n, m, size):
-    return {"scan_name": [f"scan{i}" for i in range(n)], "betas": np.zeros((n, 10)), "pose": np.zeros((n, 72)),
-            "trans": np.zeros((n, 3)), "pose_upper": np.ones((n, m, 3)), "size": np.full(n, size)}
+    return {
+        "scan_name": [f"scan{i}" for i in range(n)],
+        "betas": np.zeros((n, 10)),
+        "pose": np.zeros((n, 72)),
+        "trans": np.zeros((n, 3)),
+        "pose_upper": np.ones((n, m, 3)),
+        "size": np.full(n, size),
+    }
 
 
 def test_read_sizer_sizes(tmp_path):
     p = tmp_path / "real_g5_size.pkl"
-    p.write_bytes(pickle.dumps({"0": _slot(3, 7, 0), "1": _slot(3, 7, 1), "2": _slot(3, 7, 2)}, protocol=2))
+    p.write_bytes(
+        pickle.dumps({"0": _slot(3, 7, 0), "1": _slot(3, 7, 1), "2": _slot(3, 7, 2)}, protocol=2)
+    )
     slots = readers.read_sizer_sizes(p)
-    assert len(slots) == 3 and slots[1]["pose_upper"].shape == (3, 7, 3) and (slots[2]["size"] == 2).all()
+    assert (
+        len(slots) == 3
+        and slots[1]["pose_upper"].shape == (3, 7, 3)
+        and (slots[2]["size"] == 2).all()
+    )
     bad = _slot(3, 7, 0)
     del bad["pose_upper"]
     p.write_bytes(pickle.dumps({"0": bad}))
@@ -350,7 +400,9 @@ def test_read_sizer_scan(tmp_path, world, data):
     folder.mkdir()
     G, faces = _mesh(world, data)
     trimesh.Trimesh(G[0].numpy(), faces.numpy(), process=False).export(folder / "UpperClothes.ply")
-    trimesh.Trimesh(data["body"][0].numpy(), world.faces().numpy(), process=False).export(folder / "Body.obj")
+    trimesh.Trimesh(data["body"][0].numpy(), world.faces().numpy(), process=False).export(
+        folder / "Body.obj"
+    )
     np.savez(folder / "smpl.npz", betas=np.zeros(10), pose=np.zeros(72), trans=np.ones(3))
     out = readers.read_sizer_scan(folder)
     assert out["size"] == 2 and set(out["meshes"]) == {"UpperClothes", "Body"}

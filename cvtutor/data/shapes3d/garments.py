@@ -15,14 +15,16 @@ fixed (``θ = 0``, no skinning, ``B_p = 0``):
 A garment of size ``δ ∈ {S, M, L, XL}`` has the ring circumference ``c(δ) = SIZE_SCALE[δ] · C_g``
 (``C_g`` the mean body's ring perimeter plus the class's ease). Its slack over the body ring is
 ``s = (c(δ) - perimeter(T(β) ring)) / 2π``; the garment floats ``ε + ReLU(s)`` off the body and
-folds with amplitude ``γ · ReLU(s) · |sin(k φ / 2 + ψ)|`` (``k`` folds per ring, more on loose rings,
-phase ``ψ`` of the subject): tight garments stretch on large bodies, loose ones fold, so the garment is
+folds with amplitude ``γ · ReLU(s) · |sin(k φ / 2 + ψ)|`` (``k`` folds per ring, more on loose
+rings, phase ``ψ`` of the subject): tight garments stretch on large bodies, loose ones fold, so the
+garment is
 a non-linear function of ``(β, δ)``. The single-layer input mesh ``M`` (SMPL+D) is the body with the
 garments' and the skin details' offsets, plus scanner noise.
 
 The registered garment ``G_GT`` is the same surface on the garment's *own* parametrisation, which
-slides with size (the hem moves, the collar twists): vertex ``(r, c)`` of the template is the noise-free
-surface at ``(r + Δr, c + Δc)``, a bilinear (convex) combination of four input vertices. So ``W = I^g``
+slides with size (the hem moves, the collar twists): vertex ``(r, c)`` of the template is the
+noise-free surface at ``(r + Δr, c + Δc)``, a bilinear (convex) combination of four input vertices.
+So ``W = I^g``
 cuts out the right region but is not the answer; the folds must be copied from the input.
 """
 
@@ -50,14 +52,16 @@ class GarmentWorld:
     height: float = 0.8
     depth: float = 0.75
     sigma: tuple[float, ...] = (0.012, 0.03, 0.008, 0.012)
-    ease: tuple[float, float] = (0.02, 0.03)          # lower, upper: extra circumference of size M
+    ease: tuple[float, float] = (0.02, 0.03)  # lower, upper: extra circumference of size M
     fold_gain: float = 0.6
-    tight: float = 0.003                              # ε: the offset of a stretched garment
-    noise: float = 0.001                              # scanner noise (metres)
+    tight: float = 0.003  # ε: the offset of a stretched garment
+    noise: float = 0.001  # scanner noise (metres)
 
     def __post_init__(self) -> None:
         if self.rows < 10 or self.cols < 8:
-            raise ValueError(f"GarmentWorld needs rows >= 10 and cols >= 8, got {self.rows}x{self.cols}")
+            raise ValueError(
+                f"GarmentWorld needs rows >= 10 and cols >= 8, got {self.rows}x{self.cols}"
+            )
 
     # -- the template --------------------------------------------------------------------------
     @property
@@ -93,12 +97,19 @@ class GarmentWorld:
     def mean_radius(self, device=None) -> torch.Tensor:
         """``(rows,)`` x-semi-axis of the mean rings: hips, waist, chest, neck."""
         t = self._t(device)
-        bump = lambda c, w: torch.exp(-(((t - c) / w) ** 2))  # noqa: E731
-        return (0.15 + 0.02 * bump(0.15, 0.12) - 0.015 * bump(0.45, 0.1) + 0.015 * bump(0.7, 0.1)
-                - 0.08 * torch.sigmoid((t - 0.93) / 0.02))
+        bump = lambda c, w: torch.exp(-(((t - c) / w) ** 2))
+        return (
+            0.15
+            + 0.02 * bump(0.15, 0.12)
+            - 0.015 * bump(0.45, 0.1)
+            + 0.015 * bump(0.7, 0.1)
+            - 0.08 * torch.sigmoid((t - 0.93) / 0.02)
+        )
 
     def faces(self, device=None) -> torch.Tensor:
-        return meshes.tube(torch.ones(1, self.rows, 2, device=device), self.height, self.cols)["faces"]
+        return meshes.tube(torch.ones(1, self.rows, 2, device=device), self.height, self.cols)[
+            "faces"
+        ]
 
     def template(self, device=None) -> torch.Tensor:
         """``T̄ (V, 3)``: the mean body."""
@@ -118,7 +129,7 @@ class GarmentWorld:
         t = self._t(device).repeat_interleave(self.cols)
         phi = self._phi(device).repeat(self.rows)
         out = self.outward(device)
-        bump = lambda c, w: torch.exp(-(((t - c) / w) ** 2))  # noqa: E731
+        bump = lambda c, w: torch.exp(-(((t - c) / w) ** 2))
         neck = 1 - torch.sigmoid((t - 0.93) / 0.02)
         girth = out * neck[:, None]
         up = torch.zeros_like(out)
@@ -132,7 +143,9 @@ class GarmentWorld:
         """``T(β, D) = T̄ + B_s(β) + D`` (Eq. 2, A-pose): ``beta (B, 4)`` → ``(B, V, 3)``."""
         if beta.ndim != 2 or beta.shape[1] != len(self.sigma):
             raise ValueError(f"beta must be (B, {len(self.sigma)}), got {tuple(beta.shape)}")
-        T = self.template(beta.device) + torch.einsum("bk,kvc->bvc", beta, self.shape_basis(beta.device))
+        T = self.template(beta.device) + torch.einsum(
+            "bk,kvc->bvc", beta, self.shape_basis(beta.device)
+        )
         if D is not None:
             if D.shape != T.shape:
                 raise ValueError(f"D must be (B, V, 3) = {tuple(T.shape)}, got {tuple(D.shape)}")
@@ -149,14 +162,15 @@ class GarmentWorld:
         """Every subject in every size: tensors indexed ``[subject, size]``.
 
         ``beta (N, 4)``; ``body (N, V, 3)`` the smooth body ``T(β, 0)``; ``skin (N, V, 3)`` the
-        body with its hair/face details (the detailed body under the clothing); ``mesh (N, 4, V, 3)``
+        body with its hair/face details (the detailed body under the clothing);
+        ``mesh (N, 4, V, 3)``
         the single-layer input ``M``; ``clean (N, 4, V, 3)`` the same without scanner noise;
         ``fold (N, 4, V)`` the fold amplitude; ``garments[g] (N, 4, m_g, 3)`` the registered
         garments ``G_GT`` (:func:`slide`); ``slack[g] (N, 4)`` mean ring slack (metres).
         """
         device = torch.device(device or "cpu")
         g = torch.Generator(device=device).manual_seed(int(seed))
-        rand = lambda *s: torch.rand(*s, generator=g, device=device)  # noqa: E731
+        rand = lambda *s: torch.rand(*s, generator=g, device=device)
         N, R, C = n_subjects, self.rows, self.cols
         beta = torch.randn(N, len(self.sigma), generator=g, device=device)
         body = self.body(beta)
@@ -167,16 +181,20 @@ class GarmentWorld:
         rr = torch.arange(R, device=device, dtype=torch.float32)
         c_phi, c_row = 2 * math.pi * rand(N, 4), lo_s + (hi_s - 1 - lo_s) * rand(N, 4)
         amp = 0.004 + 0.008 * rand(N, 4)
-        dphi = torch.remainder(phi[None, None, :] - c_phi[..., None] + math.pi, 2 * math.pi) - math.pi
-        bumps = (amp[..., None, None] * torch.exp(-(dphi[:, :, None, :] / 0.35) ** 2
-                                                   - ((rr[None, None, :, None] - c_row[..., None, None]) / 0.7) ** 2))
+        dphi = (
+            torch.remainder(phi[None, None, :] - c_phi[..., None] + math.pi, 2 * math.pi) - math.pi
+        )
+        bumps = amp[..., None, None] * torch.exp(
+            -((dphi[:, :, None, :] / 0.35) ** 2)
+            - ((rr[None, None, :, None] - c_row[..., None, None]) / 0.7) ** 2
+        )
         detail = bumps.sum(1).reshape(N, -1)[..., None] * out_dir
         skin = body + detail
         # garments: slack per ring, offsets, folds
         psi = 2 * math.pi * rand(N, 2)
         psi2 = 2 * math.pi * rand(N, 2)
         mean_perim = self.ring_perimeter(self.template(device)[None])[0]
-        perim = self.ring_perimeter(body)                                     # (N, R)
+        perim = self.ring_perimeter(body)  # (N, R)
         scale = torch.tensor(SIZE_SCALE, device=device)
         offset = torch.zeros(N, 4, R, C, device=device)
         fold = torch.zeros(N, 4, R, C, device=device)
@@ -184,11 +202,11 @@ class GarmentWorld:
         t = self._t(device)
         for gi, name in enumerate(GARMENTS):
             lo, hi = self.row_ranges()[name]
-            circ = scale[:, None] * mean_perim[lo:hi] * (1 + self.ease[gi])          # (4, rows_g)
-            s = (circ[None] - perim[:, None, lo:hi]) / (2 * math.pi)               # (N, 4, rows_g)
+            circ = scale[:, None] * mean_perim[lo:hi] * (1 + self.ease[gi])  # (4, rows_g)
+            s = (circ[None] - perim[:, None, lo:hi]) / (2 * math.pi)  # (N, 4, rows_g)
             loose = s.clamp_min(0)
             slack_mean[name] = s.mean(-1)
-            k = (4 + loose.mean(-1) / 0.004).round().clamp(4, 10)                  # folds per ring
+            k = (4 + loose.mean(-1) / 0.004).round().clamp(4, 10)  # folds per ring
             wave = torch.sin(k[..., None, None] * phi / 2 + psi[:, gi, None, None, None]).abs()
             vert = 0.7 + 0.3 * torch.sin(6 * math.pi * t[lo:hi] + psi2[:, gi, None])
             a = self.fold_gain * loose[..., None] * wave * vert[:, None, :, None]
@@ -201,8 +219,16 @@ class GarmentWorld:
         garments = {}
         for name in GARMENTS:
             garments[name] = slide(clean, self, name)
-        return {"beta": beta, "body": body, "skin": skin, "mesh": mesh, "clean": clean,
-                "fold": fold.reshape(N, 4, -1), "garments": garments, "slack": slack_mean}
+        return {
+            "beta": beta,
+            "body": body,
+            "skin": skin,
+            "mesh": mesh,
+            "clean": clean,
+            "fold": fold.reshape(N, 4, -1),
+            "garments": garments,
+            "slack": slack_mean,
+        }
 
     def size_shift(self, size: torch.Tensor, garment: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Δr, Δc)`` of the garment's parametrisation for size indices ``size`` (rows, columns):
@@ -218,7 +244,9 @@ def slide(verts: torch.Tensor, world: GarmentWorld, garment: str) -> torch.Tenso
     convex combination of four input vertices; rows clamped to the garment, columns wrap):
     ``(N, 4, m_g, 3)``."""
     if verts.ndim != 4 or verts.shape[1] != len(SIZES) or verts.shape[2] != world.n_verts:
-        raise ValueError(f"verts must be (N, {len(SIZES)}, {world.n_verts}, 3), got {tuple(verts.shape)}")
+        raise ValueError(
+            f"verts must be (N, {len(SIZES)}, {world.n_verts}, 3), got {tuple(verts.shape)}"
+        )
     N = len(verts)
     R, C = world.rows, world.cols
     lo, hi = world.row_ranges()[garment]
@@ -226,8 +254,8 @@ def slide(verts: torch.Tensor, world: GarmentWorld, garment: str) -> torch.Tenso
     dr, dc = world.size_shift(torch.arange(4, device=verts.device), garment)
     rows = torch.arange(lo, hi, device=verts.device, dtype=verts.dtype)
     cols = torch.arange(C, device=verts.device, dtype=verts.dtype)
-    r = (rows[None, :] + dr[:, None]).clamp(lo, hi - 1)                        # (4, rows_g)
-    c = cols[None, :] + dc[:, None]                                            # (4, C)
+    r = (rows[None, :] + dr[:, None]).clamp(lo, hi - 1)  # (4, rows_g)
+    c = cols[None, :] + dc[:, None]  # (4, C)
     r0 = r.floor().long().clamp(lo, hi - 1)
     r1 = (r0 + 1).clamp(max=hi - 1)
     fr = (r - r0)[..., None, None]
@@ -235,10 +263,13 @@ def slide(verts: torch.Tensor, world: GarmentWorld, garment: str) -> torch.Tenso
     fc = (c - c0)[:, None, :, None]
     c0, c1 = c0 % C, (c0 + 1) % C
     s = torch.arange(4, device=verts.device)
-    def at(ri, ci):  # noqa: E306
-        return grid[:, s[:, None, None], ri[:, :, None], ci[:, None, :]]       # (N, 4, rows_g, C, 3)
-    out = ((1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c1))
-           + fr * ((1 - fc) * at(r1, c0) + fc * at(r1, c1)))
+
+    def at(ri, ci):
+        return grid[:, s[:, None, None], ri[:, :, None], ci[:, None, :]]  # (N, 4, rows_g, C, 3)
+
+    out = (1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c1)) + fr * (
+        (1 - fc) * at(r1, c0) + fc * at(r1, c1)
+    )
     return out.reshape(N, 4, -1, 3)
 
 
@@ -247,7 +278,9 @@ def split(n_subjects: int, n_test: int = 40, seed: int = 0) -> dict[str, torch.T
     per garment class, 60 % of them every size of unseen subjects, the rest one unseen size of seen
     subjects. Returns boolean masks ``train``, ``test`` of shape ``(N, 4)``."""
     if n_test < 4 or n_test > 2 * n_subjects:
-        raise ValueError(f"n_test must be in [4, {2 * n_subjects}] for {n_subjects} subjects, got {n_test}")
+        raise ValueError(
+            f"n_test must be in [4, {2 * n_subjects}] for {n_subjects} subjects, got {n_test}"
+        )
     g = torch.Generator().manual_seed(int(seed) + 17)
     order = torch.randperm(n_subjects, generator=g)
     n_unseen = max(1, round(0.6 * n_test) // 4)
@@ -256,6 +289,6 @@ def split(n_subjects: int, n_test: int = 40, seed: int = 0) -> dict[str, torch.T
         raise ValueError(f"{n_subjects} subjects are too few for {n_test} test samples")
     test = torch.zeros(n_subjects, 4, dtype=torch.bool)
     test[order[:n_unseen]] = True
-    seen = order[n_unseen:n_unseen + n_seen]
+    seen = order[n_unseen : n_unseen + n_seen]
     test[seen, torch.randint(0, 4, (n_seen,), generator=g)] = True
     return {"train": ~test, "test": test}

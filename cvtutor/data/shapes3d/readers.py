@@ -348,8 +348,8 @@ def read_sizer_sizes(path) -> list[dict[str, np.ndarray]]:
     """SIZER's size-pair training file ``real_<class>_size.pkl`` as the official code reads it
     (``data_utils/sizer_data.py``): a dict of slots ``'0'``, ``'1'``, ``'2'`` (the sizes a subject
     wore), each holding ``scan_name (N,)``, ``betas (N, 10)``, ``pose (N, 72)``, ``trans (N, 3)``,
-    ``pose_upper (N, m, 3)`` (the registered garment) and ``size (N,)`` (0..3 = S..XL). Read with the
-    restricted unpickler; returns one dict of arrays per slot."""
+    ``pose_upper (N, m, 3)`` (the registered garment) and ``size (N,)`` (0..3 = S..XL). Read with
+    the restricted unpickler; returns one dict of arrays per slot."""
     from cvtutor.data import safe_pickle
 
     p = _existing(path, "SIZER's training_data/real_<class>_size.pkl")
@@ -369,12 +369,14 @@ def read_sizer_sizes(path) -> list[dict[str, np.ndarray]]:
         out["size"] = np.asarray(slot["size"]).reshape(-1).astype(np.int64)
         n = len(out["scan_name"])
         if out["pose_upper"].ndim != 3 or out["pose_upper"].shape[2] != 3:
-            raise ValueError(f"{p}: slot {key!r} pose_upper must be (N, m, 3), got {out['pose_upper'].shape}")
+            raise ValueError(f"{p}: slot {key!r} pose_upper must be (N, m, 3), "
+                             f"got {out['pose_upper'].shape}")
         bad = [k for k in ("betas", "pose", "trans", "pose_upper", "size") if len(out[k]) != n]
         if bad:
             raise ValueError(f"{p}: slot {key!r}: {bad} do not have N = {n} rows like scan_name")
         if n and (out["size"].min() < 0 or out["size"].max() >= len(SIZER_SIZES)):
-            raise ValueError(f"{p}: slot {key!r} sizes must be 0..3 (S..XL), got {np.unique(out['size'])}")
+            raise ValueError(f"{p}: slot {key!r} sizes must be 0..3 (S..XL), "
+                             f"got {np.unique(out['size'])}")
         slots.append(out)
     return slots
 
@@ -387,7 +389,8 @@ def read_sizer_scan(folder) -> dict:
     names one (else ``None``)."""
     from cvtutor.data import safe_pickle
 
-    root = _existing(folder, "a SIZER registration folder (UpperClothes/Pants/Body meshes + SMPL params)")
+    root = _existing(folder, "a SIZER registration folder (UpperClothes/Pants/Body meshes and "
+                             "SMPL parameters)")
     found = {}
     for layer in _SIZER_LAYERS:
         for ext in (".ply", ".obj"):
