@@ -110,6 +110,14 @@ def test_indicator_weights_cut_out_the_garment_exactly(world, data):
     assert torch.equal(S.convex_combination(W, M, nbr), M[:, idx])
 
 
+def test_convex_combination_gradients():
+    g = torch.Generator().manual_seed(2)
+    W = torch.softmax(torch.randn(2, 3, 4, generator=g, dtype=torch.float64), -1).requires_grad_()
+    M = torch.randn(2, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    nbr = torch.randint(0, 6, (3, 4), generator=g)
+    assert torch.autograd.gradcheck(lambda w, m: S.convex_combination(w, m, nbr).double(), (W, M))
+
+
 def test_convex_combination_hand_case_and_bad_shapes():
     M = torch.tensor([[[0.0, 0, 0], [2, 0, 0], [0, 4, 0]]])
     nbr = torch.tensor([[0, 1, 2]])

@@ -85,7 +85,8 @@ def convex_combination(
     if mesh.ndim != 3 or mesh.shape[-1] != 3 or len(mesh) != len(weights):
         raise ValueError(f"mesh must be (B, V, 3) with B = {len(weights)}, got {tuple(mesh.shape)}")
     with torch.autocast(device_type=mesh.device.type, enabled=False):  # mm on metres: no bf16
-        return torch.einsum("bik,bikc->bic", weights.float(), mesh.float()[:, nbr])
+        dt = torch.promote_types(torch.promote_types(weights.dtype, mesh.dtype), torch.float32)
+        return torch.einsum("bik,bikc->bic", weights.to(dt), mesh.to(dt)[:, nbr])
 
 
 def indicator_weights(nbr: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
