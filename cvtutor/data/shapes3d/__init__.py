@@ -12,6 +12,7 @@ Convolutional Occupancy Networks, PointContrast); derived and checked in the wor
 - :mod:`.meshes`: bent sheets and tubes with fixed connectivity, mesh operators, Dijkstra and the
   heat-method geodesic;
 - :mod:`.points2d`: outlines of the bundled digits and of font glyphs as 2-D point sets;
+- :mod:`.garments`: clothed bodies on a tube in four garment sizes (SIZER's world);
 - :mod:`.readers`: the real data sets' file formats (tested on fixtures).
 """
 

@@ -20,6 +20,11 @@ reader                    layout
 ``read_faust``            ``<root>/tr_reg_<iii>.ply`` registrations (6,890 vertices, shared faces)
 ``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``:
                           ``<subject>_<sequence> (6890, 3, T)``, ``faces (13776, 3)``
+``read_sizer_sizes``      SIZER's ``training_data/real_<class>_size.pkl`` (the official code's):
+                          slots ``'0' '1' '2'``, each ``scan_name betas pose trans pose_upper size``
+``read_sizer_scan``       one SIZER registration folder: ``UpperClothes|Pants|Body .ply|.obj`` and
+                          SMPL parameters ``*.pkl`` / ``*.npz`` (``betas``, ``pose``, ``trans``)
+``sizer_size_label``      the size S/M/L/XL named in a SIZER file or folder name
 ========================  =====================================================================
 
 :func:`read_modelnet40_normal` reads ``modelnet40_normal_resampled`` (``<root>/<class>/<id>.txt``,
@@ -362,3 +367,100 @@ def read_modelnet40_normal(root, split: str = "train", n_points: int | None = No
         "label": torch.tensor(lab),
         "names": names,
     }
+# ---- SIZER (Tiwari et al., ECCV 2020; the chapter notebooks/eccv2020/sizer.ipynb) ----------------
+SIZER_SIZES = ("S", "M", "L", "XL")
+_SIZER_SLOT_KEYS = ("scan_name", "betas", "pose", "trans", "pose_upper", "size")
+_SIZER_LAYERS = ("UpperClothes", "Pants", "Body")
+
+
+def sizer_size_label(name: str) -> int:
+    """The size index (0..3 for S, M, L, XL) named by a token of a SIZER file or folder name,
+    e.g. ``"10015_polo_XL.obj"`` or ``"size-m"``; a clear error when none or several are named."""
+    import re
+
+    stem = Path(str(name)).name
+    tokens = [t.upper() for t in re.split(r"[_\-. ]+", stem) if t]
+    found = sorted({t for t in tokens if t in SIZER_SIZES})
+    if len(found) != 1:
+        raise ValueError(f"{name!r}: expected exactly one size token among {SIZER_SIZES} "
+                         f"(separated by _ - . or space), found {found or 'none'}")
+    return SIZER_SIZES.index(found[0])
+
+
+def read_sizer_sizes(path) -> list[dict[str, np.ndarray]]:
+    """SIZER's size-pair training file ``real_<class>_size.pkl`` as the official code reads it
+    (``data_utils/sizer_data.py``): a dict of slots ``'0'``, ``'1'``, ``'2'`` (the sizes a subject
+    wore), each holding ``scan_name (N,)``, ``betas (N, 10)``, ``pose (N, 72)``, ``trans (N, 3)``,
+    ``pose_upper (N, m, 3)`` (the registered garment) and ``size (N,)`` (0..3 = S..XL). Read with
+    the restricted unpickler; returns one dict of arrays per slot."""
+    from cvtutor.data import safe_pickle
+
+    p = _existing(path, "SIZER's training_data/real_<class>_size.pkl")
+    data = safe_pickle.load(p)
+    layout = f"a dict of slots '0', '1', ... each with keys {_SIZER_SLOT_KEYS}"
+    if not isinstance(data, dict) or "0" not in data:
+        raise ValueError(f"{p}: expected {layout}")
+    slots = []
+    for key in sorted((k for k in data if str(k).isdigit()), key=int):
+        slot = data[key]
+        if not isinstance(slot, dict) or not set(_SIZER_SLOT_KEYS) <= set(slot):
+            have = sorted(slot) if isinstance(slot, dict) else type(slot).__name__
+            raise ValueError(f"{p}: slot {key!r} has {have}; expected {layout}")
+        out = {"scan_name": np.asarray(slot["scan_name"]).astype(str)}
+        for k in ("betas", "pose", "trans", "pose_upper"):
+            out[k] = np.asarray(slot[k], dtype=np.float32)
+        out["size"] = np.asarray(slot["size"]).reshape(-1).astype(np.int64)
+        n = len(out["scan_name"])
+        if out["pose_upper"].ndim != 3 or out["pose_upper"].shape[2] != 3:
+            raise ValueError(f"{p}: slot {key!r} pose_upper must be (N, m, 3), "
+                             f"got {out['pose_upper'].shape}")
+        bad = [k for k in ("betas", "pose", "trans", "pose_upper", "size") if len(out[k]) != n]
+        if bad:
+            raise ValueError(f"{p}: slot {key!r}: {bad} do not have N = {n} rows like scan_name")
+        if n and (out["size"].min() < 0 or out["size"].max() >= len(SIZER_SIZES)):
+            raise ValueError(f"{p}: slot {key!r} sizes must be 0..3 (S..XL), "
+                             f"got {np.unique(out['size'])}")
+        slots.append(out)
+    return slots
+
+
+def read_sizer_scan(folder) -> dict:
+    """One SIZER registration folder: the meshes ``UpperClothes``, ``Pants``, ``Body`` (``.ply`` or
+    ``.obj``, those present) as ``{layer: (verts (V, 3), faces (F, 3))}`` under ``"meshes"``, and
+    the SMPL parameters ``betas``, ``pose``, ``trans`` from the folder's one ``*.pkl`` (restricted
+    unpickler) or ``*.npz`` (no pickles) under ``"smpl"``; ``"size"`` from the folder's name when it
+    names one (else ``None``)."""
+    from cvtutor.data import safe_pickle
+
+    root = _existing(folder, "a SIZER registration folder (UpperClothes/Pants/Body meshes and "
+                             "SMPL parameters)")
+    found = {}
+    for layer in _SIZER_LAYERS:
+        for ext in (".ply", ".obj"):
+            if (root / f"{layer}{ext}").is_file():
+                found[layer] = read_mesh(root / f"{layer}{ext}")
+                break
+    if not found:
+        raise FileNotFoundError(f"{root}: no {'/'.join(_SIZER_LAYERS)} .ply or .obj mesh")
+    params = sorted(root.glob("*.pkl")) + sorted(root.glob("*.npz"))
+    if len(params) != 1:
+        raise FileNotFoundError(f"{root}: expected one SMPL parameter file (*.pkl or *.npz), found "
+                                f"{[q.name for q in params]}")
+    q = params[0]
+    if q.suffix == ".npz":
+        with np.load(q, allow_pickle=False) as z:
+            raw = {k: z[k] for k in z.files}
+    else:
+        raw = safe_pickle.load(q)
+    if not isinstance(raw, dict) or not {"betas", "pose", "trans"} <= set(raw):
+        have = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(f"{q}: expected a dict with betas, pose, trans; got {have}")
+    smpl = {k: np.asarray(raw[k], dtype=np.float32).reshape(-1) for k in ("betas", "pose", "trans")}
+    if smpl["pose"].size != 72 or smpl["trans"].size != 3:
+        raise ValueError(f"{q}: pose must have 72 values and trans 3, got {smpl['pose'].size}, "
+                         f"{smpl['trans'].size}")
+    try:
+        size = sizer_size_label(root.name)
+    except ValueError:
+        size = None
+    return {"meshes": found, "smpl": smpl, "size": size}
