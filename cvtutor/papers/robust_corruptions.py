@@ -304,7 +304,7 @@ class Config(ProfileConfig):
     width: int = 8                        # SmallCNN width (3 conv layers: w, 2w, 4w)
     batch_size: int = 128
     lr: float = 5e-3
-    vanilla_steps: int = 200
+    vanilla_steps: int = 150
     finetune_steps: int = 40              # each GNT / speckle fine-tune
     finetune_lr: float = 2e-3
     sigmas: tuple[float, ...] = (0.1, 0.3, 0.5, 1.0)   # the single-sigma sweep of Fig. 2
@@ -313,13 +313,13 @@ class Config(ProfileConfig):
     eps: float = 3.0                      # the l2 budget of the generators (Eq. 2)
     gen_hidden: int = 16
     gen_lr: float = 1e-2
-    ant_steps: int = 150                  # classifier steps of ANT
+    ant_steps: int = 120                  # classifier steps of ANT
     ant_variants: tuple[str, ...] = ("ANT1x1",)
     gen_steps: int = 1                    # generator steps per classifier step (inner loop)
     save_every: int = 20                  # generator states saved for experience replay
-    restart_every: int = 75               # a fresh generator every this many classifier steps
+    restart_every: int = 60               # a fresh generator every this many classifier steps
     restart_steps: int = 20               # its steps against the frozen classifier
-    attack_steps: int = 40                # the eps*_AN attack generator (trained to convergence)
+    attack_steps: int = 20                # the eps*_AN attack generator (trained to convergence)
     attack_seeds: int = 2                 # generator seeds for eps*_AN (+- over them)
     n_grid: int = 16                      # line search of Eq. (4)
     n_bisect: int = 6
@@ -473,7 +473,8 @@ def train_ant(vanilla: nn.Module, train: sets.ImageSet, config: Config, seed: in
     state drawn from those saved every ``save_every`` steps). Every ``restart_every`` steps (and
     at the start) the generator is re-initialised and trained ``restart_steps`` steps against the
     current classifier. Returns the classifier, its loss history (with the generator's loss) and
-    snapshots of the generator's per-pixel noise distribution (Fig. 3A).
+    the density of the generator's per-pixel noise at every saved state (Fig. 3A;
+    :func:`noise_density`, one block of rows per state).
     """
     seed_everything(seed)
     clf = copy.deepcopy(vanilla).train()
@@ -488,6 +489,7 @@ def train_ant(vanilla: nn.Module, train: sets.ImageSet, config: Config, seed: in
     pick = random.Random(seed)
     snapshots = []
     z_probe = torch.randn(1, train.x.shape[1], 64, 64, device=train.x.device)
+    edges = torch.linspace(-6, 6, 61)
 
     def loss_fn(models, batch, step):
         nonlocal opt_g
@@ -512,13 +514,25 @@ def train_ant(vanilla: nn.Module, train: sets.ImageSet, config: Config, seed: in
         if (step + 1) % config.save_every == 0:
             pool.append({k: v.detach().clone() for k, v in g.named_parameters()})
             with torch.no_grad():
-                snapshots.append({"step": step + 1, "delta": g(z_probe).flatten().cpu()})
+                snapshots.append(noise_density(g(z_probe), edges).assign(step=step + 1))
         return {"loss": loss.detach(), "generator loss": g_loss}
 
     name = f"ANT{kernel}x{kernel}" + ("" if replay else " w/o EP")
     hist = fit({"classifier": clf, "generator": gen}, {"classifier": opt_c, "generator": opt_g},
                batches, loss_fn, steps=config.ant_steps, manual=True, progress=progress, desc=name)
-    return clf.eval(), hist, snapshots
+    return clf.eval(), hist, pd.concat(snapshots, ignore_index=True)
+
+
+def noise_density(delta: torch.Tensor, edges: torch.Tensor) -> pd.DataFrame:
+    """The histogram density of ``delta``'s values scaled to unit variance (the scale is set by
+    the projection, only the shape is learned), on the bins ``edges``: columns ``delta``
+    (bin centre) and ``density``."""
+    d = delta.detach().flatten().cpu().double()
+    d = (d - d.mean()) / d.std().clamp_min(1e-12)
+    e = edges.double()
+    counts = torch.histc(d.clamp(e[0], e[-1]), len(e) - 1, float(e[0]), float(e[-1]))
+    dens = counts / (counts.sum() * (e[1] - e[0]))
+    return pd.DataFrame({"delta": ((e[1:] + e[:-1]) / 2).numpy(), "density": dens.numpy()})
 
 
 def train_pgd(vanilla: nn.Module, train: sets.ImageSet, config: Config, seed: int,
@@ -659,7 +673,7 @@ def train_all(data: dict, config: Config, seed: int, progress: bool = False) -> 
         models[name] = clf
         hists.append(hist.assign(model=name, seed=seed))
         if name == "ANT1x1":
-            snapshots = snaps
+            snapshots = snaps.assign(seed=seed)
     if config.pgd_train_eps is not None:
         models["PGD linf"] = keep("PGD linf", train_pgd(vanilla, train, config, seed, progress))
     return {"models": models, "sweep": sweep, "history": pd.concat(hists, ignore_index=True),
@@ -707,7 +721,7 @@ def run(config: Config, progress: bool = False) -> dict:
                                                            "PGD linf") if k in models},
                                   test, config, seed))
         hists.append(out["history"])
-        snapshots = snapshots or out["snapshots"]
+        snapshots = out["snapshots"] if snapshots is None else snapshots
     res = {"sweep": pd.concat(sweeps, ignore_index=True),
            "summary": pd.concat(summaries, ignore_index=True),
            "accuracy": pd.concat(accs, ignore_index=True),
