@@ -19,7 +19,7 @@ def bench(device: str, batch: int = 128) -> None:
     x = torch.rand(batch, 1, 16, 16, generator=g, device=device)
     y = torch.randint(0, 10, (batch,), generator=g, device=device)
     d = torch.randn(x.shape, generator=g, device=device)
-    cfg = R.Config.fast().replace(ant_steps=2, restart_every=10_000, save_every=1)
+    cfg = R.Config.fast().replace(ant_steps=2, restart_steps=0, save_every=1)  # no restart cost
     clf = R.make_classifier(cfg).to(device).eval()
     gen = R.NoiseGenerator(1, cfg.gen_hidden).to(device)
     train = ImageSet(x, y, tuple(str(i) for i in range(10)))

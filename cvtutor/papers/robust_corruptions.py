@@ -520,7 +520,9 @@ def train_ant(vanilla: nn.Module, train: sets.ImageSet, config: Config, seed: in
     name = f"ANT{kernel}x{kernel}" + ("" if replay else " w/o EP")
     hist = fit({"classifier": clf, "generator": gen}, {"classifier": opt_c, "generator": opt_g},
                batches, loss_fn, steps=config.ant_steps, manual=True, progress=progress, desc=name)
-    return clf.eval(), hist, pd.concat(snapshots, ignore_index=True)
+    density = (pd.concat(snapshots, ignore_index=True) if snapshots  # none: a run shorter than
+               else pd.DataFrame(columns=["delta", "density", "step"]))  # save_every
+    return clf.eval(), hist, density
 
 
 def noise_density(delta: torch.Tensor, edges: torch.Tensor) -> pd.DataFrame:
