@@ -1,5 +1,6 @@
 """E04 robust_corruptions: each equation against a closed form, a brute force or scipy."""
 
+import itertools
 import math
 
 import numpy as np
@@ -14,7 +15,8 @@ from cvtutor.papers import robust_corruptions as R
 
 def _bisect_gamma(x, d, eps, iters=200):
     """Reference for footnote 3: bisection on the monotone clipped norm, per image."""
-    lo, hi = torch.zeros(len(x), dtype=torch.float64), torch.full((len(x),), 1e6, dtype=torch.float64)
+    lo = torch.zeros(len(x), dtype=torch.float64)
+    hi = torch.full((len(x),), 1e6, dtype=torch.float64)
     for _ in range(iters):
         mid = (lo + hi) / 2
         big = R.clipped_sq_norm(x, d, mid) > eps**2
@@ -43,7 +45,8 @@ def test_projection_unreachable_and_unclipped_cases():
     gamma = R.project_l2(x, d, 1.0)  # no clipping: gamma = eps / ||d||
     assert torch.allclose(gamma, torch.full((2,), 1.0 / 4, dtype=torch.float64))
     top = R.project_l2(x, d, 100.0)  # at most every pixel at 1: norm 0.5 * 4 = 2
-    assert torch.allclose(R.clipped_sq_norm(x, d, top).sqrt(), torch.full((2,), 2.0, dtype=torch.float64))
+    two = torch.full((2,), 2.0, dtype=torch.float64)
+    assert torch.allclose(R.clipped_sq_norm(x, d, top).sqrt(), two)
     with pytest.raises(ValueError, match="one shape"):
         R.project_l2(x, d[:, :, :2], 1.0)
     with pytest.raises(ValueError, match="eps must be >= 0"):
@@ -157,8 +160,9 @@ def test_ant_batch_mix():
 def test_corruptions_grow_with_severity_on_digits():
     x = R.make_data(R.Config.smoke())["test"].x[:32]
     for name in R.Config.fast().corruptions:
-        mse = [float((corruptions.corrupt(x, name, s) - x).pow(2).mean()) for s in corruptions.SEVERITIES]
-        assert all(a < b for a, b in zip(mse, mse[1:])), name
+        mse = [float((corruptions.corrupt(x, name, s) - x).pow(2).mean())
+               for s in corruptions.SEVERITIES]
+        assert all(a < b for a, b in itertools.pairwise(mse)), name
         c5 = corruptions.corrupt(x, name, 5)
         assert float(c5.min()) >= 0 and float(c5.max()) <= 1
 
@@ -220,4 +224,5 @@ def test_run_smoke_returns_every_key_of_full():
     snap = res["snapshots"]
     assert set(snap.columns) == {"delta", "density", "step", "seed"}
     for _, d in snap.groupby("step"):  # each state's density integrates to 1
-        assert float(d.density.sum() * (d.delta.iloc[1] - d.delta.iloc[0])) == pytest.approx(1.0, rel=1e-5)
+        width = d.delta.iloc[1] - d.delta.iloc[0]
+        assert float(d.density.sum() * width) == pytest.approx(1.0, rel=1e-5)

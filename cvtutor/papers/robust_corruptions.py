@@ -117,7 +117,8 @@ def noisy_half(x: torch.Tensor, sigma: torch.Tensor | float, kind: str = "gaussi
         raise ValueError(f"clean_fraction must be in [0, 1], got {clean_fraction}")
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim == 1 and sigma.shape != (len(x),):
-        raise ValueError(f"sigma must be a number or one per image ({len(x)},), got {tuple(sigma.shape)}")
+        raise ValueError(f"sigma must be a number or one per image ({len(x)},), got "
+                         f"{tuple(sigma.shape)}")
     sigma = sigma.view(-1, 1, 1, 1) if sigma.ndim == 1 else sigma
     n = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     delta = sigma * n * (x if kind == "speckle" else 1)
@@ -150,7 +151,7 @@ class NoiseGenerator(nn.Module):
         self.reset()
 
     @torch.no_grad()
-    def reset(self) -> "NoiseGenerator":
+    def reset(self) -> NoiseGenerator:
         """Small weights, zero biases: a fresh generator (a restart of Sect. 3.2)."""
         for conv in self.convs:
             conv.weight.normal_(0, self.init_std)
@@ -250,7 +251,7 @@ def min_perturbation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     if eps_max <= 0 or n_grid < 1 or n_bisect < 0:
         raise ValueError(f"need eps_max > 0, n_grid >= 1, n_bisect >= 0, got "
                          f"{eps_max}, {n_grid}, {n_bisect}")
-    wrong = lambda e: model(perturb(x, direction, e)).argmax(1) != y  # noqa: E731
+    wrong = lambda e: model(perturb(x, direction, e)).argmax(1) != y
     grid = torch.linspace(0, eps_max, n_grid + 1, device=x.device)
     flipped = torch.stack([wrong(torch.full((len(x),), float(e), device=x.device))
                            for e in grid], 1)                     # (B, n_grid + 1)
@@ -335,20 +336,21 @@ class Config(ProfileConfig):
     device: str | None = None
 
     @classmethod
-    def fast(cls) -> "Config":
+    def fast(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         """Seven sigmas plus mult, speckle, ANT with and without replay, ANT^3x3, a PGD-trained
         model, 3 seeds, longer training."""
-        return cls(width=16, vanilla_steps=1000, finetune_steps=300, restart_steps=60, restart_every=100, n_corrupt=None, sigmas=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+        return cls(width=16, vanilla_steps=1000, finetune_steps=300, restart_steps=60,
+                   restart_every=100, n_corrupt=None, sigmas=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
                    mult_sigmas=(0.04, 0.06, 0.08, 0.09, 0.10), speckle_sigma=0.5, ant_steps=1000,
                    ant_variants=("ANT1x1", "ANT1x1 w/o EP", "ANT3x3"), attack_steps=400,
                    attack_seeds=4, n_grid=32, n_bisect=10, pgd_train_eps=0.1, seeds=(0, 1, 2))
 
     @classmethod
-    def smoke(cls) -> "Config":
+    def smoke(cls) -> Config:
         """``full``'s code paths at toy size."""
         return cls.full().replace(width=8, batch_size=32, vanilla_steps=4, finetune_steps=2,
                                   sigmas=(0.1, 0.5), ant_steps=6, save_every=2, restart_every=3,
@@ -780,22 +782,20 @@ def findings(res: dict, config: Config) -> pd.DataFrame:
     e = eps.groupby("model", sort=False)[["eps GN", "eps AN"]].mean()
     s = summ.groupby("model", sort=False)[["clean", "C", "C w/o noise", "noise"]].mean()
     noisy = [m for m in s.index if m != "Vanilla" and m != "PGD linf"]
+    an, gn = e.loc["Vanilla", "eps AN"], e.loc["Vanilla", "eps GN"]
     claims = {
         "learned adversarial noise fools vanilla at a smaller size than Gaussian noise: eps*_AN <"
-        " eps*_GN (Table 2)": ("paper claim", bool(e.loc["Vanilla", "eps AN"]
-                                                  < e.loc["Vanilla", "eps GN"]),
-                               f"{e.loc['Vanilla', 'eps AN']:.2f} vs {e.loc['Vanilla', 'eps GN']:.2f}"),
+        " eps*_GN (Table 2)": ("paper claim", bool(an < gn), f"{an:.2f} vs {gn:.2f}"),
         "learned adversarial noise fools vanilla at a much smaller size: eps*_AN < eps*_GN / 2"
-        " (Table 2)": ("paper claim", bool(e.loc["Vanilla", "eps AN"] < e.loc["Vanilla", "eps GN"]
-                                            / 2),
-                       f"{e.loc['Vanilla', 'eps AN']:.2f} vs {e.loc['Vanilla', 'eps GN']:.2f}"),
+        " (Table 2)": ("paper claim", bool(an < gn / 2), f"{an:.2f} vs {gn:.2f}"),
         "ANT raises eps*_AN the most of the models (Table 2)": (
             "paper claim", bool(e["eps AN"].idxmax() == "ANT1x1") if "ANT1x1" in e.index else None,
             ", ".join(f"{m} {v:.2f}" for m, v in e["eps AN"].items())),
         "every noise-trained model beats vanilla on the noise corruptions (Table 3)": (
             "paper claim", bool(all(s.loc[m, "noise"] > s.loc["Vanilla", "noise"] for m in noisy)),
             ", ".join(f"{m} {s.loc[m, 'noise']:.1f}" for m in ["Vanilla"] + noisy)),
-        "an inverted U: accuracy on the noise corruptions peaks at an intermediate sigma (Fig. 2)": (
+        "an inverted U: accuracy on the noise corruptions peaks at an intermediate sigma"
+        " (Fig. 2)": (
             "paper claim", bool(0 < peak < max(noise.index)), f"peak at sigma = {peak:g}"),
         "the best sigma also beats vanilla without the noise corruptions (Fig. 2, transfer)": (
             "paper claim", bool(wo.drop(0.0).max() > wo.loc[0.0]),
@@ -820,8 +820,9 @@ def findings(res: dict, config: Config) -> pd.DataFrame:
     p = pgd.groupby("model", sort=False)[["l2", "linf"]].mean()
     if "GNT sigma*" in p.index:
         claims["noise training does not hurt PGD robustness: GNT sigma* >= vanilla, l2 and linf"
-               " (Table 4)"] = ("paper claim", bool((p.loc["GNT sigma*"] >= p.loc["Vanilla"]).all()),
-                                f"l2 {p.loc['GNT sigma*', 'l2']:.1f} vs {p.loc['Vanilla', 'l2']:.1f}")
+               " (Table 4)"] = (
+            "paper claim", bool((p.loc["GNT sigma*"] >= p.loc["Vanilla"]).all()),
+            f"l2 {p.loc['GNT sigma*', 'l2']:.1f} vs {p.loc['Vanilla', 'l2']:.1f}")
     claims["every model keeps its clean accuracy within 5 points of vanilla (Table 2)"] = (
         "sanity check", bool(all(abs(s.loc[m, "clean"] - s.loc["Vanilla", "clean"]) <= 5
                                  for m in noisy)),
