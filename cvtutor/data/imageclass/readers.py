@@ -347,3 +347,43 @@ def read_osr_splits(path: str | Path) -> dict[str, dict[str, list[tuple[int, ...
     if not out:
         raise DataLayoutError(f"{path} holds no split table; {layout}")
     return out
+
+
+def read_imagenet_c(root: str | Path, corruption: str, severity: int) -> ImageSet:
+    """One corruption and severity of ImageNet-C (Hendrycks & Dietterich's release, E04):
+    ``root/<corruption>/<severity 1-5>/<wnid>/<image>.JPEG``, read as an image folder (classes are
+    the sorted wnids)."""
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be 1..5, got {severity!r}")
+    root = Path(root)
+    folder = root / corruption / str(severity)
+    if not folder.is_dir():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise DataLayoutError(
+            f"{folder} not found (corruptions present: {have}); expected "
+            f"{root}/<corruption>/<severity 1-5>/<wnid>/<image>.JPEG"
+        )
+    return read_image_folder(folder)
+
+
+def read_mnist_c(root: str | Path, corruption: str, split: str = "test") -> ImageSet:
+    """One corruption of MNIST-C (Mu & Gilmer 2019, E04): ``root/<corruption>/{train,test}_
+    images.npy`` (``(N, 28, 28, 1)`` or ``(N, 28, 28)`` uint8) and ``{train,test}_labels.npy``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(root)
+    layout = (
+        f"expected {root}/<corruption>/{split}_images.npy ((N, H, W) or (N, H, W, 1) uint8) and "
+        f"{root}/<corruption>/{split}_labels.npy ((N,) integers)"
+    )
+    img, lab = root / corruption / f"{split}_images.npy", root / corruption / f"{split}_labels.npy"
+    if not img.is_file() or not lab.is_file():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise DataLayoutError(f"{corruption!r} not found (have {have}): {layout}")
+    x = np.load(img, allow_pickle=False)
+    y = np.load(lab, allow_pickle=False)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3 or x.dtype != np.uint8 or y.shape != (len(x),):
+        raise DataLayoutError(f"{img}: shape {x.shape} dtype {x.dtype}, labels {y.shape}; {layout}")
+    return ImageSet(_images(x), torch.from_numpy(y.astype(np.int64)), tuple(str(d) for d in range(10)))
