@@ -386,3 +386,17 @@ def test_smoke_runs_every_full_code_path():
     assert "epe_mean_sd" in out["pose"] and "score_sd" in out["beta_vae"]  # several seeds: mean ± sd
     assert "Fig. 1: image MSE and KL grow with d" in out["findings"].index  # the d sweep ran
     assert set(out["findings"]["kind"]) <= set(report.KINDS)
+
+
+def test_beta_vae_metric_in_chunks_scores_the_same_pairs():
+    cfg = D.Config.smoke()
+    labels = {"labels": lambda x: torch.cat([x["cpose"].reshape(len(x["cpose"]), -1),
+                                             x["view_R"].reshape(len(x["view_R"]), -1)], 1)}
+    one = D.beta_vae_metric(labels, cfg, seed=3, device="cpu", render=False, chunk=10**6)
+    parts = D.beta_vae_metric(labels, cfg, seed=3, device="cpu", render=False, chunk=7)
+    assert one == parts  # the same pairs, whatever the chunk (labels carry no render noise)
+    pixels = {"mean colour": lambda x: x["rgb"].mean((2, 3))}
+    rendered = D.beta_vae_metric(pixels, cfg, seed=3, device="cpu", chunk=16)
+    assert 0.0 <= rendered["mean colour"] <= 100.0
+    with pytest.raises(ValueError, match="chunk"):
+        D.beta_vae_metric(labels, cfg, chunk=0)

@@ -775,15 +775,20 @@ def table4(models: dict[str, nn.Module], config: Config, seed: int = 0, device=N
 
 @torch.no_grad()
 def beta_vae_metric(encoders: dict[str, callable], config: Config, seed: int = 0, device=None,
-                    render: bool = True) -> dict[str, float]:
+                    render: bool = True, chunk: int = 4096) -> dict[str, float]:
     """The β-VAE metric (supp. §E) for several encoders of the same factor-controlled pairs.
 
     Each of ``config.metric_votes`` votes picks the shared factor k ∈ {CPose, viewpoint} at random, draws
     ``config.metric_pairs`` pairs of hands that share it (:func:`share_factor`), encodes both hands of every
     pair and averages |z1 - z2| (:func:`z_diff`). Half of the votes train the linear classifier, half test it.
     ``encoders`` maps a name to ``fn(rendered_batch) -> z``; with ``render=False`` only the labels are
-    computed (label-encoder latents need no images).
+    computed (label-encoder latents need no images). Hands are rendered and encoded ``chunk`` at a
+    time (full's 2 x 32,000 renders at 64 px held at once peaked above 20 GB); with ``V * L <= chunk``
+    everything renders in one call. The render noise is drawn per call, so the chunk size changes the
+    noise (not the labels): keep it fixed to compare runs.
     """
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive number of hands, got {chunk}")
     device = device or get_device(config.device)
     world = HandWorld(config.domain, image_size=config.image_size, seed=2000 + seed, device=device, views=config.views,
                       split="train", with_cloud=False)
@@ -795,15 +800,25 @@ def beta_vae_metric(encoders: dict[str, callable], config: Config, seed: int = 0
     mask = factor.repeat_interleave(L) == 0  # vote's pairs share CPose where factor == 0
     b = {k: torch.where(mask.reshape(-1, *([1] * (v.ndim - 1))), shared["cpose"][k], shared["view"][k])
          if v.ndim > 0 and len(v) == V * L else v for k, v in b.items()}
-    if render:
-        xa, xb = world.render(a), world.render(b)
-    else:
-        la, lb = labels_of(world, a), labels_of(world, b)
-        xa = {"cpose": la["cpose"], "view_R": la["view_R"], "xyz_norm": la["xyz_norm"]}
-        xb = {"cpose": lb["cpose"], "view_R": lb["view_R"], "xyz_norm": lb["xyz_norm"]}
+    def inputs(params):
+        if render:
+            return world.render(params)
+        lab = labels_of(world, params)
+        return {"cpose": lab["cpose"], "view_R": lab["view_R"], "xyz_norm": lab["xyz_norm"]}
+
+    def part(p, lo):
+        return {k: v[lo:lo + chunk] if v.ndim > 0 and len(v) == V * L else v for k, v in p.items()}
+
+    zs: dict[str, tuple[list, list]] = {name: ([], []) for name in encoders}
+    for lo in range(0, V * L, chunk):
+        xa, xb = inputs(part(a, lo)), inputs(part(b, lo))
+        for name, fn in encoders.items():
+            zs[name][0].append(fn(xa).cpu())
+            zs[name][1].append(fn(xb).cpu())
+        del xa, xb
     scores = {}
-    for name, fn in encoders.items():
-        za, zb = fn(xa).reshape(V, L, -1).cpu(), fn(xb).reshape(V, L, -1).cpu()
+    for name in encoders:
+        za, zb = (torch.cat(z).reshape(V, L, -1) for z in zs[name])
         scores[name] = 100.0 * beta_vae_score(z_diff(za, zb), factor.numpy(), V // 2, seed)
     return scores
 
