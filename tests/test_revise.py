@@ -351,7 +351,7 @@ def test_planted_values_match_the_generator_closed_forms():
 
 def test_smoke_run_returns_every_key():
     res = R.run(R.Config.smoke())
-    assert {"planted", "unbiased", "seeds", "findings", "crops"} <= set(res)
+    assert {"planted", "unbiased", "seeds", "findings", "crops", "objects", "images"} <= set(res)
     for world in ("planted", "unbiased"):
         assert {"counts", "duplicates", "scale", "cooccurrence", "scene entropy", "context",
                 "distance", "unidentifiable", "countries", "language", "tags", "appearance",

@@ -751,7 +751,10 @@ def summary_numbers(out: dict, biases: Biases) -> dict[str, float]:
 
 def run(config: Config) -> dict:
     """The chapter's miniature: every metric on the planted world and on the unbiased control,
-    for each seed; the planted-vs-recovered table; the findings."""
+    for each seed (``planted``, ``unbiased``: the first seed's :func:`analyse` outputs;
+    ``seeds``: the scalar results of every seed and world); the first planted world's ``objects``
+    and ``images`` tables, 24 of its ``crops`` (N, 3, crop, crop) and their ``crops table``; the
+    ``findings``. Everything is data (frames, arrays, numbers): a results file can hold it."""
     per_seed, results = [], {}
     for seed in config.seeds:
         for name, biases in (("planted", PLANTED), ("unbiased", UNBIASED)):
@@ -762,7 +765,9 @@ def run(config: Config) -> dict:
             if seed == config.seeds[0]:
                 results[name] = out
                 if name == "planted":
-                    results["crops"], results["crops table"] = crops[:64].cpu(), table.iloc[:64]
+                    results["objects"], results["images"] = w.objects, w.images
+                    results["crops"] = crops[:24].cpu().numpy()
+                    results["crops table"] = table.iloc[:24].drop(columns="parts")
     seeds = pd.DataFrame(per_seed)
     results["seeds"] = seeds
     results["findings"] = findings(results, seeds)
