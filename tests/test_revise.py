@@ -249,6 +249,13 @@ def test_planted_vs_recovered_checks_its_rows():
                                  "lower": 0.45, "upper": 0.6}])
 
 
+def test_allowed_misses_against_the_binomial_tail():
+    # 10 intervals at 95%: P(>= 2 misses) = 0.086, P(>= 3 misses) = 0.0115
+    assert R.allowed_misses(10, 0.95) == 2
+    assert R.allowed_misses(100, 0.95) == 9  # P(> 8) = 0.063, P(> 9) = 0.028
+    assert R.allowed_misses(1, 0.95) == 1  # one miss has probability 0.05: not rejected
+
+
 def test_entropy_interval_contains_the_truth_mostly():
     rng = np.random.default_rng(0)
     p = np.array([0.5, 0.3, 0.2])

@@ -41,7 +41,8 @@ def coco_objects(data: CocoData) -> pd.DataFrame:
     annotation ``id`` and every extra annotation key (e.g. ``gender``, ``duplicate_of``)."""
     anns, cats, imgs = data.annotations, data.categories, data.images
     if not {"width", "height"} <= set(imgs.columns):
-        raise ValueError("coco_objects needs the images' 'width' and 'height' (COCO instances file)")
+        raise ValueError("coco_objects needs the images' 'width' and 'height' (a COCO instances "
+                         "file)")
     cat = cats.set_index("id")
     sup = cat["supercategory"] if "supercategory" in cat else cat["name"]
     size = imgs.set_index("id")[["width", "height"]].astype(float)

@@ -41,7 +41,8 @@ def hog(
     b, c, h, w = images.shape
     n_cy, n_cx = h // cell, w // cell
     if n_cy < block or n_cx < block:
-        raise ValueError(f"images of {h} x {w} px hold fewer than {block} x {block} cells of {cell}")
+        raise ValueError(
+            f"images of {h} x {w} px hold fewer than {block} x {block} cells of {cell} px")
     x = images.float()
     gy = torch.zeros_like(x)
     gx = torch.zeros_like(x)
