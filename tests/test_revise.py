@@ -367,3 +367,11 @@ def test_smoke_run_returns_every_key():
     f = res["findings"]
     assert {"kind", "holds"} <= set(f.columns) and len(f) >= 10
     assert f.loc[f.index.str.startswith("The duplicate detector"), "holds"].all()
+
+
+def test_render_crops_align_with_the_object_table_and_do_not_depend_on_chunks():
+    w = R.make_world(R.Config.smoke().replace(n_images=80), R.PLANTED, 0)
+    a, table = R.render_crops(w, 30, chunk=64)
+    b, _ = R.render_crops(w, 30, chunk=7)
+    assert a.shape == (len(table), 3, 32, 32) and torch.equal(a, b)
+    assert (table.groupby("image").size() > 0).all() and table["image"].nunique() == 30

@@ -596,23 +596,28 @@ def make_world(config: Config, biases: Biases, seed: int = 0, folder: str | None
     return World(s, objects, images.reset_index(), biases)
 
 
-def render_crops(world: World, n: int, crop: int = 32) -> tuple[torch.Tensor, pd.DataFrame]:
+def render_crops(world: World, n: int, crop: int = 32,
+                 chunk: int = 512) -> tuple[torch.Tensor, pd.DataFrame]:
     """Render ``n`` of the world's scenes (half of them holding a person, for the gender
     analyses; the rest the first scenes without one) and cut every object's
-    box out of them, resized to ``crop`` x ``crop`` (``roi_align``): crops (N, 3, crop, crop) and
-    their rows of the generator's object table (image, slot, category, gender, scene, region...)."""
+    box out of them, resized to ``crop`` x ``crop`` (``roi_align``), ``chunk`` scenes at a time:
+    crops (N, 3, crop, crop) and their rows of the generator's object table (image, slot,
+    category, gender, scene, region...)."""
     s = world.scenes
     person = ((s.category == K.PERSON) & s.valid).any(1)
     with_p, without = torch.nonzero(person)[:, 0], torch.nonzero(~person)[:, 0]
     n_p = min(len(with_p), max(n - len(without), n // 2))
     order = torch.sort(torch.cat([with_p[:n_p], without[: n - n_p]])).values
     sub = s.subset(order)
-    layers = sub.render()
     table = object_table(sub)
-    rows = torch.nonzero(sub.valid)  # the object table's order (row-major)
-    b = sub.boxes[rows[:, 0], rows[:, 1]]
-    rois = torch.cat([rows[:, :1].float(), b[:, :2], b[:, :2] + b[:, 2:]], 1)
-    crops = roi_align(layers.rgb, rois, (crop, crop), 1.0, 2, aligned=True)
+    out = []
+    for start in range(0, len(order), chunk):  # bounded memory: the rasteriser holds (B, m Q, S, S)
+        part = sub.subset(slice(start, start + chunk))
+        rows = torch.nonzero(part.valid)  # the object table's order (row-major)
+        b = part.boxes[rows[:, 0], rows[:, 1]]
+        rois = torch.cat([rows[:, :1].float(), b[:, :2], b[:, :2] + b[:, 2:]], 1)
+        out.append(roi_align(part.render().rgb, rois, (crop, crop), 1.0, 2, aligned=True))
+    crops = torch.cat(out)
     table["image"] = order.cpu().numpy()[table["image"].to_numpy()]
     return crops, table
 
