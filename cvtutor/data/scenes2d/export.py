@@ -80,30 +80,8 @@ def to_coco(scenes: Scenes2D, layers: R.Layers, image_offset: int = 1) -> dict:
     xy, defined = xy.cpu().numpy(), defined.cpu().numpy()
     ids = layers.ids.cpu().numpy()
     size = scenes.size
-    images = [
-        {
-            "id": image_offset + i,
-            "width": size,
-            "height": size,
-            "file_name": f"{image_offset + i:06d}.png",
-            "scene": K.SCENE_NAMES[int(s)],
-            "region": K.REGIONS[int(r)],
-            "language": "visitor" if bool(vi) else "local",
-        }
-        for i, (s, r, vi) in enumerate(
-            zip(scenes.scene.tolist(), scenes.region.tolist(), scenes.visitor.tolist())
-        )
-    ]
-    categories = [
-        {
-            "id": k + 1,
-            "name": c.name,
-            "supercategory": c.supercategory,
-            **({"keypoints": [n for n, _ in c.keypoints]} if c.keypoints else {}),
-        }
-        for k, c in enumerate(K.CATEGORIES)
-    ]
-    anns, captions = [], []
+    images, categories = _image_records(scenes, image_offset), _category_records()
+    anns = []
     for r in table.itertuples(index=False):
         mask = masks[r.image, r.slot]
         if not mask.any():
@@ -148,14 +126,98 @@ def to_coco(scenes: Scenes2D, layers: R.Layers, image_offset: int = 1) -> dict:
                     "duplicate_of": ann["id"],
                 }
             )
-    for i, group in table.groupby("image"):
-        captions.append(
-            {"image_id": image_offset + int(i), "caption": L.caption(group, group.scene.iloc[0])}
-        )
+    captions = _captions(table, image_offset)
     return coco_dataset(
         images,
         categories,
         anns,
         captions,
         info={"description": "cvtutor scenes2d", "seed": scenes.seed},
+    )
+
+
+def _image_records(scenes: Scenes2D, image_offset: int) -> list[dict]:
+    """The COCO ``images`` records of a batch: id, size, file name, scene, region, language."""
+    return [
+        {
+            "id": image_offset + i,
+            "width": scenes.size,
+            "height": scenes.size,
+            "file_name": f"{image_offset + i:06d}.png",
+            "scene": K.SCENE_NAMES[int(s)],
+            "region": K.REGIONS[int(r)],
+            "language": "visitor" if bool(vi) else "local",
+        }
+        for i, (s, r, vi) in enumerate(
+            zip(scenes.scene.tolist(), scenes.region.tolist(), scenes.visitor.tolist())
+        )
+    ]
+
+
+def _category_records() -> list[dict]:
+    """The COCO ``categories``: ids 1..C in :data:`catalog.NAMES` order, with keypoint names."""
+    return [
+        {
+            "id": k + 1,
+            "name": c.name,
+            "supercategory": c.supercategory,
+            **({"keypoints": [n for n, _ in c.keypoints]} if c.keypoints else {}),
+        }
+        for k, c in enumerate(K.CATEGORIES)
+    ]
+
+
+def _captions(table: pd.DataFrame, image_offset: int) -> list[dict]:
+    """One caption per image of an object table (:func:`language.caption`)."""
+    return [
+        {"image_id": image_offset + int(i), "caption": L.caption(group, group.scene.iloc[0])}
+        for i, group in table.groupby("image")
+    ]
+
+
+def _captioned(table: pd.DataFrame, captioned) -> pd.DataFrame:
+    if captioned is None:
+        return table
+    keep = np.asarray(captioned.cpu() if hasattr(captioned, "cpu") else captioned, dtype=bool)
+    if keep.ndim != 1 or len(keep) <= table["image"].max():
+        raise ValueError(f"captioned must be an (n,) bool mask over the scenes, got {keep.shape}")
+    return table[keep[table["image"].to_numpy()]]
+
+
+def to_coco_boxes(scenes: Scenes2D, image_offset: int = 1, captioned=None) -> dict:
+    """The scenes as a COCO data set of boxes only, without rendering (chapter ``revise``): the
+    records of :func:`to_coco` with each object's amodal box as its ``bbox`` (``area``: the box
+    area), no masks or keypoints, planted duplicates under the look-alike name (``duplicate_of``),
+    the ``gender`` label, ``color``, ``texture`` and ``slot``; one caption per image. Objects
+    hidden behind others are kept (an annotator of boxes sees what a mask would not).
+    ``captioned``: an (n,) bool mask of the images to caption (default all)."""
+    table = object_table(scenes)
+    anns = []
+    for r in table.itertuples(index=False):
+        ann = {
+            "id": len(anns) + 1,
+            "image_id": image_offset + int(r.image),
+            "category_id": K.NAMES.index(r.category) + 1,
+            "bbox": [r.x, r.y, r.w, r.h],
+            "color": r.color,
+            "texture": r.texture,
+            "slot": int(r.slot),
+            "gender": int(r.gender_label),
+        }
+        anns.append(ann)
+        if r.duplicate and r.category in DUPLICATE_NAMES:
+            anns.append(
+                {
+                    **ann,
+                    "id": len(anns) + 1,
+                    "category_id": K.NAMES.index(DUPLICATE_NAMES[r.category]) + 1,
+                    "duplicate_of": ann["id"],
+                }
+            )
+    return coco_dataset(
+        _image_records(scenes, image_offset),
+        _category_records(),
+        anns,
+        _captions(_captioned(table, captioned), image_offset),
+        info={"description": "cvtutor scenes2d (boxes)", "seed": scenes.seed},
     )
