@@ -230,3 +230,44 @@ def test_cli_smoke_run_returns_every_key(tmp_path, monkeypatch):
             "history", "findings"} <= set(res)
     assert set(res["table2"]["seed"]) == {0, 1} and len(res["fig6"])
     assert set(res["table2"]["method"]) == {"LSH", "ITQ", "ADSH", "Ours w/o exchange", "Ours"}
+
+
+# readers of the real sets (fixture files written here)
+def test_aircraft_reader(tmp_path):
+    from cvtutor.data.finegrained import load_aircraft
+    (tmp_path / "variants.txt").write_text("707-320\nA300B4\nF/A-18\n")
+    (tmp_path / "images_variant_test.txt").write_text("0056978 F/A-18\n1025794 707-320\n")
+    f = load_aircraft(tmp_path, "test")
+    assert f["class_id"].tolist() == [2, 0] and f["path"][1] == "images/1025794.jpg"
+    with pytest.raises(ValueError, match="split"):
+        load_aircraft(tmp_path, "dev")
+    with pytest.raises(FileNotFoundError, match="images_variant_train"):
+        load_aircraft(tmp_path, "train")
+
+
+def test_nabirds_reader(tmp_path):
+    from cvtutor.data.finegrained import load_nabirds
+    a, b = "0000139e-21dc-4d0c-bfe1-4cae3c85c829", "0000d9fc-4e02-4c06-a0af-a55cfb16b12b"
+    (tmp_path / "images.txt").write_text(f"{a} 0817/a.jpg\n{b} 0860/b.jpg\n")
+    (tmp_path / "image_class_labels.txt").write_text(f"{a} 817\n{b} 860\n")
+    (tmp_path / "train_test_split.txt").write_text(f"{a} 0\n{b} 1\n")
+    (tmp_path / "classes.txt").write_text("817 Oak Titmouse\n860 Ovenbird\n")
+    f = load_nabirds(tmp_path)
+    assert f["class_id"].tolist() == [0, 1] and f["class_name"][0] == "Oak Titmouse"
+    assert load_nabirds(tmp_path, "train")["image_id"].tolist() == [b]
+    (tmp_path / "train_test_split.txt").write_text(f"{a} 0\n")
+    with pytest.raises(ValueError, match="different ids"):
+        load_nabirds(tmp_path)
+
+
+def test_food101_reader(tmp_path):
+    from cvtutor.data.finegrained import load_food101
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "classes.txt").write_text("apple_pie\nbaby_back_ribs\n")
+    (tmp_path / "meta" / "train.txt").write_text("baby_back_ribs/1005649\napple_pie/134\n")
+    f = load_food101(tmp_path)
+    assert f["class_id"].tolist() == [1, 0]
+    assert f["path"][0] == "images/baby_back_ribs/1005649.jpg"
+    (tmp_path / "meta" / "train.txt").write_text("sushi/1\n")
+    with pytest.raises(ValueError, match="class list"):
+        load_food101(tmp_path)
