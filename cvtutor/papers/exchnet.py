@@ -340,7 +340,7 @@ class Config(ProfileConfig):
     ann_n: int = 20_000
     ann_dim: int = 128
     ann_classes: int = 100
-    ann_queries: int = 100
+    ann_queries: int = 50
     ann_top: int = 500
     fig6_parts: tuple[int, ...] = ()
     seeds: tuple[int, ...] = (0,)
@@ -352,9 +352,9 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        return cls(per_class=200, query_per_class=50, size=64, bits=(12, 24, 32, 48), outer=30,
-                   epochs=2, sample=2000, warmup=5, ann_n=100_000, ann_dim=512,
-                   ann_queries=1000, ann_top=1000, fig6_parts=(2, 4, 6), seeds=(0, 1, 2))
+        return cls(per_class=200, query_per_class=50, size=64, bits=(12, 24, 32, 48), outer=20,
+                   epochs=2, sample=2000, warmup=4, ann_n=100_000, ann_dim=512,
+                   ann_queries=500, ann_top=1000, fig6_parts=(2, 4, 6), seeds=(0, 1, 2))
 
     @classmethod
     def smoke(cls) -> "Config":
