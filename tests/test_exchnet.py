@@ -111,8 +111,9 @@ def test_v_column_attains_the_brute_force_optimum_and_the_printed_sign_does_not(
     for seed in range(10):
         u, v, s = _v_problem(seed)
         for k in range(3):
-            best = min(float(X.v_step_objective(u, torch.cat([v[:, :k], torch.tensor(c, dtype=u.dtype)[:, None], v[:, k + 1:]], 1), s))
-                       for c in itertools.product((-1.0, 1.0), repeat=5))
+            best = min(float(X.v_step_objective(u, torch.cat(
+                [v[:, :k], torch.tensor(c, dtype=u.dtype)[:, None], v[:, k + 1:]], 1), s))
+                for c in itertools.product((-1.0, 1.0), repeat=5))
             for printed in (False, True):
                 w = v.clone()
                 w[:, k] = X.v_column(u, v, s, k, printed_sign=printed)
@@ -130,7 +131,7 @@ def test_v_step_never_increases_the_objective():
     for _ in range(4):
         v = X.v_step(u, v, s)
         objs.append(float(X.v_step_objective(u, v, s)))
-    assert all(b <= a + 1e-9 for a, b in zip(objs, objs[1:]))
+    assert all(b <= a + 1e-9 for a, b in itertools.pairwise(objs))
     with pytest.raises(ValueError, match="S \\(m, n\\)"):
         X.v_step(u, v, s[:, :3])
 
@@ -157,7 +158,8 @@ def test_hamming_identity_and_popcount():
 
 def test_map_matches_sklearn_per_query():
     g = torch.Generator().manual_seed(2)
-    q, db = X.binarize(torch.randn(6, 16, generator=g)), X.binarize(torch.randn(40, 16, generator=g))
+    q = X.binarize(torch.randn(6, 16, generator=g))
+    db = X.binarize(torch.randn(40, 16, generator=g))
     yq, yd = torch.randint(0, 3, (6,), generator=g), torch.randint(0, 3, (40,), generator=g)
     d = hamming_distance(pack_codes(q), pack_codes(db)).float()
     rel = yq[:, None] == yd[None]

@@ -41,8 +41,11 @@ from torch import nn
 
 from cvtutor import report
 from cvtutor.data.scenes2d.critters import critters, fine_grained_classes
-from cvtutor.metrics.retrieval import (hamming_distance, mean_average_precision, pack_codes,
-                                       precision_at_k)
+from cvtutor.metrics.retrieval import (
+    hamming_distance,
+    mean_average_precision,
+    pack_codes,
+)
 from cvtutor.runtime import ProfileConfig, get_device
 from cvtutor.train import fit, minibatches
 
@@ -347,17 +350,17 @@ class Config(ProfileConfig):
     device: str | None = None
 
     @classmethod
-    def fast(cls) -> "Config":
+    def fast(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(per_class=200, query_per_class=50, size=64, bits=(12, 24, 32, 48), outer=20,
                    epochs=2, sample=2000, warmup=4, ann_n=100_000, ann_dim=512,
                    ann_queries=500, ann_top=1000, fig6_parts=(2, 4, 6), seeds=(0, 1, 2))
 
     @classmethod
-    def smoke(cls) -> "Config":
+    def smoke(cls) -> Config:
         return cls.full().replace(per_class=6, query_per_class=2, size=32, bits=(12, 24),
                                   outer=2, epochs=1, sample=64, batch=32, warmup=1, width=16,
                                   ann_n=2000, ann_dim=32, ann_classes=20, ann_queries=20,
@@ -420,7 +423,8 @@ def train_hashing(data: Split, config: Config, bits: int, variant: str = "exchne
 
         seen: list[tuple[torch.Tensor, torch.Tensor]] = []   # this epoch's parts, for Eq. (18)
 
-        def loss_fn(models, batch, step, v=v, s=s, swap=swap, anchors=anchors, gx=gx, seen=seen):
+        def loss_fn(models, batch, step, v=v, s=s, swap=swap, anchors=anchors, gx=gx, seen=seen,
+                    idx=idx):
             (j,) = batch
             feats = models["model"].features(data.db[idx[j]])
             f_local = feats.get("f_local")
@@ -527,7 +531,7 @@ class ProductQuantizer:
     def __init__(self, subspaces: int = 8, centroids: int = 256, seed: int = 0) -> None:
         self.subspaces, self.centroids, self.seed = subspaces, centroids, seed
 
-    def fit(self, x: np.ndarray) -> "ProductQuantizer":
+    def fit(self, x: np.ndarray) -> ProductQuantizer:
         from sklearn.cluster import KMeans
         if x.shape[1] % self.subspaces:
             raise ValueError(f"dim {x.shape[1]} is not divisible by {self.subspaces} subspaces")
@@ -675,9 +679,9 @@ def _findings(summary: pd.DataFrame, t1: pd.DataFrame, config: Config) -> pd.Dat
         "hash codes take the least memory of all indexes (Table 1)":
             ("paper claim", small_mem, f"{int(t.loc['Ours', 'memory (bytes)'])} bytes"),
         "hashing + re-ranking is faster than linear scan at a P@10 loss under 5 points":
-            ("paper claim", bool(t.loc["Ours", "seconds"] < t.loc["Linear", "seconds"] and loss < 5),
-             f"speed-up {t.loc['Ours', 'speed-up']:.1f}x, "
-             f"P@10 loss {loss:.1f}"),
+            ("paper claim", bool(t.loc["Ours", "seconds"] < t.loc["Linear", "seconds"]
+                                 and loss < 5),
+             f"speed-up {t.loc['Ours', 'speed-up']:.1f}x, P@10 loss {loss:.1f}"),
         "the exact trees return the linear scan's P@10":
             ("sanity check", bool(np.allclose(t.loc[["BallTree", "KDTree"], "P@10"],
                                               t.loc["Linear", "P@10"])),
