@@ -97,7 +97,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('H3', 'multimodal_vae', 'Multimodal Representation Learning using VAEs (3D hand pose; thesis)', 'hands',
              'done'),
     Tutorial('E01', 'sizer', 'SIZER: A Dataset and Model for Parsing 3D Clothing and Learning Size Sensitive 3D Clothing (ECCV 2020)', 'eccv2020', 'done'),
-    Tutorial('E02', 'limp', 'LIMP: Learning Latent Shape Representations with Metric Preservation Priors (ECCV 2020)', 'eccv2020'),
+    Tutorial('E02', 'limp', 'LIMP: Learning Latent Shape Representations with Metric Preservation Priors (ECCV 2020)', 'eccv2020', 'done'),
     Tutorial('E03', 'sketch2photo', 'Unsupervised Sketch to Photo Synthesis (ECCV 2020)', 'eccv2020'),
     Tutorial('E04', 'robust_corruptions', 'A Simple Way to Make Neural Networks Robust Against Diverse Image Corruptions (ECCV 2020)', 'eccv2020',
              'done'),

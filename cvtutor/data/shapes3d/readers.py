@@ -20,6 +20,7 @@ reader                    layout
 ``read_faust``            ``<root>/tr_reg_<iii>.ply`` registrations (6,890 vertices, shared faces)
 ``read_dfaust``           DFAUST ``registrations_{m,f}.hdf5``:
                           ``<subject>_<sequence> (6890, 3, T)``, ``faces (13776, 3)``
+``read_coma``             CoMA ``<root>/<subject>/<expression>/<expression>.<frame>.ply``
 ``read_sizer_sizes``      SIZER's ``training_data/real_<class>_size.pkl`` (the official code's):
                           slots ``'0' '1' '2'``, each ``scan_name betas pose trans pose_upper size``
 ``read_sizer_scan``       one SIZER registration folder: ``UpperClothes|Pants|Body .ply|.obj`` and
@@ -464,3 +465,28 @@ def read_sizer_scan(folder) -> dict:
     except ValueError:
         size = None
     return {"meshes": found, "smpl": smpl, "size": size}
+
+
+def read_coma(root, subject: str | None = None) -> dict:
+    """CoMA faces (``COMA_data/<subject>/<expression>/<expression>.<frame>.ply``, 5,023 FLAME
+    vertices, shared faces; LIMP's COMA set): ``verts (n, V, 3)``, ``faces``, and the
+    ``subject``, ``expression`` and ``frame`` name of every mesh, of one ``subject`` or all.
+    Raises if two meshes differ in connectivity."""
+    r = _existing(root, "the CoMA folder (<subject>/<expression>/<expression>.<frame>.ply)")
+    files = sorted(r.glob(f"{subject or '*'}/*/*.ply"))
+    if not files:
+        raise FileNotFoundError(
+            f"no {r}/{subject or '<subject>'}/<expression>/*.ply; expected CoMA's layout"
+        )
+    verts, faces, meta = [], None, {"subject": [], "expression": [], "frame": []}
+    for f in files:
+        v, fc = read_mesh(f)
+        if faces is None:
+            faces = fc
+        elif not torch.equal(fc, faces):
+            raise ValueError(f"{f}: its faces differ from {files[0]}'s; CoMA shares FLAME's")
+        verts.append(v)
+        meta["subject"].append(f.parent.parent.name)
+        meta["expression"].append(f.parent.name)
+        meta["frame"].append(f.stem.rsplit(".", 1)[-1])
+    return {"verts": torch.stack(verts), "faces": faces, **meta}
