@@ -327,3 +327,22 @@ def voxelize_points(
     out = torch.zeros(B, resolution**3, dtype=points.dtype, device=points.device)
     out.scatter_add_(1, flat.clamp(0, resolution**3 - 1), ok.to(points.dtype))
     return out.reshape(B, resolution, resolution, resolution)
+
+
+def pointflow_normalize(
+    points: torch.Tensor, per_shape: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PointFlow's normalisation of ShapeNet PC15k clouds ``(B, N, 3)`` (used by ShapeGF's
+    loaders, chapter ``notebooks/eccv2020/shapegf.ipynb``): subtract the mean and divide by the
+    standard deviation, per shape (``mean (B, 1, 3)``, one ``std (B, 1, 1)`` over all coordinates)
+    or over the whole set (``per_shape=False``: ``mean (1, 1, 3)``, ``std (1, 1, 1)``). Returns
+    ``(normalized, mean, std)`` with ``points = normalized * std + mean``."""
+    _check_cloud(points)
+    if per_shape:
+        mean = points.mean(1, keepdim=True)
+        std = (points - mean).reshape(len(points), -1).std(1).reshape(-1, 1, 1)
+    else:
+        mean = points.reshape(-1, points.shape[-1]).mean(0).reshape(1, 1, -1)
+        std = (points - mean).reshape(-1).std().reshape(1, 1, 1)
+    std = std.clamp_min(1e-12)
+    return (points - mean) / std, mean, std
