@@ -742,8 +742,8 @@ def _per_seed_rank(final: pd.DataFrame, columns: str = "method") -> pd.DataFrame
 
 
 def _mean_std(per_seed: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"ours (mean)": per_seed.mean(0),
-                         "ours (std)": per_seed.std(0) if len(per_seed) > 1 else np.nan,
+    return pd.DataFrame({"ours (mean)": per_seed.mean(axis=0),
+                         "ours (std)": per_seed.std(axis=0) if len(per_seed) > 1 else np.nan,
                          "seeds": len(per_seed)})
 
 
