@@ -155,3 +155,27 @@ def test_run_smoke_has_every_key():
     assert set(res["findings"]["kind"]) <= {"paper claim", "sanity check", "construction"}
     with pytest.raises(ValueError, match="two tasks"):
         S.run(S.Config.smoke().replace(tasks=("count",)))
+
+
+def test_icifar_protocol_on_a_cifar100_fixture(tmp_path):
+    """iCIFAR (Sec. 4.2): the world's CIFAR-100 reader and its 10 x 10 class-incremental split."""
+    import pickle
+
+    from cvtutor.data.imageclass.readers import read_cifar
+    from cvtutor.data.imageclass.splits import class_incremental_tasks, task_of_class
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    labels = list(range(100)) * 2
+    with open(folder / "train", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 256, (200, 3072), dtype=np.uint8),
+                     "fine_labels": labels, "coarse_labels": [c // 5 for c in labels]}, f)
+    data = read_cifar(tmp_path, "train", classes=100)
+    tasks = class_incremental_tasks(100, 10)
+    t = task_of_class(tasks, data.y)
+    assert data.x.shape == (200, 3, 32, 32) and len(tasks) == 10
+    assert all(int((t == i).sum()) == 20 for i in range(10))  # 10 classes x 2 images a task
+    assert sorted(c for task in tasks for c in task) == list(range(100))
+    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+        read_cifar(tmp_path / "nothing", "train", classes=100)
