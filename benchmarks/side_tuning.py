@@ -13,10 +13,10 @@ import argparse
 
 import pandas as pd
 import torch
+from _timing import timed
 
 from cvtutor.data.imageclass.ishapes import ishapes
 from cvtutor.papers import side_tuning as S
-from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def generation(device: str, n: int) -> list[dict]:
@@ -33,7 +33,7 @@ def training(device: str, steps: int) -> list[dict]:
         base = S.freeze(S.BaseNet().to(device))
         side = S.SideNet(c.side_width).to(device)
         for method in ("side-tune", "features", "fine-tune"):
-            def make(method=method):
+            def make(method=method, base=base, side=side, c=c):
                 if method == "side-tune":
                     return S._side_tuned(base, side, "segmentation", c)
                 dec = S.make_decoder("segmentation", c.size)
@@ -41,10 +41,12 @@ def training(device: str, steps: int) -> list[dict]:
                     return S.Features(base, dec).to(device)
                 trunk = S.make_side("copy", base, side)
                 return S.Trunk(trunk, dec).to(device)
-            dt = timed(lambda: S.train_task(make(), "segmentation", data, c, 0), device,
-                       cpu_time=True)[0]
+            dt = timed(lambda make=make, data=data, c=c: S.train_task(make(), "segmentation",
+                                                                     data, c, 0),
+                       device, cpu_time=True)[0]
             rows.append({"device": device, "what": f"train {name} {method}",
-                         "per_s": round(len(data) / dt), "ms_per_step": round(1000 * dt / steps, 2)})
+                         "per_s": round(len(data) / dt),
+                         "ms_per_step": round(1000 * dt / steps, 2)})
     return rows
 
 

@@ -48,7 +48,7 @@ class IShapes:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, index: torch.Tensor) -> "IShapes":
+    def subset(self, index: torch.Tensor) -> IShapes:
         return IShapes(self.x[index], {k: v[index] for k, v in self.targets.items()})
 
 
