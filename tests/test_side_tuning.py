@@ -92,10 +92,13 @@ def test_fisher_logistic_regression_by_hand():
     torch.testing.assert_close(f["weight"][0], (r[:, None] ** 2 * x ** 2).mean(0))
     torch.testing.assert_close(f["bias"][0], (r ** 2).mean())
     anchor = {k: v.detach().clone() for k, v in model.named_parameters()}
-    assert float(S.ewc_penalty(model, f, anchor, 10.0)) == 0.0
+    assert float(S.ewc_penalty(model, f, anchor, 10.0).detach()) == 0.0
     with torch.no_grad():
         model.bias += 1.0
-    assert float(S.ewc_penalty(model, f, anchor, 10.0)) == pytest.approx(5.0 * float(f["bias"]))
+    pen = S.ewc_penalty(model, f, anchor, 10.0)
+    assert float(pen.detach()) == pytest.approx(5.0 * float(f["bias"]))
+    pen.backward()  # the gradient lambda F (theta - theta*)
+    torch.testing.assert_close(model.bias.grad, 10.0 * f["bias"] * 1.0)
     with pytest.raises(ValueError, match="unknown parameter"):
         S.fisher_diagonal(model, ["nope"], loss, x, y)
 
