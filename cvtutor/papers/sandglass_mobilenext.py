@@ -347,7 +347,7 @@ class Config(ProfileConfig):
     data: str = "shapes"  # shapes (ShapesTextures-16), cifar10 or imagefolder
     root: str | None = None  # the real data's folder for cifar10 / imagefolder
     size: int = 32
-    n_train: int = 2400
+    n_train: int = 1600
     n_test: int = 1000
     stages: str = "cifar3"  # cifar3 (3 stages) or table2 (8 stages, stem stride 1)
     widths: tuple[float, ...] = (0.35,)
@@ -360,7 +360,7 @@ class Config(ProfileConfig):
     ablations: tuple[str, ...] = ()  # of ABLATIONS, at widths[0]
     alphas: tuple[float, ...] = ()  # Table 7 sweep at widths[0] (1 is the plain run)
     calib: int = 256  # PTQ calibration images
-    latency_batch: int = 32
+    latency_batch: int = 16
     latency_reps: int = 3
     confusion_samples: int = 32
     device: str | None = None
