@@ -39,7 +39,7 @@ def train_rates(device: str, steps: int, batch: int) -> list[dict]:
                     loss.backward()
                     opt.step()
 
-            dt, peak = timed(run, device, cpu_time=True)
+            dt, _ = timed(run, device, cpu_time=True)
             rows.append({"device": device, "profile": profile, "model": f"{fam}-{w}",
                          "train images/s": steps * batch / dt})
     return rows

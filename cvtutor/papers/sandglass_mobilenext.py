@@ -125,7 +125,7 @@ def n_identity_channels(m: int, alpha: float) -> int:
     """``alpha M`` of Eq. (4), rounded down (``alpha in [0, 1]``)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"the identity tensor multiplier alpha must be in [0, 1], got {alpha}")
-    return int(math.floor(alpha * m + 1e-6))
+    return math.floor(alpha * m + 1e-6)
 
 
 def partial_identity(phi_f: torch.Tensor, f: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -207,7 +207,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         if stride not in (1, 2) or t < 1:
             raise ValueError(f"need stride 1 or 2 and t >= 1, got {stride}, {t}")
-        h = int(round(m * t))
+        h = round(m * t)
         self.m, self.n, self.alpha = m, n, alpha
         self.k = n_identity_channels(m, alpha)
         self.identity = m == n and stride == 1
@@ -703,14 +703,17 @@ def findings(res: dict, config: Config) -> pd.DataFrame:
     if ab["variant"].nunique() > 1:
         m = ab.groupby("variant")["accuracy"].mean()
         nx = m["MobileNeXt"]
-        for v, text in (("v2 + middle dw", "Table 5: MobileNeXt beats MobileNetV2 with a second "
-                         "middle depthwise conv"),
-                        ("shortcut on the bottleneck", "Sect. 4.4: moving the shortcut to the "
-                         "bottleneck lowers the accuracy"),
-                        ("ReLU6 on the output", "Sect. 4.4: a ReLU6 on the output (non-linear "
-                         "residual) lowers the accuracy"),
-                        ("dw in the bottleneck", "Sect. 4.4 / Fig. 3a: the depthwise conv "
-                         "inside the bottleneck lowers the accuracy")):
+        texts = {
+            "v2 + middle dw": "Table 5: MobileNeXt beats MobileNetV2 with a second middle "
+            "depthwise conv",
+            "shortcut on the bottleneck": "Sect. 4.4: moving the shortcut to the bottleneck "
+            "lowers the accuracy",
+            "ReLU6 on the output": "Sect. 4.4: a ReLU6 on the output (non-linear residual) "
+            "lowers the accuracy",
+            "dw in the bottleneck": "Sect. 4.4 / Fig. 3a: the depthwise conv inside the "
+            "bottleneck lowers the accuracy",
+        }
+        for v, text in texts.items():
             claims[f"{text} (fragile)"] = ("paper claim", bool(nx > m[v]),
                                            f"MobileNeXt {nx:.1f} vs {m[v]:.1f} %")
     else:
