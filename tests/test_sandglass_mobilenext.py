@@ -215,10 +215,10 @@ def test_smoke_run_returns_every_key_of_full():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = S.run(S.Config.smoke())
-    for k in ("counts", "runs", "table3", "curves", "ablations", "alphas", "grad_norms",
-              "confusion", "findings"):
+    for k in ("counts", "runs", "table3", "compare_table3", "curves", "ablations", "alphas",
+              "grad_norms", "confusion", "findings"):
         assert k in res
     assert set(res["ablations"]["variant"]) == set(S.ABLATIONS) | {"MobileNeXt"}
     assert res["alphas"]["alpha"].nunique() == 4
-    assert {"claim", "kind", "holds"} <= set(res["findings"].reset_index().columns) or len(
-        res["findings"])
+    assert res["findings"]["holds"].notna().sum() >= 6
+    assert res["compare_table3"].index.tolist() == [0.35, 0.5]
