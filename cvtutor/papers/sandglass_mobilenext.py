@@ -301,8 +301,8 @@ def mobilenet_v2(width: float = 1.0, n_classes: int = 1000, stages=MOBILENETV2_S
 
 def sandglass_cost(m: int, n: int, t: int, d: int) -> dict:
     """Closed form of a stride-1 sandglass block with both dw convs and hidden width ``M / t``:
-    ``MAdds = D^2 (9M + M^2/t + MN/t + 9N)``, conv params ``9M + M^2/t + MN/t + 9N``, plus BN's
-    ``2 (2M... )``: 2 per channel of each BN (``2 (M + M/t + 2N)``)."""
+    ``MAdds = D^2 (9M + M^2/t + MN/t + 9N)``, conv params ``9M + M^2/t + MN/t + 9N``, and the BN
+    params, 2 per channel of each of the four BNs: ``2 (M + M/t + 2N)``."""
     if m % t:
         raise ValueError(f"the closed form needs t ({t}) to divide M ({m})")
     h = m // t
@@ -310,7 +310,7 @@ def sandglass_cost(m: int, n: int, t: int, d: int) -> dict:
     return {"madds": d * d * conv, "conv_params": conv, "bn_params": 2 * (m + h + 2 * n)}
 
 
-def ptflops_free_count(model: nn.Module, size: int = 224) -> dict:
+def meta_count(model: nn.Module, size: int = 224) -> dict:
     """Parameters and MAdds of one ``size x size`` image, counted on the meta device (no memory,
     no arithmetic) with :func:`cvtutor.nn.flops.flop_count`."""
     with torch.device("meta"):
@@ -328,7 +328,7 @@ def imagenet_counts(widths=WIDTHS, size: int = 224) -> pd.DataFrame:
         for w in widths:
             with torch.device("meta"):
                 model = build(w)
-            c = ptflops_free_count(model, size)
+            c = meta_count(model, size)
             p = _T3[fam].get(w, (float("nan"),) * 3)
             rows.append({"model": f"{fam}-{w:.2f}", "family": fam, "width": w,
                          "params (M)": c["params"] / 1e6, "paper params (M)": p[0],
