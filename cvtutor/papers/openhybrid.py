@@ -399,8 +399,8 @@ class Config(ProfileConfig):
     logdet: str = "exact"
     pixel_logdet: str = "roulette"       # the 64-d pixel flows (exact is 4x slower at d = 64)
     steps: int = 200
-    baseline_steps: int = 120            # SoftMax, the pretrained encoder's classifier stage
-    pixel_steps: int = 120               # DIGLM-lite, DIGLM + OE
+    baseline_steps: int = 100            # SoftMax, the pretrained encoder's classifier stage
+    pixel_steps: int = 100               # DIGLM-lite, DIGLM + OE
     batch_size: int = 32
     lam: float = 1.0                     # lambda of Eq. (4)
     lr_flow: float = 1e-3                # Adam, L_D (paper 1e-4: too slow for our step budget)
