@@ -424,12 +424,12 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> "Config":
-        """5 partitions x 2 seeds, the lambda and block sweeps, d = 64 features, 6 blocks of
-        width 128 with the Russian-roulette log-det (the paper: d = 512, 10 blocks of 256 / 128;
-        cut to fit 10 minutes)."""
-        return cls(d=64, width=16, n_blocks=6, hidden=128, logdet="roulette", steps=1000,
-                   baseline_steps=500, pixel_steps=600, batch_size=128, n_splits=5,
-                   seeds=(0, 1), lambdas=(0.5, 1.0, 2.0), blocks_sweep=(2, 4, 8), n_ood=1000)
+        """5 partitions, the lambda and block sweeps, d = 64 features, 4 blocks of width 128 with
+        the Russian-roulette log-det (the paper: d = 512, 10 blocks of 256 / 128; one seed and
+        short schedules to fit 10 minutes on an H100, by benchmarks/full_profile.py)."""
+        return cls(d=64, width=16, n_blocks=4, hidden=128, logdet="roulette", steps=300,
+                   baseline_steps=150, pixel_steps=150, batch_size=128, n_splits=5,
+                   seeds=(0,), lambdas=(0.5, 2.0), blocks_sweep=(2, 8), n_ood=1000)
 
     @classmethod
     def smoke(cls) -> "Config":
