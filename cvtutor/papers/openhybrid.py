@@ -299,7 +299,7 @@ def open_set_predict(logits: torch.Tensor, log_p: torch.Tensor, tau: float) -> t
 # ---------------------------------------------------------------------------------------------
 class OpenHybrid(nn.Module):
     """Encoder ``F`` (a :class:`SmallCNN` whose head maps to ``d``, a non-affine BatchNorm that
-    fixes each feature's scale, then a sigmoid: our bounds against the collapse of Sec. 3),
+    fixes each feature's scale, then a sigmoid: our bounds against feature collapse),
     classifier ``C`` (``d -> hidden -> k``, on ``F``'s output, Eq. 1) and flow ``D`` on ``F``'s
     output (Eq. 2). ``pixels=True`` is DIGLM-lite: no encoder, the flow on the flattened
     (dequantised) pixels and a linear classifier on the flow's output ``z`` (Nalisnick et al.)."""
