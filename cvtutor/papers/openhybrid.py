@@ -280,7 +280,8 @@ def bits_per_dim(log_p: torch.Tensor, d: int) -> torch.Tensor:
 def threshold(log_p_train: torch.Tensor, s: float) -> float:
     """Eq. (5)'s ``tau = min_i log p(x_i) + s`` over the training samples."""
     if log_p_train.ndim != 1 or len(log_p_train) == 0:
-        raise ValueError(f"log_p_train must be a non-empty (N,) tensor, got {tuple(log_p_train.shape)}")
+        raise ValueError(
+            f"log_p_train must be a non-empty (N,) tensor, got {tuple(log_p_train.shape)}")
     return float(log_p_train.min()) + s
 
 
@@ -352,7 +353,8 @@ def mixup_outliers(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator 
     return lam * x + (1 - lam) * x[perm]
 
 
-def margin_ranking_loss(log_p_in: torch.Tensor, log_p_out: torch.Tensor, margin: float) -> torch.Tensor:
+def margin_ranking_loss(log_p_in: torch.Tensor, log_p_out: torch.Tensor,
+                        margin: float) -> torch.Tensor:
     """Outlier exposure on likelihoods: ``mean max(0, margin + log p(out) - log p(in))``."""
     return F.relu(margin + log_p_out - log_p_in).mean()
 
@@ -610,8 +612,8 @@ def table_experiment(digits: dict, config: Config, device, progress: bool = Fals
     for seed in config.seeds:
         for i, known in enumerate(splits.open_set_splits(10, config.n_known, config.n_splits,
                                                          seed)):
-            data = {kk: v.to(device) for kk, v in splits.open_set_data(digits, known, config.n_train,
-                                                              config.n_test).items()}
+            part = splits.open_set_data(digits, known, config.n_train, config.n_test)
+            data = {kk: v.to(device) for kk, v in part.items()}
             for method in METHODS:
                 model, hist = train_method(method, data, config, 1000 * seed + i, len(known),
                                            progress=progress)
