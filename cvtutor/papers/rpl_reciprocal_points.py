@@ -39,6 +39,8 @@ from cvtutor.nn.small_cnn import SmallCNN
 from cvtutor.runtime import ProfileConfig, get_device, seed_everything
 from cvtutor.train import fit, minibatches
 
+split_data = splits.open_set_data  # one open-set split (moved to the world, shared with E07)
+
 METHODS = ("softmax", "gcpl", "rpl", "rpl++")
 SCORES = ("distance", "softmax")
 
@@ -355,22 +357,6 @@ def train_net(net: OpenSetNet, x: torch.Tensor, y: torch.Tensor, config: Config,
 @torch.no_grad()
 def embed(net: OpenSetNet, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
     return torch.cat([net(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-def split_data(digits: dict, known: tuple[int, ...], n_train: int | None = None,
-               n_test: int | None = None) -> dict:
-    """One open-set split of the digits: the known classes' training images (labels 0..k-1), the
-    known test images, and every image of the unknown classes (train and test parts)."""
-    k = len(known)
-    tr, te = digits["train"], digits["test"]
-    ytr, yte = splits.relabel_known(tr.y, known), splits.relabel_known(te.y, known)
-    keep = torch.nonzero(ytr < k)[:, 0]
-    if n_train is not None:
-        keep = keep[:n_train]
-    unknown = torch.cat([tr.x[ytr == k], te.x[yte == k]])
-    n = n_test if n_test is not None else len(te.x) + len(unknown)
-    return {"x_train": tr.x[keep], "y_train": ytr[keep], "x_known": te.x[yte < k][:n],
-            "y_known": yte[yte < k][:n], "x_unknown": unknown[:n]}
 
 
 @torch.no_grad()

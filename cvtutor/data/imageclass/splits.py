@@ -22,6 +22,7 @@ __all__ = [
     "class_incremental_tasks",
     "task_of_class",
     "label_fraction",
+    "open_set_data",
 ]
 
 
@@ -98,3 +99,20 @@ def label_fraction(y: torch.Tensor, fraction: float, seed: int = 0) -> torch.Ten
         m = max(1, round(fraction * len(idx)))
         keep.append(idx[torch.randperm(len(idx), generator=g)[:m]])
     return torch.sort(torch.cat(keep)).values
+
+
+def open_set_data(digits: dict, known: tuple[int, ...], n_train: int | None = None,
+                  n_test: int | None = None) -> dict:
+    """One open-set split of a world ``{"train": ImageSet, "test": ImageSet}`` (E30, E07): the
+    known classes' training images (labels 0..k-1), the known test images, and every image of
+    the unknown classes (train and test parts). ``n_train`` / ``n_test`` cap the counts."""
+    k = len(known)
+    tr, te = digits["train"], digits["test"]
+    ytr, yte = relabel_known(tr.y, known), relabel_known(te.y, known)
+    keep = torch.nonzero(ytr < k)[:, 0]
+    if n_train is not None:
+        keep = keep[:n_train]
+    unknown = torch.cat([tr.x[ytr == k], te.x[yte == k]])
+    n = n_test if n_test is not None else len(te.x) + len(unknown)
+    return {"x_train": tr.x[keep], "y_train": ytr[keep], "x_known": te.x[yte < k][:n],
+            "y_known": yte[yte < k][:n], "x_unknown": unknown[:n]}
