@@ -70,12 +70,14 @@ def op_cost(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[float, floa
 class GpuCostModel(TorchDispatchMode):
     """Count and price every operator run under it; :meth:`snapshot` gives running totals.
 
-    Use as a context manager around the work to price. ``calibrate()`` (called on entry) measures
-    this mode's own per-operator bookkeeping, which is subtracted from the host side.
+    Use as a context manager around the work to price. On entry :func:`calibrate` measures this
+    mode's own per-operator bookkeeping, which is subtracted from the host side (``calibrate=False``
+    skips it: used by :func:`calibrate` itself).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, calibrate: bool = True) -> None:
         super().__init__()
+        self.calibrate = calibrate
         self.n_ops = 0
         self.kernel_s = 0.0
         self.flops = 0.0
@@ -97,7 +99,8 @@ class GpuCostModel(TorchDispatchMode):
         return out
 
     def __enter__(self):
-        self.overhead_s = calibrate()
+        if self.calibrate:
+            self.overhead_s = calibrate()
         self.cpu0 = time.process_time()
         return super().__enter__()
 
@@ -120,25 +123,10 @@ def calibrate(n: int = 3000) -> float:
 
     work()
     base = min(work() for _ in range(3))
-    probe = GpuCostModel.__new__(GpuCostModel)
-    GpuCostModel.__init__(probe)
-    with _Raw(probe):
+    with GpuCostModel(calibrate=False):
         timed = min(work() for _ in range(3))
     # the op's own CPU time is inside `base`, and inside probe.op_cpu_s when run under the mode
     return max(0.0, (timed - base) / n)
-
-
-class _Raw:
-    """Enter a GpuCostModel without re-calibrating (used by :func:`calibrate`)."""
-
-    def __init__(self, mode: GpuCostModel):
-        self.mode = mode
-
-    def __enter__(self):
-        return TorchDispatchMode.__enter__(self.mode)
-
-    def __exit__(self, *exc):
-        return TorchDispatchMode.__exit__(self.mode, *exc)
 
 
 def diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
