@@ -179,6 +179,17 @@ def test_graph_cut_recovers_two_noisy_regions():
     assert noisy_acc < 0.85 and (cut == truth).mean() > 0.98
 
 
+def test_seeded_graph_cut_from_two_clicks():
+    image = np.zeros((3, 20, 20))
+    image[0, 5:15, 5:15] = 1.0  # a red square on black
+    cut = P.seeded_graph_cut(image, np.array([[9, 9], [2, 2]]), np.array([1, -1]))
+    truth = image[0] > 0.5
+    assert (cut == truth).mean() > 0.99 and cut[9, 9] and not cut[2, 2]
+    assert not P.seeded_graph_cut(image, np.array([[2, 2]]), np.array([-1])).any()
+    with pytest.raises(ValueError, match="clicks must be"):
+        P.seeded_graph_cut(image, np.array([9, 9]), np.array([1]))
+
+
 # --- the targets of the scene world -----------------------------------------------------------
 def test_targets_are_seeded_nested_and_labelled():
     a = P.make_targets(30, 32, 3, seed=3)
@@ -223,7 +234,8 @@ def test_voc_instances_reader(tmp_path):
     for d in ("JPEGImages", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
         (tmp_path / d).mkdir(parents=True)
     (tmp_path / "ImageSets/Segmentation/val.txt").write_text("2007_000001\n")
-    Image.fromarray(np.full((8, 10, 3), 128, np.uint8)).save(tmp_path / "JPEGImages/2007_000001.jpg")
+    image = Image.fromarray(np.full((8, 10, 3), 128, np.uint8))
+    image.save(tmp_path / "JPEGImages/2007_000001.jpg")
     obj = np.zeros((8, 10), np.uint8)
     obj[1:3, 1:4], obj[5:7, 5:9], obj[4, :] = 1, 2, 255
     cls = np.where(obj == 1, 12, np.where(obj == 2, 15, obj))
@@ -284,11 +296,13 @@ def test_smoke_run_has_every_key_of_full(tmp_path):
     full, smoke = P.Config.full(), P.Config.smoke()
     assert smoke.naive == full.naive and smoke.refine == full.refine and len(smoke.seeds) >= 2
     res = P.run(smoke)
-    keys = {"table1", "table1_mean", "compare_table1", "curve", "noc", "compare_table3",
+    keys = {"table1", "table1_mean", "compare_table1", "curve", "noc", "compare_table2",
+            "compare_table3",
             "table5", "history", "graph_cut_gain", "attention", "examples", "findings"}
     assert keys <= set(res)
     assert set(res["table1"]["seed"]) == set(smoke.seeds)
     assert set(res["table5"]["fusion"]) == {"attention", "naive"}
+    assert "GraphCut" in set(res["noc"]["method"]) and len(res["compare_table2"]) == 5
     assert list(res["findings"].columns[:2]) == ["kind", "holds"] or "holds" in res["findings"]
     assert set(res["findings"]["kind"]) <= set(report.KINDS)
     assert res["examples"]["pred_phraseclick"].shape[1] == smoke.curve_steps

@@ -47,7 +47,8 @@ PAPER = {
         {"GraphCut": 15.06, "iFCN": 6.88, "RIS-Net": 5.12, "FCTSFN": 4.58, "PhraseClick": 3.12},
         better="lower", note="GrabCut @90: iFCN 6.04, PhraseClick 2.06; Berkeley @90: 8.65, 3.26"),
     "table3": report.PaperTable(
-        "Table 3 (user study)", "interactions to 85% IoU", {"Click-only": 4.49, "PhraseClick": 3.09},
+        "Table 3 (user study)", "interactions to 85% IoU",
+        {"Click-only": 4.49, "PhraseClick": 3.09},
         better="lower"),
     "table5": report.PaperTable(
         "Table 5 (RefCOCO val)", "IoU (%)",
@@ -539,6 +540,56 @@ def graph_cut(prob: np.ndarray, image: np.ndarray, lam: float = 1.0,
     return fg[:n].reshape(h, w)
 
 
+def seeded_graph_cut(image: np.ndarray, clicks: np.ndarray, signs: np.ndarray,
+                     lam: float = 1.0, bandwidth: float = 0.1) -> np.ndarray:
+    """Table 2's classic "GraphCut" baseline (Boykov & Jolly) from clicks alone: colour
+    likelihoods from the seeds (a Gaussian kernel of ``bandwidth`` around the colours of the
+    positive clicks; the negative clicks and the image border for the background), hard
+    constraints at the clicks, then :func:`graph_cut`. ``image`` (3, H, W), ``clicks`` (K, 2)
+    ``(x, y)``, ``signs`` (K,) in {-1, 0, +1}. No positive click: everything background."""
+    if clicks.ndim != 2 or clicks.shape[1] != 2 or signs.shape != clicks.shape[:1]:
+        raise ValueError(f"clicks must be (K, 2) and signs (K,), got {clicks.shape}, "
+                         f"{signs.shape}")
+    h, w = image.shape[1:]
+    pos, neg = clicks[signs > 0], clicks[signs < 0]
+    if len(pos) == 0:
+        return np.zeros((h, w), bool)
+    border = np.concatenate([np.stack([np.arange(w), np.zeros(w, int)], 1),
+                             np.stack([np.arange(w), np.full(w, h - 1)], 1),
+                             np.stack([np.zeros(h, int), np.arange(h)], 1),
+                             np.stack([np.full(h, w - 1), np.arange(h)], 1)])
+    pix = image.reshape(3, -1).T  # (HW, 3)
+
+    def likelihood(seeds: np.ndarray) -> np.ndarray:
+        cols = image[:, seeds[:, 1], seeds[:, 0]].T  # (S, 3)
+        d2 = ((pix[:, None] - cols[None]) ** 2).sum(-1)
+        return np.exp(-d2 / (2 * bandwidth**2)).mean(1) + 1e-6
+
+    fg, bg = likelihood(pos), likelihood(np.concatenate([neg, border]) if len(neg) else border)
+    prob = (fg / (fg + bg)).reshape(h, w)
+    prob[pos[:, 1], pos[:, 0]] = 1 - 1e-4
+    if len(neg):
+        prob[neg[:, 1], neg[:, 0]] = 1e-4
+    return graph_cut(prob, image, lam=lam)
+
+
+def seeded_graph_cut_curve(t: Targets, steps: int, lam: float = 1.0) -> np.ndarray:
+    """(B, steps) IoU of :func:`seeded_graph_cut` under the evaluation protocol (clicks only)."""
+    image, target = t.image.cpu().numpy(), t.mask.cpu().numpy()
+    b, s = target.shape[0], target.shape[-1]
+    clicks = np.zeros((b, steps, 2), dtype=np.int64)
+    signs = np.zeros((b, steps), dtype=np.int64)
+    pred = np.zeros((b, s, s), dtype=bool)
+    curve = np.zeros((b, steps))
+    for k in range(steps):
+        for i in range(b):
+            x, y, sg = next_click(pred[i], target[i])
+            clicks[i, k], signs[i, k] = (x, y), sg
+            pred[i] = seeded_graph_cut(image[i], clicks[i, : k + 1], signs[i, : k + 1], lam)
+        curve[:, k] = iou(torch.as_tensor(pred), torch.as_tensor(target)).numpy()
+    return curve
+
+
 # --- configuration, training, experiments -----------------------------------------------------
 @dataclass(frozen=True)
 class Config(ProfileConfig):
@@ -546,6 +597,7 @@ class Config(ProfileConfig):
     a U-Net of ``width`` .. ``width * 2**depth`` channels; ``steps`` Adam steps of ``batch``;
     phrase given with ``p_phrase``, 0-3 clicks (>= 1 without a phrase); ``curve_steps``
     interactions on the curve (NoC's cap); ``naive`` also trains the Table 5 baseline;
+    ``classic`` also runs the click-seeded graph cut of Table 2 (no learning);
     ``refine`` evaluates graph cut; ``seeds`` one model (or pair) per seed."""
 
     size: int = 32
@@ -563,6 +615,7 @@ class Config(ProfileConfig):
     omega_a: float = 10.0
     curve_steps: int = 5
     naive: bool = False
+    classic: bool = False
     refine: bool = True
     lam: float = 1.0
     seeds: tuple[int, ...] = (0,)
@@ -581,13 +634,14 @@ class Config(ProfileConfig):
     def full(cls) -> "Config":
         """64 px, widths 16-64, 3000 steps of 64, naive fusion and graph cut, three seeds."""
         return cls(size=64, n_scenes=4000, per_scene=3, n_test=500, width=16, depth=2,
-                   steps=3000, batch=64, lr=5e-3, curve_steps=20, naive=True, seeds=(0, 1, 2))
+                   steps=3000, batch=64, lr=5e-3, curve_steps=20, naive=True, classic=True,
+                   seeds=(0, 1, 2))
 
     @classmethod
     def smoke(cls) -> "Config":
         """``full``'s code paths (two seeds, naive fusion, graph cut, NoC) at toy size."""
         return cls(size=32, n_scenes=40, per_scene=2, n_test=16, width=8, depth=2, steps=4,
-                   batch=8, curve_steps=3, naive=True, seeds=(0, 1))
+                   batch=8, curve_steps=3, naive=True, classic=True, seeds=(0, 1))
 
 
 def loss_terms(model: PhraseClickNet, x, t: Targets, lengths, weights, omega_a: float) -> dict:
@@ -703,6 +757,13 @@ def run(config: Config, keep_models: bool = False) -> dict:
                 nocs.append({"seed": seed, "method": name,
                              "NoC@85": noc(c[name], 0.85).mean(),
                              "NoC@90": noc(c[name], 0.90).mean()})
+            if config.classic:
+                gc = seeded_graph_cut_curve(test, config.curve_steps, config.lam)
+                nocs.append({"seed": seed, "method": "GraphCut", "NoC@85": noc(gc, 0.85).mean(),
+                             "NoC@90": noc(gc, 0.90).mean()})
+                curves += [{"seed": seed, "method": "GraphCut", "kind": "all",
+                            "interactions": k + 1, "iou": 100 * gc[:, k].mean()}
+                           for k in range(gc.shape[1])]
             rows = {"Phrase-only": cols[:, 0], "Click-only": c["Click-only"][:, 2],
                     "PhraseClick": c["PhraseClick"][:, 2]}
             if config.refine:
@@ -718,8 +779,13 @@ def run(config: Config, keep_models: bool = False) -> dict:
     compare1 = report.compare(PAPER["table1"], ours1, claims=[
         "PhraseClick > Click-only", "Click-only > Phrase-only"]).drop(columns="diff")
     mn = noc_df.groupby("method")["NoC@85"].mean()
-    compare3 = report.compare(PAPER["table3"], {k: float(mn[k]) for k in mn.index},
+    compare3 = report.compare(PAPER["table3"], {k: float(mn[k]) for k in PAPER["table3"].values},
                               claims=["PhraseClick < Click-only"]).drop(columns="diff")
+    if config.classic:
+        t2 = {"GraphCut": float(mn["GraphCut"]), "PhraseClick": float(mn["PhraseClick"])}
+        compare2 = report.compare(PAPER["table2"], t2, claims=["PhraseClick < GraphCut"])
+    else:
+        compare2 = pd.DataFrame(columns=["paper", "ours", "diff", "claim", "holds"])
     gains = (t1[t1.method == "PhraseClick + graph cut"].set_index("seed")["all"]
              - t1[t1.method == "PhraseClick"].set_index("seed")["all"]) if config.refine else \
         pd.Series(dtype=float)
@@ -744,13 +810,18 @@ def run(config: Config, keep_models: bool = False) -> dict:
         claims[f"attribute attention beats naive fusion at phrase + 1 click (fragile; "
                f"{gap:+.2f} ± {gap_sd:.2f} points over {len(g5)} seed(s))"] = (
             "paper claim", bool(gap > 0), "paper: 80.02 vs 67.10 (CMSA)")
+    if config.classic:
+        claims["PhraseClick needs fewer interactions than a click-seeded graph cut (Table 2)"] = (
+            "paper claim", bool(mn["PhraseClick"] < mn["GraphCut"]),
+            f"NoC@85 {mn['PhraseClick']:.2f} vs {mn['GraphCut']:.2f}")
     amb = 1 - test0.unique[test0.kind != 2].float().mean()
     claims["some object and part phrases are ambiguous (a look-alike shares them)"] = (
         "construction", bool(amb > 0), f"{float(amb):.0%} of object/part targets")
     findings = report.claims_table(claims)
     model0 = models["attention"]
     return {"table1": t1, "table1_mean": m1, "compare_table1": compare1, "curve": curve,
-            "noc": noc_df, "compare_table3": compare3, "table5": t5, "history": history,
+            "noc": noc_df, "compare_table2": compare2, "compare_table3": compare3,
+            "table5": t5, "history": history,
             "graph_cut_gain": gains.rename("gain").reset_index() if len(gains) else
             pd.DataFrame(columns=["seed", "gain"]),
             "attention": attention_by_word(model0, test0),
