@@ -608,7 +608,7 @@ class Config(ProfileConfig):
     depth: int = 2
     embed: int = 16
     hidden: int = 32
-    steps: int = 300
+    steps: int = 270
     batch: int = 32
     lr: float = 1e-2
     p_phrase: float = 0.7
