@@ -303,7 +303,8 @@ def two_futures_toy(
     vectors ``u_{j,+}``, ``u_{j,-}``, probability 1/2 each). MemDPC learns per-context logits
     (``phi`` of a one-hot context) and the memory ``M (k, dim)``; DPC learns ``z_hat`` per context
     directly; both with the InfoNCE of Eq. (6) over the batch. Returns the learnt attention ``p
-    (n_contexts, k)``, each method's scores on the two futures, and the futures."""
+    (n_contexts, k)``, the memory ``(k, dim)``, each method's scores ``(n_contexts, 2)`` on the
+    two futures, the slots' cosines ``(n_contexts, 2, k)`` with them, and the futures."""
     if 2 * n_contexts > dim:
         raise ValueError(f"need dim >= 2 n_contexts orthonormal futures, got dim={dim}")
     dev = get_device(device)
@@ -343,7 +344,8 @@ def two_futures_toy(
         score_d = torch.einsum("jc,jsc->js", zd, futures)
         slot_sim = torch.einsum("kc,jsc->jsk", F.normalize(mem["memory"], dim=1), futures)
     return {"p": p.cpu(), "score_memdpc": score_m.cpu(), "score_dpc": score_d.cpu(),
-            "slot_similarity": slot_sim.cpu(), "futures": futures.cpu(), "history": hist}
+            "slot_similarity": slot_sim.cpu(), "futures": futures.cpu(),
+            "memory": mem["memory"].detach().cpu(), "history": hist}
 
 
 def toy_table(toy: dict) -> pd.DataFrame:
@@ -382,16 +384,16 @@ class Config(ProfileConfig):
     motions: tuple[str, ...] = ("drift", "bounce", "circle_cw", "oscillate", "zoom", "blink")
     n_ssl: int = 512
     n_train: int = 512
-    n_test: int = 150
+    n_test: int = 120
     widths: tuple[int, int, int] = (8, 16, 32)
     memory_sizes: tuple[int, ...] = (32,)
     memory_size: int = 32  # the main MemDPC's k (Tables 2, 3; Fig. 5)
     bidirectional: bool = False
     flow: bool = False
     batch: int = 16
-    ssl_steps: int = 160
+    ssl_steps: int = 100
     ft_batch: int = 16
-    ft_steps: int = 60
+    ft_steps: int = 30
     lr: float = 3e-3  # SSL (the paper: Adam 1e-3 for ~100x more steps)
     ft_lr: float = 3e-3  # fine-tuning (a short schedule, so larger than the paper's 1e-3)
     dropout: float = 0.5
@@ -417,9 +419,9 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         return cls(
-            size=48, block_len=5, n_ssl=4096, n_train=4096, n_test=600, widths=(16, 32, 64),
+            size=48, block_len=5, n_ssl=4096, n_train=2048, n_test=600, widths=(16, 32, 64),
             memory_sizes=(64, 256, 1024), memory_size=256, bidirectional=True, flow=True,
-            batch=32, ssl_steps=800, ft_batch=32, ft_steps=400,
+            batch=32, ssl_steps=600, ft_batch=32, ft_steps=300,
             label_fractions=(0.1, 0.2, 0.5, 1.0), seeds=(0, 1, 2),
         )
 
@@ -706,9 +708,9 @@ def run(config: Config) -> dict:
         claims["flow retrieves better than RGB (Table 3)"] = ("paper claim", None, "no flow stream in this profile")
     low = min(config.label_fractions)
     if low < 1:
-        claims[f"with {low:.0%} of the labels MemDPC init is closer to random init's 100% than random init at {low:.0%} (Fig. 5)"] = (
-            "paper claim", bool(eff_mean.loc[low, "MemDPC"] > eff_mean.loc[low, "random init"]),
-            f"{100 * eff_mean.loc[low, 'MemDPC']:.1f} vs {100 * eff_mean.loc[low, 'random init']:.1f}")
+        claims[f"with {low:.0%} of the labels MemDPC init matches random init with all of them (Fig. 5)"] = (
+            "paper claim", bool(eff_mean.loc[low, "MemDPC"] >= eff_mean.loc[1.0, "random init"]),
+            f"{100 * eff_mean.loc[low, 'MemDPC']:.1f} vs {100 * eff_mean.loc[1.0, 'random init']:.1f}")
     hedge = (toy["MemDPC score +"] - toy["MemDPC score -"]).abs().max()
     scale = toy[["MemDPC score +", "MemDPC score -"]].abs().to_numpy().max()
     claims["two-futures toy (Eq. 5): each prediction scores both of its futures alike (it hedges)"] = (
