@@ -8,9 +8,9 @@ import argparse
 
 import pandas as pd
 import torch
+from _timing import timed
 
 from cvtutor.papers import memdpc as M
-from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, profile: str, phase: str, batch: int, steps: int) -> dict:
@@ -36,9 +36,17 @@ def bench(device: str, profile: str, phase: str, batch: int, steps: int) -> dict
     fn = ssl_steps if phase == "SSL step" else features
     fn()  # warm-up
     dt, peak = timed(fn, device)
-    return {"device": device, "profile": profile, "phase": phase, "batch": batch,
-            "size": cfg.size, "frames": cfg.frames, "seconds": round(dt, 3),
-            "clips_per_s": round(batch * steps / dt, 1), "peak_MiB": round(peak, 1)}
+    return {
+        "device": device,
+        "profile": profile,
+        "phase": phase,
+        "batch": batch,
+        "size": cfg.size,
+        "frames": cfg.frames,
+        "seconds": round(dt, 3),
+        "clips_per_s": round(batch * steps / dt, 1),
+        "peak_MiB": round(peak, 1),
+    }
 
 
 def main() -> None:
@@ -47,8 +55,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [bench(d, p, ph, args.batch, args.steps) for d in devices for p in ("fast", "full")
-            for ph in ("SSL step", "features")]
+    rows = [
+        bench(d, p, ph, args.batch, args.steps)
+        for d in devices
+        for p in ("fast", "full")
+        for ph in ("SSL step", "features")
+    ]
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 

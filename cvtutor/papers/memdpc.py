@@ -98,11 +98,17 @@ class BlockEncoder(nn.Module):
         super().__init__()
         w1, w2, w3 = widths
         self.conv2d = nn.Sequential(
-            nn.Conv2d(in_channels, w1, 3, 2, 1), nn.BatchNorm2d(w1), nn.ReLU(),
-            nn.Conv2d(w1, w2, 3, 2, 1), nn.BatchNorm2d(w2), nn.ReLU(),
+            nn.Conv2d(in_channels, w1, 3, 2, 1),
+            nn.BatchNorm2d(w1),
+            nn.ReLU(),
+            nn.Conv2d(w1, w2, 3, 2, 1),
+            nn.BatchNorm2d(w2),
+            nn.ReLU(),
         )
         self.conv3d = nn.Sequential(
-            nn.Conv3d(w2, w3, 3, (1, 2, 2), 1), nn.BatchNorm3d(w3), nn.ReLU(),
+            nn.Conv3d(w2, w3, 3, (1, 2, 2), 1),
+            nn.BatchNorm3d(w3),
+            nn.ReLU(),
             nn.Conv3d(w3, w3, 1),
         )
         self.out_channels = w3
@@ -210,7 +216,9 @@ class MemDPC(nn.Module):
     ) -> None:
         super().__init__()
         if predictor not in ("memory", "direct"):
-            raise ValueError(f"predictor must be 'memory' (MemDPC) or 'direct' (DPC), got {predictor!r}")
+            raise ValueError(
+                f"predictor must be 'memory' (MemDPC) or 'direct' (DPC), got {predictor!r}"
+            )
         if n_pred < 1:
             raise ValueError(f"n_pred must be >= 1, got {n_pred}")
         self.f = BlockEncoder(in_channels, widths)
@@ -225,7 +233,9 @@ class MemDPC(nn.Module):
     def _predict(self, z: torch.Tensor, g: ConvGRU) -> tuple[torch.Tensor, torch.Tensor | None]:
         n_obs = z.shape[1] - self.n_pred
         if n_obs < 1:
-            raise ValueError(f"{z.shape[1]} blocks cannot give {self.n_pred} predictions after >= 1 observed")
+            raise ValueError(
+                f"{z.shape[1]} blocks cannot give {self.n_pred} predictions after >= 1 observed"
+            )
         h = g(z[:, :n_obs])
         preds, ps = [], []
         for j in range(self.n_pred):
@@ -240,13 +250,13 @@ class MemDPC(nn.Module):
     def forward(self, blocks: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.f(blocks)
         z_hat, p = self._predict(z, self.g)
-        out = {"z_hat": z_hat, "z": z[:, -self.n_pred:]}
+        out = {"z_hat": z_hat, "z": z[:, -self.n_pred :]}
         if p is not None:
             out["p"] = p
         if self.g_b is not None:
             zr = z.flip(1)
             out["z_hat_b"], _ = self._predict(zr, self.g_b)
-            out["z_b"] = zr[:, -self.n_pred:]
+            out["z_b"] = zr[:, -self.n_pred :]
         return out
 
     def features(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -296,8 +306,13 @@ class ActionClassifier(nn.Module):
 # the two-futures toy of Eq. (5)
 # ---------------------------------------------------------------------------------------------
 def two_futures_toy(
-    n_contexts: int = 4, dim: int = 16, memory_size: int = 16, steps: int = 300, batch: int = 64,
-    seed: int = 0, device=None,
+    n_contexts: int = 4,
+    dim: int = 16,
+    memory_size: int = 16,
+    steps: int = 300,
+    batch: int = 64,
+    seed: int = 0,
+    device=None,
 ) -> dict:
     """Eq. (5) on a toy: ``n_contexts`` pasts, each followed by one of two futures (orthonormal
     vectors ``u_{j,+}``, ``u_{j,-}``, probability 1/2 each). MemDPC learns per-context logits
@@ -314,10 +329,12 @@ def two_futures_toy(
     ctx = torch.randint(n_contexts, (steps, batch), generator=g).to(dev)
     branch = torch.randint(2, (steps, batch), generator=g).to(dev)
     torch.manual_seed(seed)
-    mem = nn.ParameterDict({
-        "logits": nn.Parameter(torch.zeros(n_contexts, memory_size, device=dev)),
-        "memory": nn.Parameter(torch.randn(memory_size, dim, device=dev)),
-    })
+    mem = nn.ParameterDict(
+        {
+            "logits": nn.Parameter(torch.zeros(n_contexts, memory_size, device=dev)),
+            "memory": nn.Parameter(torch.randn(memory_size, dim, device=dev)),
+        }
+    )
     dpc = nn.ParameterDict({"z_hat": nn.Parameter(0.1 * torch.randn(n_contexts, dim, device=dev))})
 
     def predict(models, c):
@@ -343,9 +360,15 @@ def two_futures_toy(
         score_m = torch.einsum("jc,jsc->js", zm, futures)
         score_d = torch.einsum("jc,jsc->js", zd, futures)
         slot_sim = torch.einsum("kc,jsc->jsk", F.normalize(mem["memory"], dim=1), futures)
-    return {"p": p.cpu(), "score_memdpc": score_m.cpu(), "score_dpc": score_d.cpu(),
-            "slot_similarity": slot_sim.cpu(), "futures": futures.cpu(),
-            "memory": mem["memory"].detach().cpu(), "history": hist}
+    return {
+        "p": p.cpu(),
+        "score_memdpc": score_m.cpu(),
+        "score_dpc": score_d.cpu(),
+        "slot_similarity": slot_sim.cpu(),
+        "futures": futures.cpu(),
+        "memory": mem["memory"].detach().cpu(),
+        "history": hist,
+    }
 
 
 def toy_table(toy: dict) -> pd.DataFrame:
@@ -357,18 +380,22 @@ def toy_table(toy: dict) -> pd.DataFrame:
     for j in range(len(p)):
         srt = p[j].sort(descending=True)
         top = srt.indices[:2]
-        rows.append({
-            "context": j,
-            "top-1 weight": float(srt.values[0]),
-            "slots for 90%": int((srt.values.cumsum(0) < 0.9).sum()) + 1,
-            "MemDPC score +": float(toy["score_memdpc"][j, 0]),
-            "MemDPC score -": float(toy["score_memdpc"][j, 1]),
-            "DPC score +": float(toy["score_dpc"][j, 0]),
-            "DPC score -": float(toy["score_dpc"][j, 1]),
-            "slot 1 cos +/-": f"{float(sim[j, 0, top[0]]):.2f} / {float(sim[j, 1, top[0]]):.2f}",
-            "slot 2 cos +/-": f"{float(sim[j, 0, top[1]]):.2f} / {float(sim[j, 1, top[1]]):.2f}",
-            "specialisation": float((sim[j, 0, top] - sim[j, 1, top]).abs().max()),
-        })
+        rows.append(
+            {
+                "context": j,
+                "top-1 weight": float(srt.values[0]),
+                "slots for 90%": int((srt.values.cumsum(0) < 0.9).sum()) + 1,
+                "MemDPC score +": float(toy["score_memdpc"][j, 0]),
+                "MemDPC score -": float(toy["score_memdpc"][j, 1]),
+                "DPC score +": float(toy["score_dpc"][j, 0]),
+                "DPC score -": float(toy["score_dpc"][j, 1]),
+                "slot 1 cos +/-": f"{float(sim[j, 0, top[0]]):.2f} / "
+                f"{float(sim[j, 1, top[0]]):.2f}",
+                "slot 2 cos +/-": f"{float(sim[j, 0, top[1]]):.2f} / "
+                f"{float(sim[j, 1, top[1]]):.2f}",
+                "specialisation": float((sim[j, 0, top] - sim[j, 1, top]).abs().max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -403,35 +430,62 @@ class Config(ProfileConfig):
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_train <= self.n_ssl:
-            raise ValueError(f"n_train must be in [1, n_ssl = {self.n_ssl}] (the labelled clips are "
-                             f"SSL clips), got {self.n_train}")
+            raise ValueError(
+                f"n_train must be in [1, n_ssl = {self.n_ssl}] (the labelled clips are "
+                f"SSL clips), got {self.n_train}"
+            )
         ks = sorted(self.memory_sizes)
         if not 1 <= len(ks) <= 3 or self.memory_size != ks[min(1, len(ks) - 1)]:
-            raise ValueError(f"memory_size must be the second smallest of 1-3 memory_sizes (Table 1's C2; the only one if one), "
-                             f"got {self.memory_size} and {self.memory_sizes}")
+            raise ValueError(
+                "memory_size must be the second smallest of 1-3 memory_sizes (Table 1's C2; the "
+                f"only one if one), "
+                f"got {self.memory_size} and {self.memory_sizes}"
+            )
         if not 1 <= self.n_pred < self.n_blocks:
             raise ValueError(f"n_pred must be in [1, n_blocks - 1], got {self.n_pred}")
 
     @classmethod
-    def fast(cls) -> "Config":
+    def fast(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         return cls(
-            size=48, block_len=5, n_ssl=4096, n_train=2048, n_test=600, widths=(16, 32, 64),
-            memory_sizes=(64, 256, 1024), memory_size=256, bidirectional=True, flow=True,
-            batch=32, ssl_steps=600, ft_batch=32, ft_steps=300,
-            label_fractions=(0.1, 0.2, 0.5, 1.0), seeds=(0, 1, 2),
+            size=48,
+            block_len=5,
+            n_ssl=4096,
+            n_train=2048,
+            n_test=600,
+            widths=(16, 32, 64),
+            memory_sizes=(64, 256, 1024),
+            memory_size=256,
+            bidirectional=True,
+            flow=True,
+            batch=32,
+            ssl_steps=600,
+            ft_batch=32,
+            ft_steps=300,
+            label_fractions=(0.1, 0.2, 0.5, 1.0),
+            seeds=(0, 1, 2),
         )
 
     @classmethod
-    def smoke(cls) -> "Config":
+    def smoke(cls) -> Config:
         """``full``'s code paths (bi-directional, flow, several k, seeds, fractions) at toy size."""
         return cls.full().replace(
-            size=16, n_ssl=32, n_train=32, n_test=12, widths=(8, 8, 8), memory_sizes=(8, 16, 32),
-            memory_size=16, batch=4, ssl_steps=3, ft_batch=4, ft_steps=3,
-            label_fractions=(0.5, 1.0), seeds=(0, 1),
+            size=16,
+            n_ssl=32,
+            n_train=32,
+            n_test=12,
+            widths=(8, 8, 8),
+            memory_sizes=(8, 16, 32),
+            memory_size=16,
+            batch=4,
+            ssl_steps=3,
+            ft_batch=4,
+            ft_steps=3,
+            label_fractions=(0.5, 1.0),
+            seeds=(0, 1),
         )
 
     @property
@@ -445,9 +499,15 @@ def world(config: Config, split: str = "train") -> V.SpriteVideos:
     turns at the boundary of the last observed block (the branch point), so the predicted blocks'
     futures are multimodal given the observed ones."""
     return V.SpriteVideos(
-        size=config.size, frames=config.frames, n_sprites=1, sprite_size=config.size * 0.42, pan=0.3,
+        size=config.size,
+        frames=config.frames,
+        n_sprites=1,
+        sprite_size=config.size * 0.42,
+        pan=0.3,
         branch_frame=(config.n_blocks - config.n_pred) * config.block_len - 1,
-        motions=config.motions, split=split, device=get_device(config.device),
+        motions=config.motions,
+        split=split,
+        device=get_device(config.device),
     )
 
 
@@ -471,16 +531,25 @@ def clips(config: Config, n: int, seed: int, split: str = "train", chunk: int = 
 
 
 def ssl_train(
-    config: Config, data: torch.Tensor, predictor: str = "memory", memory_size: int | None = None,
-    bidirectional: bool = False, seed: int = 0, desc: str | None = None,
+    config: Config,
+    data: torch.Tensor,
+    predictor: str = "memory",
+    memory_size: int | None = None,
+    bidirectional: bool = False,
+    seed: int = 0,
+    desc: str | None = None,
 ) -> tuple[MemDPC, pd.DataFrame]:
     """Self-supervised training of MemDPC (or DPC) on blocks ``data (n, N, L, 3, S, S)`` with the
     dense InfoNCE of Eq. (6) (averaged over the two directions when bi-directional)."""
     seed_everything(seed)
     dev = data.device
     model = MemDPC(
-        data.shape[3], config.widths, memory_size or config.memory_size, config.n_pred,
-        predictor, bidirectional,
+        data.shape[3],
+        config.widths,
+        memory_size or config.memory_size,
+        config.n_pred,
+        predictor,
+        bidirectional,
     ).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
 
@@ -492,8 +561,15 @@ def ssl_train(
             loss, acc = (loss + loss_b) / 2, (acc + acc_b) / 2
         return {"loss": loss, "top1": acc.detach()}
 
-    hist = fit(model, opt, minibatches(data, batch_size=config.batch, seed=seed), loss_fn,
-               steps=config.ssl_steps, desc=desc, log_every=max(1, config.ssl_steps // 50))
+    hist = fit(
+        model,
+        opt,
+        minibatches(data, batch_size=config.batch, seed=seed),
+        loss_fn,
+        steps=config.ssl_steps,
+        desc=desc,
+        log_every=max(1, config.ssl_steps // 50),
+    )
     model.eval()
     return model, hist
 
@@ -502,12 +578,19 @@ def ssl_train(
 def extract(model: MemDPC, data: torch.Tensor, chunk: int = 128) -> torch.Tensor:
     """Pooled clip features ``(n, C)`` of a (frozen) model, in eval mode."""
     model.eval()
-    return torch.cat([model.features(data[i: i + chunk]) for i in range(0, len(data), chunk)])
+    return torch.cat([model.features(data[i : i + chunk]) for i in range(0, len(data), chunk)])
 
 
 def fine_tune(
-    config: Config, backbone: MemDPC, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
-    y_test: torch.Tensor, n_classes: int, seed: int = 0, desc: str | None = None,
+    config: Config,
+    backbone: MemDPC,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    n_classes: int,
+    seed: int = 0,
+    desc: str | None = None,
 ) -> tuple[float, pd.DataFrame]:
     """End-to-end fine-tuning (Fig. 4) of a copy of ``backbone`` with cross-entropy; returns the
     test top-1 accuracy and the loss history."""
@@ -522,18 +605,33 @@ def fine_tune(
         return {"loss": F.cross_entropy(models["model"](batch[0]), batch[1])}
 
     bs = min(config.ft_batch, len(x))
-    hist = fit(model, opt, minibatches(x, y, batch_size=bs, seed=seed), loss_fn,
-               steps=config.ft_steps, desc=desc, log_every=max(1, config.ft_steps // 50))
+    hist = fit(
+        model,
+        opt,
+        minibatches(x, y, batch_size=bs, seed=seed),
+        loss_fn,
+        steps=config.ft_steps,
+        desc=desc,
+        log_every=max(1, config.ft_steps // 50),
+    )
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(x_test[i: i + 128]).argmax(1) for i in range(0, len(x_test), 128)])
+        pred = torch.cat([model(x_test[i : i + 128]).argmax(1) for i in range(0, len(x_test), 128)])
     return float((pred == y_test).float().mean()), hist
 
 
-def probes(train_f: torch.Tensor, y: torch.Tensor, test_f: torch.Tensor, y_test: torch.Tensor,
-           seed: int = 0) -> dict[str, float]:
+def probes(
+    train_f: torch.Tensor,
+    y: torch.Tensor,
+    test_f: torch.Tensor,
+    y_test: torch.Tensor,
+    seed: int = 0,
+) -> dict[str, float]:
     """Linear (logistic regression) and non-linear (one hidden layer MLP) probes on frozen,
     standardised features (scikit-learn); test top-1 accuracy of each."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
@@ -541,13 +639,16 @@ def probes(train_f: torch.Tensor, y: torch.Tensor, test_f: torch.Tensor, y_test:
     sc = StandardScaler().fit(train_f.cpu().numpy())
     a, b = sc.transform(train_f.cpu().numpy()), sc.transform(test_f.cpu().numpy())
     yt, ys = y.cpu().numpy(), y_test.cpu().numpy()
-    lin = LogisticRegression(max_iter=500).fit(a, yt)
-    mlp = MLPClassifier((128,), max_iter=300, random_state=seed, alpha=1e-3).fit(a, yt)
+    with warnings.catch_warnings():  # a fixed budget of iterations, converged or not
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lin = LogisticRegression(max_iter=500).fit(a, yt)
+        mlp = MLPClassifier((128,), max_iter=300, random_state=seed, alpha=1e-3).fit(a, yt)
     return {"linear probe": float(lin.score(b, ys)), "non-linear probe": float(mlp.score(b, ys))}
 
 
-def retrieval(train_f: torch.Tensor, y: torch.Tensor, test_f: torch.Tensor, y_test: torch.Tensor,
-              ks=RECALL_KS) -> dict[int, float]:
+def retrieval(
+    train_f: torch.Tensor, y: torch.Tensor, test_f: torch.Tensor, y_test: torch.Tensor, ks=RECALL_KS
+) -> dict[int, float]:
     """Table 3's protocol: test clips query the training clips by cosine distance; R@k is the
     share of queries with a clip of their class among the k nearest."""
     q, gal = F.normalize(test_f, dim=1), F.normalize(train_f, dim=1)
@@ -563,13 +664,22 @@ def attention_stats(model: MemDPC, data: torch.Tensor) -> pd.DataFrame:
         p = model.eval()(data)["p"]  # (B, P, k, h, w)
     ent = -(p * p.clamp_min(1e-12).log()).sum(2).mean((0, 2, 3))
     top2 = p.topk(2, dim=2).values.sum(2).mean((0, 2, 3))
-    return pd.DataFrame({"step": np.arange(1, p.shape[1] + 1), "entropy": ent.cpu().numpy(),
-                         "log k": math.log(p.shape[2]), "top-2 mass": top2.cpu().numpy()})
+    return pd.DataFrame(
+        {
+            "step": np.arange(1, p.shape[1] + 1),
+            "entropy": ent.cpu().numpy(),
+            "log k": math.log(p.shape[2]),
+            "top-2 mass": top2.cpu().numpy(),
+        }
+    )
 
 
-def _mean_std(values) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1):.1f}" if len(v) > 1 else f"{100 * v[0]:.1f}"
+def _points(diff: pd.Series) -> str:
+    """A per-seed difference of accuracies in points: mean ± std over seeds (or the one value)."""
+    v = 100 * diff.to_numpy(dtype=float)
+    if len(v) > 1:
+        return f"{v.mean():+.1f} ± {v.std(ddof=1):.1f} points ({len(v)} seeds)"
+    return f"{v[0]:+.1f} points (one seed)"
 
 
 def run_seed(config: Config, seed: int, device) -> dict:
@@ -596,39 +706,79 @@ def run_seed(config: Config, seed: int, device) -> dict:
         models[name] = (m, stream)
         hists.append(h.assign(method=name, seed=seed))
     seed_everything(seed)
-    rand = {s: MemDPC(3, config.widths, config.memory_size, config.n_pred).to(device)
-            for s in (["rgb", "flow"] if config.flow else ["rgb"])}
-    evals = [("B1: random init (RGB)", rand["rgb"], "rgb")] + [(n, m, s) for n, (m, s) in models.items()]
+    rand = {
+        s: MemDPC(3, config.widths, config.memory_size, config.n_pred).to(device)
+        for s in (["rgb", "flow"] if config.flow else ["rgb"])
+    }
+    evals = [("B1: random init (RGB)", rand["rgb"], "rgb")] + [
+        (n, m, s) for n, (m, s) in models.items()
+    ]
     if config.flow:
         evals.insert(1, ("B2: random init (flow)", rand["flow"], "flow"))
     ft_hist = []
     for name, m, stream in evals:
-        acc, h = fine_tune(config, m, tr[stream], tr["label"], te[stream], te["label"], n_cls,
-                           seed, desc=f"fine-tune {name}")
+        acc, h = fine_tune(
+            config,
+            m,
+            tr[stream],
+            tr["label"],
+            te[stream],
+            te["label"],
+            n_cls,
+            seed,
+            desc=f"fine-tune {name}",
+        )
         ft_hist.append(h.assign(method=name, seed=seed))
         ftr, fte = extract(m, tr[stream]), extract(m, te[stream])
         pr = probes(ftr, tr["label"], fte, te["label"], seed)
         rk = retrieval(ftr, tr["label"], fte, te["label"])
-        rows.append({"method": name, "seed": seed, "fine-tune": acc, **pr,
-                     **{f"R@{k}": v for k, v in rk.items()}})
+        rows.append(
+            {
+                "method": name,
+                "seed": seed,
+                "fine-tune": acc,
+                **pr,
+                **{f"R@{k}": v for k, v in rk.items()},
+            }
+        )
     eff = []
     n = len(tr["label"])
     for frac in config.label_fractions:
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: max(n_cls, int(frac * n))]
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[
+            : max(n_cls, int(frac * n))
+        ]
         idx = idx.to(device)
         for name, m in (("random init", rand["rgb"]), ("MemDPC", models[main][0])):
             if frac == 1.0:
-                acc = next(r["fine-tune"] for r in rows if r["method"] == (
-                    "B1: random init (RGB)" if name == "random init" else main))
+                acc = next(
+                    r["fine-tune"]
+                    for r in rows
+                    if r["method"] == ("B1: random init (RGB)" if name == "random init" else main)
+                )
             else:
-                acc, _ = fine_tune(config, m, tr["rgb"][idx], tr["label"][idx], te["rgb"],
-                                   te["label"], n_cls, seed, desc=f"fine-tune {name} {frac:.0%}")
+                acc, _ = fine_tune(
+                    config,
+                    m,
+                    tr["rgb"][idx],
+                    tr["label"][idx],
+                    te["rgb"],
+                    te["label"],
+                    n_cls,
+                    seed,
+                    desc=f"fine-tune {name} {frac:.0%}",
+                )
             eff.append({"init": name, "labels": frac, "seed": seed, "accuracy": acc})
     att = attention_stats(models[main][0], te["rgb"][:64]).assign(seed=seed)
     branches = torch.bincount(ssl["branch"].cpu(), minlength=len(V.BRANCHES))
-    return {"rows": pd.DataFrame(rows), "ssl_history": pd.concat(hists, ignore_index=True),
-            "ft_history": pd.concat(ft_hist, ignore_index=True), "efficiency": pd.DataFrame(eff),
-            "attention": att, "main": main, "branches": branches}
+    return {
+        "rows": pd.DataFrame(rows),
+        "ssl_history": pd.concat(hists, ignore_index=True),
+        "ft_history": pd.concat(ft_hist, ignore_index=True),
+        "efficiency": pd.DataFrame(eff),
+        "attention": att,
+        "main": main,
+        "branches": branches,
+    }
 
 
 def run(config: Config) -> dict:
@@ -639,16 +789,25 @@ def run(config: Config) -> dict:
     rows = pd.concat([r["rows"] for r in per_seed], ignore_index=True)
     main = per_seed[0]["main"]
     mean = rows.groupby("method", sort=False).mean(numeric_only=True).drop(columns="seed")
-    acc = lambda m, col="fine-tune": float(mean.loc[m, col])  # noqa: E731
+
+    def acc(method: str, col: str = "fine-tune") -> float:
+        return float(mean.loc[method, col])
+
     # Table 1: our pre-trainings under the paper's row names (memory sizes by rank: C1 < C2 < C3)
     ks = sorted(config.memory_sizes)
-    c_rows = {1: ["C2: MemDPC k=1024"], 2: ["C1: MemDPC k=512", "C2: MemDPC k=1024"],
-              3: ["C1: MemDPC k=512", "C2: MemDPC k=1024", "C3: MemDPC k=2048"]}[len(ks)]
-    row_of = {"A: DPC": "A: DPC", "B1: random init (RGB)": "B1: random init (RGB)",
-              "B2: random init (flow)": "B2: random init (flow)",
-              "E1: MemDPC bi-directional": "E1: MemDPC bi-directional",
-              "D1: MemDPC flow": "D1: MemDPC flow k=1024",
-              **{f"C: MemDPC k={k}": r for k, r in zip(ks, c_rows)}}
+    c_rows = {
+        1: ["C2: MemDPC k=1024"],
+        2: ["C1: MemDPC k=512", "C2: MemDPC k=1024"],
+        3: ["C1: MemDPC k=512", "C2: MemDPC k=1024", "C3: MemDPC k=2048"],
+    }[len(ks)]
+    row_of = {
+        "A: DPC": "A: DPC",
+        "B1: random init (RGB)": "B1: random init (RGB)",
+        "B2: random init (flow)": "B2: random init (flow)",
+        "E1: MemDPC bi-directional": "E1: MemDPC bi-directional",
+        "D1: MemDPC flow": "D1: MemDPC flow k=1024",
+        **{f"C: MemDPC k={k}": r for k, r in zip(ks, c_rows)},
+    }
     if row_of[main] != "C2: MemDPC k=1024":
         raise ValueError(f"the main memory size {config.memory_size} must be the middle of {ks}")
     t1_ours = {row_of[m]: 100 * acc(m) for m in mean.index}
@@ -659,14 +818,21 @@ def run(config: Config) -> dict:
         t1_claims.append("E1: MemDPC bi-directional > C2: MemDPC k=1024")
     table1 = report.compare(PAPER["table1"], t1_ours, claims=t1_claims).drop(columns="diff")
     ours_name = {r: m for m, r in row_of.items()}
-    table1.insert(0, "our pre-training", [ours_name[r] if r in t1_ours else "" for r in table1.index])
+    table1.insert(
+        0, "our pre-training", [ours_name[r] if r in t1_ours else "" for r in table1.index]
+    )
     t2_ours = {c: 100 * acc(main, c) for c in ("linear probe", "non-linear probe", "fine-tune")}
-    table2 = report.compare(PAPER["table2"], t2_ours, claims=[
-        "non-linear probe > linear probe", "fine-tune > non-linear probe"]).drop(columns="diff")
+    table2 = report.compare(
+        PAPER["table2"],
+        t2_ours,
+        claims=["non-linear probe > linear probe", "fine-tune > non-linear probe"],
+    ).drop(columns="diff")
     t3_ours = {f"MemDPC-RGB R@{k}": 100 * acc(main, f"R@{k}") for k in RECALL_KS}
     t3_claims = []
     if config.flow:
-        t3_ours.update({f"MemDPC-Flow R@{k}": 100 * acc("D1: MemDPC flow", f"R@{k}") for k in RECALL_KS})
+        t3_ours.update(
+            {f"MemDPC-Flow R@{k}": 100 * acc("D1: MemDPC flow", f"R@{k}") for k in RECALL_KS}
+        )
         t3_claims = [f"MemDPC-Flow R@{k} > MemDPC-RGB R@{k}" for k in RECALL_KS]
     table3 = report.compare(PAPER["table3"], t3_ours, claims=t3_claims).drop(columns="diff")
     retrieval_all = mean[[f"R@{k}" for k in RECALL_KS]].mul(100)
@@ -674,59 +840,115 @@ def run(config: Config) -> dict:
     eff_mean = eff.groupby(["init", "labels"]).accuracy.mean().unstack(0)
     toy = toy_table(two_futures_toy(seed=config.seeds[0], device=device))
     # findings
-    seeds_txt = f" (mean of {len(config.seeds)} seeds)" if len(config.seeds) > 1 else " (one seed)"
     per = rows.pivot(index="seed", columns="method", values="fine-tune")
     d_ssl = per[main] - per["B1: random init (RGB)"]
     d_dpc = per[main] - per["A: DPC"]
     rand_r1 = acc("B1: random init (RGB)", "R@1")
     claims = {
-        "MemDPC pre-training beats random initialisation after fine-tuning (Table 1, C2 > B1)":
-            ("paper claim", bool(d_ssl.mean() > 0), f"{100 * d_ssl.mean():+.1f} points{seeds_txt}"),
-        "MemDPC's frozen features beat random features in a linear probe":
-            ("paper claim", bool(acc(main, "linear probe") > acc("B1: random init (RGB)", "linear probe")),
-             f"{100 * acc(main, 'linear probe'):.1f} vs {100 * acc('B1: random init (RGB)', 'linear probe'):.1f}"),
-        "MemDPC beats DPC after fine-tuning (Table 1, C2 > A)":
-            ("paper claim", bool(d_dpc.mean() > 0), f"{100 * d_dpc.mean():+.1f} points{seeds_txt}"),
-        "MemDPC's retrieval R@1 beats random features' (Table 3)":
-            ("paper claim", bool(acc(main, "R@1") > rand_r1), f"{100 * acc(main, 'R@1'):.1f} vs {100 * rand_r1:.1f}"),
-        "linear probe <= non-linear probe <= fine-tuning (Table 2)":
-            ("paper claim", bool(t2_ours["linear probe"] <= t2_ours["non-linear probe"] <= t2_ours["fine-tune"]),
-             " / ".join(f"{v:.1f}" for v in t2_ours.values())),
+        "MemDPC pre-training beats random initialisation after fine-tuning (Table 1, C2 > B1)": (
+            "paper claim",
+            bool(d_ssl.mean() > 0),
+            _points(d_ssl),
+        ),
+        "MemDPC's frozen features beat random features in a linear probe": (
+            "paper claim",
+            bool(acc(main, "linear probe") > acc("B1: random init (RGB)", "linear probe")),
+            (
+                f"{100 * acc(main, 'linear probe'):.1f} vs "
+                f"{100 * acc('B1: random init (RGB)', 'linear probe'):.1f}"
+            ),
+        ),
+        "MemDPC beats DPC after fine-tuning (Table 1, C2 > A)": (
+            "paper claim",
+            bool(d_dpc.mean() > 0),
+            _points(d_dpc),
+        ),
+        "MemDPC's retrieval R@1 beats random features' (Table 3)": (
+            "paper claim",
+            bool(acc(main, "R@1") > rand_r1),
+            f"{100 * acc(main, 'R@1'):.1f} vs {100 * rand_r1:.1f}",
+        ),
+        "linear probe <= non-linear probe <= fine-tuning (Table 2)": (
+            "paper claim",
+            bool(t2_ours["linear probe"] <= t2_ours["non-linear probe"] <= t2_ours["fine-tune"]),
+            " / ".join(f"{v:.1f}" for v in t2_ours.values()),
+        ),
     }
     if len(config.memory_sizes) > 1:
         ks = sorted(config.memory_sizes)
         accs = [acc(f"C: MemDPC k={k}") for k in ks]
-        claims["a larger memory is not worse up to the paper's choice: the largest k beats the smallest (Table 1, C)"] = (
-            "paper claim", bool(accs[-1] > accs[0]), " / ".join(f"k={k}: {100 * a:.1f}" for k, a in zip(ks, accs)))
+        claims[
+            "a larger memory is not worse up to the paper's choice: the largest k beats the "
+            "smallest (Table 1, C)"
+        ] = (
+            "paper claim",
+            bool(accs[-1] > accs[0]),
+            " / ".join(f"k={k}: {100 * a:.1f}" for k, a in zip(ks, accs)),
+        )
     else:
-        claims["memory-size trend (Table 1, C rows)"] = ("paper claim", None, "one k in this profile; see full")
+        claims["memory-size trend (Table 1, C rows)"] = (
+            "paper claim",
+            None,
+            "one k in this profile; see full",
+        )
     if config.flow:
         claims["flow retrieves better than RGB (Table 3, R@1)"] = (
-            "paper claim", bool(acc("D1: MemDPC flow", "R@1") > acc(main, "R@1")),
-            f"{100 * acc('D1: MemDPC flow', 'R@1'):.1f} vs {100 * acc(main, 'R@1'):.1f}")
+            "paper claim",
+            bool(acc("D1: MemDPC flow", "R@1") > acc(main, "R@1")),
+            f"{100 * acc('D1: MemDPC flow', 'R@1'):.1f} vs {100 * acc(main, 'R@1'):.1f}",
+        )
     else:
-        claims["flow retrieves better than RGB (Table 3)"] = ("paper claim", None, "no flow stream in this profile")
+        claims["flow retrieves better than RGB (Table 3)"] = (
+            "paper claim",
+            None,
+            "no flow stream in this profile",
+        )
     low = min(config.label_fractions)
     if low < 1:
-        claims[f"with {low:.0%} of the labels MemDPC init matches random init with all of them (Fig. 5)"] = (
-            "paper claim", bool(eff_mean.loc[low, "MemDPC"] >= eff_mean.loc[1.0, "random init"]),
-            f"{100 * eff_mean.loc[low, 'MemDPC']:.1f} vs {100 * eff_mean.loc[1.0, 'random init']:.1f}")
+        claims[
+            f"with {low:.0%} of the labels MemDPC init matches random init with all of them "
+            "(Fig. 5)"
+        ] = (
+            "paper claim",
+            bool(eff_mean.loc[low, "MemDPC"] >= eff_mean.loc[1.0, "random init"]),
+            (
+                f"{100 * eff_mean.loc[low, 'MemDPC']:.1f} vs "
+                f"{100 * eff_mean.loc[1.0, 'random init']:.1f}"
+            ),
+        )
     hedge = (toy["MemDPC score +"] - toy["MemDPC score -"]).abs().max()
     scale = toy[["MemDPC score +", "MemDPC score -"]].abs().to_numpy().max()
-    claims["two-futures toy (Eq. 5): each prediction scores both of its futures alike (it hedges)"] = (
-        "sanity check", bool(hedge < 0.1 * scale), f"max |score+ - score-| = {hedge:.3f} of {scale:.2f}")
+    claims[
+        "two-futures toy (Eq. 5): each prediction scores both of its futures alike (it hedges)"
+    ] = (
+        "sanity check",
+        bool(hedge < 0.1 * scale),
+        f"max |score+ - score-| = {hedge:.3f} of {scale:.2f}",
+    )
     spec = toy["specialisation"].mean()
-    claims["two-futures toy: the memory holds the hypotheses, its two top slots each near one future"] = (
-        "paper claim", bool(spec > 0.3), f"mean |cos+ - cos-| of the top slots = {spec:.2f}")
+    claims[
+        "two-futures toy: the memory holds the hypotheses, its two top slots each near one future"
+    ] = ("paper claim", bool(spec > 0.3), f"mean |cos+ - cos-| of the top slots = {spec:.2f}")
     counts = sum(r["branches"] for r in per_seed)
     claims["the world's futures are multimodal: every branch outcome occurs in the SSL clips"] = (
-        "construction", bool((counts > 0).all()), " / ".join(f"{b}: {int(c)}" for b, c in zip(V.BRANCHES, counts)))
+        "construction",
+        bool((counts > 0).all()),
+        " / ".join(f"{b}: {int(c)}" for b, c in zip(V.BRANCHES, counts)),
+    )
     findings = report.claims_table(claims)
     return {
-        "rows": rows, "mean": mean, "table1": table1, "table2": table2, "table3": table3,
-        "retrieval": retrieval_all, "efficiency": eff, "efficiency_mean": eff_mean,
+        "rows": rows,
+        "mean": mean,
+        "table1": table1,
+        "table2": table2,
+        "table3": table3,
+        "retrieval": retrieval_all,
+        "efficiency": eff,
+        "efficiency_mean": eff_mean,
         "ssl_history": pd.concat([r["ssl_history"] for r in per_seed], ignore_index=True),
         "ft_history": pd.concat([r["ft_history"] for r in per_seed], ignore_index=True),
         "attention": pd.concat([r["attention"] for r in per_seed], ignore_index=True),
-        "toy": toy, "main": main, "findings": findings,
+        "toy": toy,
+        "main": main,
+        "findings": findings,
     }
