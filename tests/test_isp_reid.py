@@ -131,6 +131,13 @@ def _flipped(truth):
     return torch.where(t > 0, 3 - t, t)
 
 
+def test_cascade_fitted_on_a_sample_still_labels_every_pixel():
+    """More than 256 points per centre: the centres come from a sample (faiss's rule)."""
+    m, truth = _two_blob_map(n=40)
+    assert int((truth > 0).sum()) > I.MAX_POINTS_PER_CENTROID * 2
+    assert torch.equal(I.cascaded_clustering(m, 3, seed=1), truth)
+
+
 def test_clustering_variants_and_bad_input():
     m, truth = _two_blob_map()
     for v in I.VARIANTS:
@@ -165,15 +172,18 @@ def test_visibility_is_the_argmax_presence():
 
 def _features(n, k=3, c=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"parts": torch.randn(n, k, c, generator=g), "foreground": torch.randn(n, c, generator=g),
+    return {"parts": torch.randn(n, k, c, generator=g),
+            "foreground": torch.randn(n, c, generator=g),
             "global": torch.randn(n, c, generator=g)}
 
 
 def test_distance_is_the_plain_mean_when_all_visible_and_dg_df_when_none():
     q, g = _features(2, seed=1), _features(3, seed=2)
     d_k = I.part_distances(q["parts"], g["parts"])
-    d_g, d_f = I.cosine_distance(q["global"], g["global"]), I.cosine_distance(q["foreground"], g["foreground"])
-    q["visible"], g["visible"] = torch.ones(2, 3, dtype=torch.bool), torch.ones(3, 3, dtype=torch.bool)
+    d_g = I.cosine_distance(q["global"], g["global"])
+    d_f = I.cosine_distance(q["foreground"], g["foreground"])
+    q["visible"] = torch.ones(2, 3, dtype=torch.bool)
+    g["visible"] = torch.ones(3, 3, dtype=torch.bool)
     plain = (d_k.sum(-1) + d_g + d_f) / 5
     assert torch.allclose(I.aligned_distance(q, g), plain, atol=1e-6)
     q["visible"] = torch.zeros(2, 3, dtype=torch.bool)
