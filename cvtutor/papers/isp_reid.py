@@ -407,10 +407,10 @@ PAPER = {
         note="+extra: SCHP's parsing as the part labels instead of the cascaded clustering."),
     "table3": report.PaperTable(
         "Table 3 (DukeMTMC-reID, K = 6)", "parsing IoU (%) against SCHP",
-        {"train pseudo-labels foreground": 65.66, "train pseudo-labels head": 68.17,
-         "train pseudo-labels legs": 61.83, "train pseudo-labels shoes": 58.89,
-         "test predictions foreground": 66.94, "test predictions head": 71.35,
-         "test predictions legs": 68.02, "test predictions shoes": 62.60}, better="higher"),
+        {"pseudo foreground": 65.66, "pseudo head": 68.17, "pseudo legs": 61.83,
+         "pseudo shoes": 58.89, "predicted foreground": 66.94, "predicted head": 71.35,
+         "predicted legs": 68.02, "predicted shoes": 62.60}, better="higher",
+        note="pseudo: the training pseudo-labels; predicted: the part classifier on test images."),
     "table4": report.PaperTable(
         "Table 4 (DukeMTMC-reID)", "mAP (%) by the number of parts K",
         {"K=4": 79.2, "K=5": 79.1, "K=6": 78.9, "K=7": 80.0, "K=8": 78.4}, better="higher",
@@ -583,7 +583,8 @@ def run(config: Config, progress: bool = False, data: dict | None = None) -> dic
     """The whole miniature for each seed: baseline, "+extra" and ISP (Table 5), ISP on occluded
     queries with and without aligned matching (Table 2), the pseudo-labels' and predictions'
     parsing IoU (Table 3, Fig. 6), the clustering variants (Fig. 5) and, in ``full``, a K sweep
-    (Table 4, first seed only). ``data``: the first seed's :func:`make_data`, when the caller has built it."""
+    (Table 4, first seed only). ``data``: the first seed's :func:`make_data`, when the caller
+    has built it."""
     device = get_device(config.device)
     names = {"baseline": "Baseline", "extra": "+extra", "isp": "ISP"}
     t5, t2, t3, t4, epochs, variants, hist, checks = [], [], [], [], [], [], [], []
@@ -642,10 +643,11 @@ def run(config: Config, progress: bool = False, data: dict | None = None) -> dic
                                                 if k.startswith("ISP")},
                               claims=["ISP R-1 > ISP w/o arm R-1", "ISP mAP > ISP w/o arm mAP"])
     m3 = table3.groupby("labels")[["foreground", "head", "legs", "shoes"]].mean()
-    ours3 = {f"{lab} {c}": 100 * float(m3.loc[lab, c]) for lab in m3.index for c in m3.columns}
+    short = {"train pseudo-labels": "pseudo", "test predictions": "predicted"}
+    ours3 = {f"{short[lab]} {c}": 100 * float(m3.loc[lab, c]) for lab in m3.index
+             for c in m3.columns}
     compare3 = report.compare(PAPER["table3"], ours3, claims=[
-        f"test predictions {c} > train pseudo-labels {c}"
-        for c in ("foreground", "head", "legs", "shoes")])
+        f"predicted {c} > pseudo {c}" for c in ("foreground", "head", "legs", "shoes")])
     mean4 = table4.groupby("K")["mAP"].mean()
     compare4 = report.compare(PAPER["table4"], {f"K={k}": float(v) for k, v in mean4.items()
                                                 if f"K={k}" in PAPER["table4"].values})
@@ -676,8 +678,7 @@ def run(config: Config, progress: bool = False, data: dict | None = None) -> dic
             ("paper claim", bool(ep.iloc[-1] > ep.iloc[0]),
              f"{100 * ep.iloc[0]:.1f} → {100 * ep.iloc[-1]:.1f}"),
         "Table 3: test predictions' foreground IoU ≥ the training pseudo-labels'":
-            ("paper claim", bool(ours3["test predictions foreground"]
-                                 >= ours3["train pseudo-labels foreground"])),
+            ("paper claim", bool(ours3["predicted foreground"] >= ours3["pseudo foreground"])),
         "Sec. 1: the pseudo-labels take most bag pixels as foreground (a parser's labels: none)":
             ("paper claim", bool(bag_fg.get("train pseudo-labels", 0.0) > 0.5),
              f"{100 * bag_fg.get('train pseudo-labels', float('nan')):.0f} % of bag pixels"),
@@ -693,6 +694,9 @@ def run(config: Config, progress: bool = False, data: dict | None = None) -> dic
         "Eq. 2: the part maps split the global map, sum_k M_k = M_g":
             ("sanity check", bool(split < 1e-4), f"max error {split:.1e}"),
     })
+    # our world is not the paper's data set: a difference of the two columns would mean nothing
+    compare5, compare2, compare3, compare4 = (c.drop(columns="diff") for c in
+                                              (compare5, compare2, compare3, compare4))
     return {"table5": table5, "table2": table2, "table3": table3, "table4": table4,
             "iou_epochs": iou_epochs, "fig5": fig5, "history": pd.concat(hist, ignore_index=True),
             "snapshots": snapshots, "checks": pd.DataFrame(checks), "compare_table5": compare5,
