@@ -293,10 +293,10 @@ def pseudo_labels(m_g: torch.Tensor, pid: torch.Tensor, n_parts: int, seed: int 
     if pid.shape != m_g.shape[:1]:
         raise ValueError(f"pid must be (N,) = ({len(m_g)},), got {tuple(pid.shape)}")
     labels = torch.zeros(m_g.shape[0], *m_g.shape[2:], dtype=torch.long)
-    pid_c = pid.cpu()
+    pid_c, m_c = pid.cpu(), m_g.detach().float().cpu()        # one transfer, then k-means on CPU
     for p in torch.unique(pid_c).tolist():
         idx = torch.nonzero(pid_c == p)[:, 0]
-        labels[idx] = cascaded_clustering(m_g[idx.to(m_g.device)], n_parts, seed + p, variant)
+        labels[idx] = cascaded_clustering(m_c[idx], n_parts, seed + p, variant)
     return labels.to(m_g.device)
 
 
