@@ -291,7 +291,11 @@ def test_config_profiles_and_data_checks():
         I.n_parts_of("pcb", I.Config.fast())
 
 
-def test_smoke_run_returns_every_key_and_is_deterministic():
+def test_smoke_run_returns_every_key_and_the_cli_repeats_it(tmp_path, monkeypatch):
+    """``run(Config.smoke())`` has every key ``full`` has; ``python -m cvtutor run isp_reid
+    --profile smoke`` gives the same numbers (same seed, same device)."""
+    from cvtutor import cli, report, runtime
+
     cfg = I.Config.smoke()
     r1 = I.run(cfg)
     keys = {"table5", "table2", "table3", "table4", "iou_epochs", "fig5", "history", "snapshots",
@@ -301,7 +305,12 @@ def test_smoke_run_returns_every_key_and_is_deterministic():
     assert set(r1["table4"]["K"]) == {4, 5, 6}
     assert r1["findings"].loc["Eq. 2: the part maps split the global map, sum_k M_k = M_g",
                               "holds"]
-    r2 = I.run(cfg.replace(seeds=(0,)))
-    a = r1["table5"][r1["table5"].seed == 0].reset_index(drop=True)
-    b = r2["table5"].reset_index(drop=True)
-    assert np.allclose(a[["R-1", "mAP"]].values, b[["R-1", "mAP"]].values)
+    monkeypatch.delenv("CVTUTOR_PROFILE", raising=False)
+    monkeypatch.setenv("CVTUTOR_DEVICE", "cpu")
+    try:
+        assert cli.main(["run", "isp_reid", "--profile", "smoke", "--out", str(tmp_path)]) == 0
+    finally:
+        runtime.set_deterministic(False)
+    r2, meta = report.load_results(tmp_path / "isp_reid-smoke-seed0.json")
+    assert meta["profile"] == "smoke"
+    assert np.allclose(r1["table5"][["R-1", "mAP"]].values, r2["table5"][["R-1", "mAP"]].values)
