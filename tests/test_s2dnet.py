@@ -294,7 +294,7 @@ def test_smoke_profile_runs_every_full_path():
     assert smoke.taps == full.taps and len(smoke.blocks) == len(full.blocks) and len(smoke.seeds) >= 2
     res = S.run(smoke)
     assert set(res) >= {"mma", "table1", "peaks", "history", "pnp", "cost", "tau_sweep",
-                        "compare_table4", "findings"}
+                        "compare_table4", "example", "findings"}
     assert set(res["mma"]["seed"]) == set(smoke.seeds)
     assert set(res["mma"]["method"]) >= {"S2DNet (CE)", "contrastive", "random features",
                                          "S2DNet descriptors, S2S (MNN)", "SIFT, S2S (MNN)"}
