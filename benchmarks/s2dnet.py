@@ -1,6 +1,7 @@
 """S2DNet speed: synthetic HPatches pairs generated per second, training pair-steps per second
 (cross-entropy, Eq. 1-2) and sparse-to-dense matching keypoints per second, for the fast and full
 layouts, on the CPU (and CUDA when present). Run: ``python benchmarks/s2dnet.py [--n 64]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
     rows.append({"what": f"CE training pair-steps (batch {b})", "items": b, "seconds": dt})
     te = S.test_set(cfg.replace(n_test=max(1, n // 2)), 0, device)
     dt, _ = timed(lambda: S.match_s2d(net.eval(), te), device)
-    rows.append({"what": f"S2D matching + cyclic check ({cfg.k_test} kp/pair)",
-                 "items": int(te["xy_a"].shape[0] * te["xy_a"].shape[1]), "seconds": dt})
+    rows.append(
+        {
+            "what": f"S2D matching + cyclic check ({cfg.k_test} kp/pair)",
+            "items": int(te["xy_a"].shape[0] * te["xy_a"].shape[1]),
+            "seconds": dt,
+        }
+    )
     for r in rows:
         r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 1))
         r["seconds"] = round(r["seconds"], 4)
@@ -52,8 +58,11 @@ def main() -> None:
     args = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.n)]
-    print(pd.DataFrame(rows)[["device", "profile", "what", "items", "seconds", "items_per_s"]]
-          .to_string(index=False))
+    print(
+        pd.DataFrame(rows)[
+            ["device", "profile", "what", "items", "seconds", "items_per_s"]
+        ].to_string(index=False)
+    )
 
 
 if __name__ == "__main__":

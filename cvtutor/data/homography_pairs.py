@@ -13,6 +13,7 @@ Conventions: pixel ``(i, j)`` (row, column) has its centre at ``x = j``, ``y = i
 ``(x, y)``; ``H`` maps A's pixels to B's, ``(3, 3)`` per pair. Everything is torch, batched, on the
 generator's device; a seed gives bit-identical pairs on one device.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,14 +41,24 @@ class HomographyPairs:
     noise's coarse cell in pixels (a second octave has half of it).
     """
 
-    def __init__(self, size: int = 48, n_boxes: int = 6, cell: float = 8.0,
-                 viewpoint_jitter: float = 0.2, illumination_jitter: float = 0.03,
-                 night_fraction: float = 0.3, seed: int = 0, device=None):
+    def __init__(
+        self,
+        size: int = 48,
+        n_boxes: int = 6,
+        cell: float = 8.0,
+        viewpoint_jitter: float = 0.2,
+        illumination_jitter: float = 0.03,
+        night_fraction: float = 0.3,
+        seed: int = 0,
+        device=None,
+    ):
         if size < 16:
             raise ValueError(f"size must be >= 16 pixels, got {size}")
         if not 0 <= illumination_jitter <= viewpoint_jitter < 0.5:
-            raise ValueError("need 0 <= illumination_jitter <= viewpoint_jitter < 0.5, got "
-                             f"{illumination_jitter}, {viewpoint_jitter}")
+            raise ValueError(
+                "need 0 <= illumination_jitter <= viewpoint_jitter < 0.5, got "
+                f"{illumination_jitter}, {viewpoint_jitter}"
+            )
         self.size, self.n_boxes, self.cell = size, n_boxes, cell
         self.jitter = {"viewpoint": viewpoint_jitter, "illumination": illumination_jitter}
         self.night_fraction = night_fraction
@@ -61,7 +72,8 @@ class HomographyPairs:
         """Random parameters of ``n`` textures (lattices, boxes), the input of :meth:`render`."""
         s, b = self.size, self.n_boxes
         return {
-            "lat1": self._rand(n, 8, 8), "lat2": self._rand(n, 8, 8),
+            "lat1": self._rand(n, 8, 8),
+            "lat2": self._rand(n, 8, 8),
             "centre": self._rand(n, b, 2) * 1.2 * s - 0.1 * s,
             "half": (0.06 + 0.14 * self._rand(n, b, 2)) * s,
             "angle": self._rand(n, b) * math.pi,
@@ -73,14 +85,17 @@ class HomographyPairs:
         in [0, 1]: noise of two octaves, then each box painted over it (1-pixel soft edge)."""
         n = q.shape[0]
         cell = torch.full((n, 1, 1), self.cell, device=q.device, dtype=q.dtype)
-        img = 0.65 * value_noise(q, tex["lat1"], cell) + 0.35 * value_noise(q, tex["lat2"], cell / 2)
-        c, s = torch.cos(tex["angle"]), torch.sin(tex["angle"])               # (n, b)
-        d = q[:, None] - tex["centre"][:, :, None, None]                       # (n, b, H, W, 2)
+        img = 0.65 * value_noise(q, tex["lat1"], cell) + 0.35 * value_noise(
+            q, tex["lat2"], cell / 2
+        )
+        c, s = torch.cos(tex["angle"]), torch.sin(tex["angle"])  # (n, b)
+        d = q[:, None] - tex["centre"][:, :, None, None]  # (n, b, H, W, 2)
         u = c[..., None, None] * d[..., 0] + s[..., None, None] * d[..., 1]
         v = -s[..., None, None] * d[..., 0] + c[..., None, None] * d[..., 1]
-        sdf = torch.maximum(u.abs() - tex["half"][..., 0, None, None],
-                            v.abs() - tex["half"][..., 1, None, None])
-        alpha = (0.5 - sdf).clamp(0, 1)                                        # (n, b, H, W)
+        sdf = torch.maximum(
+            u.abs() - tex["half"][..., 0, None, None], v.abs() - tex["half"][..., 1, None, None]
+        )
+        alpha = (0.5 - sdf).clamp(0, 1)  # (n, b, H, W)
         for k in range(self.n_boxes):  # painter's order over the few boxes, batched over images
             img = img * (1 - alpha[:, k]) + tex["value"][:, k, None, None] * alpha[:, k]
         return img
@@ -89,8 +104,9 @@ class HomographyPairs:
         """``(n, 3, 3)`` homographies moving the image corners by up to ``jitter (n,)`` of the size
         each (uniform in a square), plus a small random shift; exact 4-point DLT."""
         s = self.size - 1
-        corners = torch.tensor([[0, 0], [s, 0], [s, s], [0, s]], dtype=torch.float32,
-                               device=self.device).expand(n, 4, 2)
+        corners = torch.tensor(
+            [[0, 0], [s, 0], [s, s], [0, s]], dtype=torch.float32, device=self.device
+        ).expand(n, 4, 2)
         move = (2 * self._rand(n, 4, 2) - 1) * jitter[:, None, None] * self.size
         return homography_dlt(corners, corners + move)
 
@@ -102,7 +118,7 @@ class HomographyPairs:
         out = img.clamp(1e-4, 1) ** torch.exp(log_gamma)[:, None, None]
         contrast = 1 + (self._rand(n) - 0.5) * strength
         bright = (self._rand(n) - 0.5) * 0.4 * strength
-        out = ((out - 0.5) * contrast[:, None, None] + 0.5 + bright[:, None, None])
+        out = (out - 0.5) * contrast[:, None, None] + 0.5 + bright[:, None, None]
         night = (self._rand(n) < self.night_fraction * strength)[:, None, None]
         dark = F.avg_pool2d(F.pad(out[:, None], (1, 1, 1, 1), mode="replicate"), 3, 1)[:, 0]
         dark = dark * (0.2 + 0.2 * self._rand(n))[:, None, None]
@@ -116,14 +132,17 @@ class HomographyPairs:
             raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        view = (torch.full((n,), kind == "viewpoint", device=self.device) if kind
-                else torch.arange(n, device=self.device) % 2 == 1)
+        view = (
+            torch.full((n,), kind == "viewpoint", device=self.device)
+            if kind
+            else torch.arange(n, device=self.device) % 2 == 1
+        )
         jitter = torch.where(view, self.jitter["viewpoint"], self.jitter["illumination"])
         H = self.homographies(n, jitter)
         tex = self.textures(n)
         q = pixel_grid(self.size, self.device).expand(n, -1, -1, -1)
         a = self.render(tex, q)
-        q_b = apply_homography(torch.linalg.inv(H)[:, None], q)             # B's pixels in A
+        q_b = apply_homography(torch.linalg.inv(H)[:, None], q)  # B's pixels in A
         b = self.render(tex, q_b)
         a = self.photometric(a, torch.full((n,), 0.3, device=self.device))
         b = self.photometric(b, torch.where(view, 0.5, 1.0))
@@ -135,25 +154,32 @@ def harris_response(img: torch.Tensor, sigma: float = 1.0, k: float = 0.05) -> t
     structure tensor of Sobel gradients smoothed by a Gaussian of ``sigma`` pixels."""
     if img.ndim != 4 or img.shape[1] != 1:
         raise ValueError(f"img must be (n, 1, H, W) grey images, got {tuple(img.shape)}")
-    sx = torch.tensor([[-1., 0, 1], [-2, 0, 2], [-1, 0, 1]], device=img.device) / 8
+    sx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], device=img.device) / 8
     w = torch.stack([sx, sx.T])[:, None].to(img.dtype)
     g = F.conv2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), w)
     gx, gy = g[:, :1], g[:, 1:]
     r = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, device=img.device, dtype=img.dtype)
-    gk = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    gk = (gk / gk.sum())
+    gk = torch.exp(-(t**2) / (2 * sigma**2))
+    gk = gk / gk.sum()
     prods = torch.cat([gx * gx, gy * gy, gx * gy], 1)
-    prods = F.conv2d(F.pad(prods, (r, r, 0, 0), mode="replicate"), gk.view(1, 1, 1, -1).expand(3, 1, 1, -1),
-                     groups=3)
-    prods = F.conv2d(F.pad(prods, (0, 0, r, r), mode="replicate"), gk.view(1, 1, -1, 1).expand(3, 1, -1, 1),
-                     groups=3)
+    prods = F.conv2d(
+        F.pad(prods, (r, r, 0, 0), mode="replicate"),
+        gk.view(1, 1, 1, -1).expand(3, 1, 1, -1),
+        groups=3,
+    )
+    prods = F.conv2d(
+        F.pad(prods, (0, 0, r, r), mode="replicate"),
+        gk.view(1, 1, -1, 1).expand(3, 1, -1, 1),
+        groups=3,
+    )
     a, b, c = prods[:, 0], prods[:, 1], prods[:, 2]
     return a * b - c * c - k * (a + b) ** 2
 
 
-def harris_keypoints(img: torch.Tensor, k_max: int, border: int = 3, nms: int = 2,
-                     rel_threshold: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+def harris_keypoints(
+    img: torch.Tensor, k_max: int, border: int = 3, nms: int = 2, rel_threshold: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``k_max`` Harris corners per image (the stand-in for SuperPoint): local maxima of
     :func:`harris_response` in a ``(2 nms + 1)²`` window, above ``rel_threshold`` × the image's
     maximum, at least ``border`` pixels from the edge, strongest first.
@@ -166,7 +192,7 @@ def harris_keypoints(img: torch.Tensor, k_max: int, border: int = 3, nms: int = 
     keep = (resp == peak) & (resp > rel_threshold * resp.flatten(1).amax(1)[:, None, None])
     keep &= resp > 0
     inner = torch.zeros_like(keep)
-    inner[:, border:h - border, border:w - border] = True
+    inner[:, border : h - border, border : w - border] = True
     score = torch.where(keep & inner, resp, torch.full_like(resp, -math.inf))
     top, idx = score.flatten(1).topk(min(k_max, h * w), dim=1)
     xy = torch.stack([idx % w, idx // w], -1).to(img.dtype)

@@ -2,6 +2,7 @@
 
 Derived in the S2DNet chapter (``notebooks/eccv2020/s2dnet.ipynb``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,20 +16,24 @@ def matching_errors(H: torch.Tensor, xy_a: torch.Tensor, xy_b: torch.Tensor) -> 
     from cvtutor.data.geometry import apply_homography
 
     if xy_a.shape != xy_b.shape or xy_a.ndim != 3 or H.shape != (xy_a.shape[0], 3, 3):
-        raise ValueError(f"need H (n, 3, 3) and xy_a, xy_b (n, K, 2); got {tuple(H.shape)}, "
-                         f"{tuple(xy_a.shape)}, {tuple(xy_b.shape)}")
+        raise ValueError(
+            f"need H (n, 3, 3) and xy_a, xy_b (n, K, 2); got {tuple(H.shape)}, "
+            f"{tuple(xy_a.shape)}, {tuple(xy_b.shape)}"
+        )
     return (apply_homography(H, xy_a) - xy_b).norm(dim=-1)
 
 
-def mean_matching_accuracy(errors: torch.Tensor, keep: torch.Tensor,
-                           thresholds: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_matching_accuracy(
+    errors: torch.Tensor, keep: torch.Tensor, thresholds: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MMA(t) = mean over pairs of the fraction of kept matches with error ``<= t`` (D2-Net's
     HPatches protocol). ``errors``, ``keep`` ``(n, K)``; a pair with no kept match is left out of
     the mean (it has no fraction). Returns ``mma (len(thresholds),)`` and matches per pair ``(n,)``.
     """
     if errors.shape != keep.shape or errors.ndim != 2:
-        raise ValueError(f"errors and keep must both be (n, K), got {tuple(errors.shape)}, "
-                         f"{tuple(keep.shape)}")
+        raise ValueError(
+            f"errors and keep must both be (n, K), got {tuple(errors.shape)}, {tuple(keep.shape)}"
+        )
     t = torch.as_tensor(thresholds, dtype=errors.dtype, device=errors.device)
     n_match = keep.sum(1)
     has = n_match > 0
@@ -38,8 +43,9 @@ def mean_matching_accuracy(errors: torch.Tensor, keep: torch.Tensor,
     return mma, n_match
 
 
-def mutual_nearest_neighbours(scores: torch.Tensor, valid_a: torch.Tensor | None = None,
-                              valid_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mutual_nearest_neighbours(
+    scores: torch.Tensor, valid_a: torch.Tensor | None = None, valid_b: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mutual NN on a similarity matrix ``scores (n, K_A, K_B)`` (higher is more similar): for each
     ``a`` its best ``b``, kept where ``a`` is also ``b``'s best. Returns ``match (n, K_A)`` indices
     into B and ``mutual (n, K_A)`` bool; invalid rows/columns never match."""
