@@ -327,6 +327,7 @@ class SoftPoolNet(nn.Module):
     ``F*`` has ``N_f * N_r`` rows; each row carries the point's activations ``f`` and its hidden
     feature (our reading: ``N_f = 8`` probabilities alone say little about a point's place once
     ``L_intra`` makes them one-hot). A linear map of the flattened, ordered ``F*`` (a global code,
+    layer-normalised,
     our addition: Fig. 5's connections are not in the text) is added to the first regional
     convolution's output so the decoder can place points where the scan saw none. Stage 1 gives
     the coarse ``P'_out`` (one point per row of ``F*``); stage 2 upsamples with stride
@@ -342,7 +343,8 @@ class SoftPoolNet(nn.Module):
         self.n_f, self.n_r, self.up = n_f, n_r, up
         self.encoder = PointMLP(n_f, width)
         c = n_f + width
-        self.glob = nn.Linear(n_f * n_r * c, width)
+        # LayerNorm: with a fan-in of N_f N_r c, one Adam step moves the code by lr * fan-in
+        self.glob = nn.Sequential(nn.Linear(n_f * n_r * c, width), nn.LayerNorm(width))
         self.conv1 = RegionalConv(c, width, n_p, n_f)
         self.conv2 = RegionalConv(width, width, n_p, n_f)
         self.to_coarse = RegionalConv(width, 3, n_p, n_f)
@@ -446,7 +448,7 @@ class Config(ProfileConfig):
         """The paper's sizes at 2,048 output points: N_in 1024, N_r = N_p = 32, the whole
         ablation, Table 6's sweep and three seeds."""
         return cls(n_train=250, n_test=50, n_complete=2048, n_dense=8192, n_in=1024, scan_size=64,
-                   n_r=32, n_p=32, width=128, steps=800, batch_size=32, n_preserve=256,
+                   n_r=32, n_p=32, width=128, steps=800, batch_size=32, lr=2e-4, n_preserve=256,
                    variants=tuple(VARIANTS), sweep=((2, 128), (4, 64), (8, 32), (16, 16), (32, 8)),
                    n_emd=10, emd_points=1024, seeds=(0, 1, 2))
 
