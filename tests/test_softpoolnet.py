@@ -239,3 +239,12 @@ def test_run_smoke_returns_every_key_of_full():
     assert set(res["table"].variant) == set(M.VARIANTS)
     assert len(res["table6"]) == len(M.Config.smoke().sweep)
     assert res["findings"]["holds"].notna().any()
+
+
+def test_pcn_lite_folds_a_grid_around_each_coarse_point():
+    torch.manual_seed(0)
+    net = M.PCNLite(64, width=8)
+    out = net(torch.randn(2, 30, 3))
+    assert out["coarse"].shape == (2, 16, 3) and out["fine"].shape == (2, 64, 3)
+    with pytest.raises(ValueError, match="multiple"):
+        M.PCNLite(63, width=8)
