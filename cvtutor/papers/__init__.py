@@ -101,7 +101,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E03', 'sketch2photo', 'Unsupervised Sketch to Photo Synthesis (ECCV 2020)', 'eccv2020'),
     Tutorial('E04', 'robust_corruptions', 'A Simple Way to Make Neural Networks Robust Against Diverse Image Corruptions (ECCV 2020)', 'eccv2020',
              'done'),
-    Tutorial('E05', 'softpoolnet', 'SoftPoolNet: Shape Descriptor for Point Cloud Completion and Classification (ECCV 2020)', 'eccv2020'),
+    Tutorial('E05', 'softpoolnet', 'SoftPoolNet: Shape Descriptor for Point Cloud Completion and Classification (ECCV 2020)', 'eccv2020', 'done'),
     Tutorial('E06', 'face_aging_daae', 'Hierarchical Face Aging Through Disentangled Latent Characteristics (ECCV 2020)', 'eccv2020'),
     Tutorial('E07', 'openhybrid', 'Hybrid Models for Open Set Recognition (ECCV 2020)', 'eccv2020',
              'done'),
