@@ -456,7 +456,7 @@ def prune_physically(net: PrunableNet, keep: list[int]) -> PrunableNet:
         last = idx[tg[net.spec.ops[-1].name]]
         small.fc.weight.copy_(net.fc.weight[:, last])
         small.fc.bias.copy_(net.fc.bias)
-    return small
+    return small.train(net.training)
 
 
 # ---------------------------------------------------------------------------------------------
