@@ -97,14 +97,21 @@ def _valid(b: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     return valid
 
 
-@torch.no_grad()
 def solve_beta1(b: torch.Tensor, alpha, beta2, iters: int = 64,
                 valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``beta1 = exp(``:func:`solve_log_beta1` ``)``, the root of Eq. (2) (it overflows for tiny
+    ``beta2``, where the threshold runs off to infinity; the training code uses the log)."""
+    return torch.exp(solve_log_beta1(b, alpha, beta2, iters, valid))
+
+
+@torch.no_grad()
+def solve_log_beta1(b: torch.Tensor, alpha, beta2, iters: int = 64,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
     """The root ``beta1(alpha)`` of the expectation condition, Eq. (2), by bisection on
     ``log beta1`` (``g`` decreases monotonically in ``beta1``): ``iters`` halvings of the bracket
     ``[min log b - 60/beta2, max log b + 60/beta2]``, all on the device (no host sync).
     ``b (C,)`` positive and ``0 < alpha < 1``; or ``b (K, C)`` rows padded (``valid`` marks the
-    real channels) with ``alpha (K,)``, all groups solved at once. Returns ``beta1`` of shape
+    real channels) with ``alpha (K,)``, all groups solved at once. Returns ``log beta1`` of shape
     ``b.shape[:-1]``."""
     _check_b(b)
     if not torch.is_tensor(alpha) and not 0 < alpha < 1:  # (a tensor is not checked: no sync)
@@ -122,7 +129,7 @@ def solve_beta1(b: torch.Tensor, alpha, beta2, iters: int = 64,
         too_many = mean > alpha  # the root lies above mid
         lo = torch.where(too_many, mid, lo)
         hi = torch.where(too_many, hi, mid)
-    return torch.exp((lo + hi) / 2)
+    return (lo + hi) / 2
 
 
 def dbeta1_dalpha(b: torch.Tensor, beta1, beta2) -> torch.Tensor:
@@ -139,9 +146,9 @@ class KeepProbability(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, alpha, b, valid, beta2: float) -> torch.Tensor:
-        beta1 = solve_beta1(b, alpha.detach(), beta2, valid=valid)
+        log_beta1 = solve_log_beta1(b, alpha.detach(), beta2, valid=valid)
         log_b = torch.log(torch.where(valid, b, torch.ones_like(b)))
-        p = torch.sigmoid(beta2 * (log_b - torch.log(beta1)[..., None])) * valid
+        p = torch.sigmoid(beta2 * (log_b - log_beta1[..., None])) * valid
         ctx.save_for_backward(p, valid)
         return p
 
