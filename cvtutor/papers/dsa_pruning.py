@@ -560,10 +560,10 @@ class Config(ProfileConfig):
     val_fraction: float = 0.1
     theta_init: float = 5.0
     beta2_start: float = 0.05
-    beta2_growth: float = 4.0  # per epoch (the paper's 1.1 over 300 epochs; compressed)
-    admm_every: int = 2  # weight steps per A update (paper 20)
+    beta2_growth: float = 5.0  # per epoch (the paper's 1.1 over 300 epochs; compressed)
+    admm_every: int = 1  # weight steps per A update (paper 20)
     lv_scale: float = 1.0
-    lr_theta: float = 0.5
+    lr_theta: float = 0.1
     rho1: float = 0.1
     rho2: float = 0.1
     lr_z: float = 0.1
@@ -582,8 +582,8 @@ class Config(ProfileConfig):
         """ResNet-20 on ShapesTextures 32 px, the three budgets of Table 2, three seeds."""
         return cls(data="shapes", model="resnet20", budgets=("75%", "50%", "33%"),
                    seeds=(0, 1, 2), n_train=10000, n_test=4000, warmup_epochs=4,
-                   dsa_epochs=12, finetune_epochs=6, batch_size=128, beta2_growth=2.2,
-                   admm_every=4)
+                   dsa_epochs=12, finetune_epochs=6, batch_size=128, beta2_growth=2.6,
+                   admm_every=2)
 
     @classmethod
     def smoke(cls) -> Config:
