@@ -265,3 +265,47 @@ def test_smoke_profile_through_the_cli(tmp_path):
     assert set(res["attention"]["setting"]) == set(R.ATTENTIONS)
     assert set(res["findings"]["kind"]) <= set(report.KINDS)
     assert math.isfinite(res["history"]["loss"].iloc[-1])
+
+
+def test_mpii_hrnet_json_and_pckh_on_fixtures(tmp_path):
+    """HRNet's MPII ``valid.json`` and ``gt_valid.mat`` written here → PCKh@0.5 of a hand case."""
+    import scipy.io
+
+    from cvtutor.data.bodies.readers import load_mpii_head_sizes, load_mpii_hrnet_json
+
+    joints = np.zeros((2, 16, 2))
+    joints[1] += 10.0
+    recs = [{"image": f"{i:09d}.jpg", "center": [50.0, 60.0], "scale": 1.5,
+             "joints": joints[i].tolist(), "joints_vis": [1] * 15 + [0]} for i in range(2)]
+    (tmp_path / "valid.json").write_text(json.dumps(recs))
+    boxes = np.zeros((2, 2, 2))
+    boxes[1] = 10.0 / 0.6 / np.sqrt(2)  # head box diagonal → head size 10 px
+    scipy.io.savemat(tmp_path / "gt_valid.mat", {"headboxes_src": boxes})
+    mpii = load_mpii_hrnet_json(tmp_path / "valid.json")
+    head = load_mpii_head_sizes(tmp_path / "gt_valid.mat")
+    assert mpii["joints"].shape == (2, 16, 2) and mpii["visible"][:, -1].sum() == 0
+    np.testing.assert_allclose(head, [10.0, 10.0])
+    pred = mpii["joints"].copy()
+    pred[0, :5, 0] += 6.0  # 5 of 15 visible joints of person 0 beyond 0.5 x 10 px
+    assert pckh(pred, mpii["joints"], head, valid=mpii["visible"]) == pytest.approx(25 / 30)
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "a.jpg"}]))
+    with pytest.raises(ValueError, match="joints_vis"):
+        load_mpii_hrnet_json(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="annot"):
+        load_mpii_hrnet_json(tmp_path / "missing.json")
+
+
+def test_world_mirror_swaps_left_and_right_colours():
+    from cvtutor.data.bodies.pose_crops import mirror, part_albedo
+    from cvtutor.data.bodies.skeleton import JOINT_NAMES
+
+    alb = part_albedo()
+    for j, name in enumerate(JOINT_NAMES):
+        if name.startswith("l_"):
+            twin = JOINT_NAMES.index("r_" + name[2:])
+            assert torch.equal(alb[j + 1][[2, 1, 0]], alb[twin + 1])
+    x = torch.rand(2, 3, 8, 6)
+    assert torch.equal(mirror(mirror(x)), x)
+    assert torch.equal(mirror(x)[:, 0, :, 0], x[:, 2, :, -1])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        mirror(torch.rand(2, 1, 8, 6))

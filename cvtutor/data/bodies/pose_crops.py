@@ -29,13 +29,14 @@ SIGMAS13 = COCO_SIGMAS[list(COCO17_FROM_13)]
 def part_albedo(dtype=torch.float32, device=None) -> torch.Tensor:
     """``(24, 3)`` RGB albedo per part id of the ray caster (0 background, ``j + 1`` the bone ending
     at joint ``j``): torso and head grey, left limbs reddish, right limbs bluish, so left and right
-    can be told apart as on a sports jersey (without it a mirrored pose is ambiguous)."""
+    can be told apart as on a sports jersey (without it a mirrored pose is ambiguous). Left and
+    right are each other's red/blue channel swap, so :func:`mirror` is the world's exact mirror."""
     alb = torch.full((sk.N_JOINTS + 1, 3), 0.75, dtype=dtype, device=device)
     for j, name in enumerate(sk.JOINT_NAMES):
         if name.startswith("l_"):
-            alb[j + 1] = torch.tensor([0.95, 0.45, 0.35])
+            alb[j + 1] = torch.tensor([0.95, 0.45, 0.35])  # left: reddish
         elif name.startswith("r_"):
-            alb[j + 1] = torch.tensor([0.35, 0.5, 0.95])
+            alb[j + 1] = torch.tensor([0.35, 0.45, 0.95])  # right: its swap
     alb[0] = 0.0
     return alb
 
@@ -43,7 +44,7 @@ def part_albedo(dtype=torch.float32, device=None) -> torch.Tensor:
 def shade(scenes: dict[str, torch.Tensor], noise: float, generator: torch.Generator
           ) -> torch.Tensor:
     """RGB images ``(n, 3, S, S)`` of the first view of :meth:`BodyWorld.sample` output: part albedo
-    under a Lambert light from the upper left, a floor of grey noise texture, pixel noise ``σ``."""
+    under a Lambert light from above the camera (left-right symmetric), a floor of grey noise texture, pixel noise ``σ``."""
     part = scenes["part"][:, 0, 0]  # (n, S, S)
     hit = scenes["hit"][:, 0, 0]
     n, S, _ = part.shape
@@ -52,7 +53,7 @@ def shade(scenes: dict[str, torch.Tensor], noise: float, generator: torch.Genera
     alb = part_albedo(device=dev)[part.clamp(0, sk.N_JOINTS)].permute(0, 3, 1, 2)
     tex = 0.25 + 0.2 * torch.rand(n, 1, S, S, generator=generator, device=dev)
     alb = torch.where(floor[:, None], tex.expand(n, 3, S, S), alb)
-    light = torch.tensor([0.4, 0.6, 0.7], device=dev)
+    light = torch.tensor([0.0, 0.6, 0.8], device=dev)
     light = (light / light.norm()).expand(n, 3)
     img = render3d.lambert(alb, scenes["normals"][:, 0], light, torch.full((n,), 0.35, device=dev))
     img = torch.where(hit[:, None], img, torch.zeros_like(img))
@@ -102,6 +103,15 @@ def pose_crops(n: int, height: int = 32, width: int = 24, image_size: int = 64,
     person = crops[:, 3] > 0.5
     return {"image": crops[:, :3], "uv": kp, "visible": flags, "area": person.sum((1, 2)).to(
         img.dtype).clamp_min(1.0), "mask": person}
+
+
+def mirror(images: torch.Tensor) -> torch.Tensor:
+    """The world's left-right mirror of crops ``(B, 3, H, W)``: a horizontal flip *and* the
+    red/blue swap that turns left limbs' colour into right limbs' (a flip alone would show a
+    mirrored person with the left limbs' colour on the right side, a body no crop contains)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    return images.flip(-1)[:, [2, 1, 0]]
 
 
 def to_coco17(uv13: torch.Tensor | np.ndarray, visible13=None) -> tuple[np.ndarray, np.ndarray]:
