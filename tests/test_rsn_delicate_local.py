@@ -149,18 +149,23 @@ def test_quarter_offset_beats_argmax_on_subpixel_gaussians():
     assert torch.allclose(peak, h.flatten(2).amax(-1))
 
 
-def test_flip_with_swap_is_an_involution_and_flip_test_is_exact_for_symmetric_model():
+def test_flip_with_swap_is_an_involution_and_flip_test_fixes_an_equivariant_model():
     h = torch.rand(3, 13, 16, 12)
     assert torch.equal(flip_heatmaps(flip_heatmaps(h, FLIP_PAIRS13), FLIP_PAIRS13), h)
-    # a left/right-equivariant model: the flip test returns its own heatmaps
-    def model(x):
-        return flip_heatmaps(flip_heatmaps(h, FLIP_PAIRS13), FLIP_PAIRS13)[: len(x)]
     torch.manual_seed(0)
     net = R.build(R.Config.smoke(), "rsn", 8).eval()
-    p, s = R.decode(net, torch.rand(4, 3, 32, 24), "quarter+blur+flip")
+
+    def symmetric(x):  # mirror-equivariant: m(mirror(x)) = swap(flip(m(x)))
+        return R.flip_average(net, x)
+
+    x = torch.rand(4, 3, 32, 24)
+    with torch.no_grad():
+        assert torch.allclose(R.flip_average(symmetric, x), symmetric(x), atol=1e-6)
+        assert not torch.allclose(R.flip_average(net, x), net(x), atol=1e-6)
+    p, s = R.decode(net, x, "quarter+blur+flip")
     assert p.shape == (4, 13, 2) and s.shape == (4, 13)
     with pytest.raises(ValueError, match="expected one of"):
-        R.decode(net, torch.rand(1, 3, 32, 24), "soft-argmax")
+        R.decode(net, x[:1], "soft-argmax")
 
 
 # ---- OKS AP -------------------------------------------------------------------------------------

@@ -520,12 +520,13 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         """128×96 crops from 192-px views, 4k crops, five block types × 3 seeds, branch sweep 2–6,
-        None/SE/CBAM/PRM, 1–4-stage cascade, AP vs FLOPs (estimate: ≈ 60 trainings of ~8 s)."""
+        None/SE/CBAM/PRM, 1-, 2- and 4-stage cascades, AP vs FLOPs at two more widths: about 80
+        single-stage trainings' worth of 800 steps, all with three seeds."""
         return cls(height=128, width=96, image_size=192, n_train=4000, n_test=500, channels=32,
-                   levels=4, blocks=2, rsn_width=16, sigma=2.0, steps=1500, batch_size=64,
+                   levels=4, blocks=2, rsn_width=16, sigma=2.0, steps=800, batch_size=64,
                    lr=2e-3,
                    blocks_compared=BLOCKS, seeds=(0, 1, 2), branches=(2, 3, 4, 5, 6),
-                   attentions=ATTENTIONS, stages=(1, 2, 4), curve_widths=(8, 16, 24))
+                   attentions=ATTENTIONS, stages=(1, 2, 4), curve_widths=(8, 24))
 
     @classmethod
     def smoke(cls) -> "Config":
