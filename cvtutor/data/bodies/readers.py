@@ -266,11 +266,8 @@ def load_mpii_json(path: str | Path) -> dict[str, np.ndarray]:
     layout = ("data/mpii/mpii_annotations.json: a JSON list of records with img_paths, "
               "isValidation, objpos, scale_provided and joint_self (16 x [x, y, visible])")
     path = _need(Path(path), layout)
-    data = json.loads(path.read_text())
-    keys = ("img_paths", "isValidation", "objpos", "scale_provided", "joint_self")
-    if not isinstance(data, list) or not data or not all(
-            isinstance(r, dict) and set(keys) <= set(r) for r in data):
-        raise ValueError(f"{path}: expected {layout}")
+    data = _json_records(path, ("img_paths", "isValidation", "objpos", "scale_provided",
+                                "joint_self"), layout)
     joints = np.array([r["joint_self"] for r in data], dtype=float)
     if joints.shape[1:] != (16, 3):
         raise ValueError(f"{path}: joint_self must be 16 x [x, y, visible], got "
@@ -302,3 +299,39 @@ def load_mpii_head_sizes(path: str | Path) -> np.ndarray:
         got = sorted(k for k in mat if not k.startswith("__")) if boxes is None else boxes.shape
         raise ValueError(f"{path}: got {got}; expected {layout}")
     return MPII_HEAD_SIZE_BIAS * np.linalg.norm(boxes[1] - boxes[0], axis=0)
+
+
+def _json_records(path: Path, keys: tuple[str, ...], layout: str) -> list[dict]:
+    """A JSON file holding a non-empty list of records that each have ``keys``, else a clear
+    error naming ``layout``."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, list) or not data or not all(
+            isinstance(r, dict) and set(keys) <= set(r) for r in data):
+        raise ValueError(f"{path}: expected {layout}")
+    return data
+
+
+def load_mpii_hrnet_json(path: str | Path) -> dict[str, np.ndarray]:
+    """MPII as HRNet / SimpleBaseline convert it (``data/mpii/annot/{train,valid}.json``: a list
+    of people with ``image``, ``center`` (2), ``scale``, ``joints`` (16 x [x, y]) and
+    ``joints_vis`` (16)) → ``image (N,)``, ``center (N, 2)``, ``scale (N,)`` (box side / 200 px),
+    ``joints (N, 16, 2)`` pixels and ``visible (N, 16)`` bool, in :data:`MPII_JOINTS` order. The
+    PCKh head sizes of ``valid.json`` come from its ``gt_valid.mat`` (``headboxes_src``), read by
+    :func:`load_mpii_head_sizes`. Used by the RSN chapter (``notebooks/eccv2020/
+    rsn_delicate_local.ipynb``)."""
+    layout = ("data/mpii/annot/<split>.json: a JSON list of records with image, center, scale, "
+              "joints (16 x [x, y]) and joints_vis (16)")
+    path = _need(Path(path), layout)
+    data = _json_records(path, ("image", "center", "scale", "joints", "joints_vis"), layout)
+    joints = np.array([r["joints"] for r in data], dtype=float)
+    vis = np.array([r["joints_vis"] for r in data], dtype=float)
+    if joints.shape[1:] != (16, 2) or vis.shape[1:] != (16,):
+        raise ValueError(f"{path}: joints must be 16 x [x, y] and joints_vis 16 flags, got "
+                         f"{joints.shape[1:]} and {vis.shape[1:]}; expected {layout}")
+    return {
+        "image": np.array([r["image"] for r in data]),
+        "center": np.array([r["center"] for r in data], dtype=float).reshape(-1, 2),
+        "scale": np.array([r["scale"] for r in data], dtype=float),
+        "joints": joints,
+        "visible": vis > 0,
+    }
