@@ -140,7 +140,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E30', 'rpl_reciprocal_points', 'Learning Open Set Network with Discriminative Reciprocal Points (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E31', 'conv_occupancy', 'Convolutional Occupancy Networks (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E32', 'crowd_3d_pose_mvg', 'Multi-person 3D Pose Estimation in Crowded Scenes Based on Multi-view Geometry (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E33', 'tide', 'TIDE: A General Toolbox for Identifying Object Detection Errors (ECCV 2020)', 'eccv2020',

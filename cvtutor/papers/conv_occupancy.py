@@ -381,7 +381,7 @@ def _room_variants(R2: int, d2: int, R3: int, d3: int, single: bool) -> tuple[Va
 
 @dataclass(frozen=True)
 class Config(ProfileConfig):
-    n_train: int = 100  # rooms generated per seed (on the fly, on the device)
+    n_train: int = 80  # rooms generated per seed (on the fly, on the device)
     n_test: int = 10
     n_points: int = 512  # noisy input points per scene
     n_queries: int = 1024  # uniform training queries per scene
@@ -393,10 +393,10 @@ class Config(ProfileConfig):
     dec_blocks: int = 3
     unet_width: int = 8
     variants: tuple[Variant, ...] = _room_variants(32, 3, 16, 2, single=False)
-    steps: int = 100
+    steps: int = 80
     batch_size: int = 4
-    lr: float = 2e-3
-    eval_every: int = 25  # validation IoU for the training-progression curve
+    lr: float = 3e-3
+    eval_every: int = 20  # validation IoU for the training-progression curve
     n_val: int = 8
     n_iou: int = 2048  # uniform queries per test scene for the IoU
     n_mesh_eval: int = 6
