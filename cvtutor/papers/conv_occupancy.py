@@ -429,7 +429,7 @@ class Config(ProfileConfig):
         (Table 2), generalisation to 5-object rooms, three seeds."""
         return cls(n_train=2000, n_test=50, n_points=3000, n_queries=2048, dec_blocks=5,
                    unet_width=32, variants=_room_variants(64, 4, 32, 3, single=True),
-                   steps=1500, batch_size=32, lr=1e-3, eval_every=250, n_val=32,
+                   steps=1000, batch_size=32, lr=1e-3, eval_every=250, n_val=32,
                    n_iou=32768, n_mesh_eval=50, mc_resolution=64, n_surface_eval=10000,
                    room_objects=(2, 2), gen_objects=(5, 5), nearest=True, objects=True,
                    object_variants=(
