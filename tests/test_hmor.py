@@ -278,3 +278,14 @@ def test_cli_runs_the_smoke_profile(tmp_path, monkeypatch):
         runtime.set_deterministic(False)
     results, meta = report.load_results(tmp_path / "hmor-smoke-seed0.json")
     assert meta["profile"] == "smoke" and "findings" in results
+
+
+def test_tie_margin_drops_near_pairs():
+    n = Z.float()
+    g1, g2 = torch.tensor([0.0, 0.0, 4.0]), torch.tensor([0.0, 0.0, 4.2])
+    p1, p2 = torch.tensor([0.0, 0.0, 5.0]), torch.tensor([0.0, 0.0, 4.0])  # wrong order
+    assert H.err_ins(p1, p2, g1, g2, n) > 0
+    assert H.err_ins(p1, p2, g1, g2, n, tie=0.3) == 0
+    gt, valid = _scene()
+    out = H.hmor_loss(gt.flip(1), gt, valid, Z.expand(3, 3), tie=10.0)
+    assert float(out["ins"]) == 0 and float(out["jt"]) == 0

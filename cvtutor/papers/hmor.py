@@ -117,16 +117,16 @@ def depth_ordinal_error(pred1: torch.Tensor, pred2: torch.Tensor, R: torch.Tenso
 
 
 def err_ins(p1: torch.Tensor, p2: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor,
-            n: torch.Tensor) -> torch.Tensor:
+            n: torch.Tensor, tie: float = 0.0) -> torch.Tensor:
     """Eq. (5): the instance-level error of two people's positions (mean joints) ``(..., 3)``,
-    predicted ``p`` and ground truth ``g``."""
-    return depth_ordinal_error(p1, p2, ordinal_relation(g1, g2, n), n)
+    predicted ``p`` and ground truth ``g``; true gaps within ``tie`` (m) impose no order."""
+    return depth_ordinal_error(p1, p2, ordinal_relation(g1, g2, n, tie), n)
 
 
 def err_jt(k1: torch.Tensor, k2: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor,
-           n: torch.Tensor) -> torch.Tensor:
+           n: torch.Tensor, tie: float = 0.0) -> torch.Tensor:
     """Eq. (8), its brackets placed as in Eq. (5): the joint-level error of two joints."""
-    return depth_ordinal_error(k1, k2, ordinal_relation(g1, g2, n), n)
+    return depth_ordinal_error(k1, k2, ordinal_relation(g1, g2, n, tie), n)
 
 
 def plane_projection(t: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -200,12 +200,12 @@ def _pairs(P: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def hmor_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, n: torch.Tensor,
-              levels=("ins", "part", "jt")) -> dict[str, torch.Tensor]:
+              levels=("ins", "part", "jt"), tie: float = 0.0) -> dict[str, torch.Tensor]:
     """Eq. (9) over every cross-person pair of a scene (the paper leaves the pair sets open):
     ``pred, gt (B, P, J, 3)`` camera-space joints, ``valid (B, P)`` people present, ``n (B, 3)``
     one view per scene. Instance: the pair's mean joints; part: every part of one person against
-    every part of the other; joint: every joint against every joint. Returns each level's mean
-    error (0 where a scene has no pair)."""
+    every part of the other; joint: every joint against every joint; depth gaps within ``tie``
+    (m) impose no order. Returns each level's mean error (0 where a scene has no pair)."""
     if pred.shape != gt.shape or pred.ndim != 4 or valid.shape != pred.shape[:2]:
         raise ValueError(f"hmor_loss: need pred, gt (B, P, J, 3) and valid (B, P); got "
                          f"{tuple(pred.shape)}, {tuple(gt.shape)}, {tuple(valid.shape)}")
@@ -220,7 +220,7 @@ def hmor_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, n: torc
     if "ins" in levels:
         p, g = pred.mean(2), gt.mean(2)
         nn_ = n[:, None].expand(B, len(i), 3)
-        e = err_ins(p[:, i], p[:, j], g[:, i], g[:, j], nn_)
+        e = err_ins(p[:, i], p[:, j], g[:, i], g[:, j], nn_, tie)
         out["ins"] = (e * w).sum() / denom
     if "part" in levels:
         a = torch.tensor([s for s, _ in PARTS], device=pred.device)
@@ -240,7 +240,7 @@ def hmor_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, n: torc
         k1g, k2g = gt[:, i, :, None].expand(B, len(i), J, J, 3), gt[:, j, None].expand(
             B, len(i), J, J, 3)
         nn_ = n[:, None, None, None].expand(B, len(i), J, J, 3)
-        e = err_jt(k1p, k2p, k1g, k2g, nn_).mean((-1, -2))
+        e = err_jt(k1p, k2p, k1g, k2g, nn_, tie).mean((-1, -2))
         out["jt"] = (e * w).sum() / denom
     return out
 
@@ -295,6 +295,7 @@ class Config(ProfileConfig):
     steps: int = 250
     batch: int = 32                        # scenes per step
     lr: float = 2e-3
+    tie: float = 0.0                       # m: true depth gaps within it impose no order
     ladder: tuple[str, ...] = tuple(LADDER)
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
@@ -427,7 +428,7 @@ def train_variant(config: Config, train: dict, setting: str, seed: int,
         if levels:
             n = (sample_views(len(joints), g, dev) if views
                  else axis.expand(len(joints), 3))
-            terms.update(hmor_loss(out["joints"], joints, valid, n, levels))
+            terms.update(hmor_loss(out["joints"], joints, valid, n, levels, config.tie))
         terms["loss"] = sum(terms.values())
         return terms
 
