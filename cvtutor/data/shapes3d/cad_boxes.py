@@ -214,10 +214,12 @@ def pose_rotation(yaw_deg: torch.Tensor, pitch_deg: torch.Tensor) -> torch.Tenso
 
 
 def render_cad(lib: dict, model: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
-               image_size: int, focal: float, extra: dict | None = None) -> dict[str, torch.Tensor]:
+               image_size: int, focal: float, extra: dict | None = None, chunk: int = 128
+               ) -> dict[str, torch.Tensor]:
     """Render models ``model (B,)`` at camera poses ``X_c = R·X_o + t`` (``R (B, 3, 3)``, ``t (B,
     3)``), with optional ``extra = {"centres", "half", "R"}`` boxes ``(B, E, ·)`` (clutter,
-    occluders; instance 1). Returns :func:`render_scene`'s dict with ``instance`` 0 on the model."""
+    occluders; instance 1), ``chunk`` images at a time. Returns :func:`render_scene`'s dict with
+    ``instance`` 0 on the model."""
     _check_library(lib)
     B = model.shape[0]
     if R.shape != (B, 3, 3) or t.shape != (B, 3):
@@ -234,8 +236,10 @@ def render_cad(lib: dict, model: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
         inst = torch.cat([inst, torch.ones(B, extra["half"].shape[1], dtype=torch.long,
                                            device=c.device)], 1)
     K = intrinsics(image_size, focal, dtype=c.dtype, device=c.device)
-    return render_scene({"boxes": {"centres": centres, "half": h, "R": boxes_R, "instance": inst}},
-                        K, image_size)
+    parts = [render_scene({"boxes": {"centres": centres[i:i + chunk], "half": h[i:i + chunk],
+                                     "R": boxes_R[i:i + chunk], "instance": inst[i:i + chunk]}},
+                          K, image_size) for i in range(0, B, chunk)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def render_views(lib: dict, R_views: torch.Tensor, image_size: int, focal: float, depth: float
