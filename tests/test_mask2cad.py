@@ -156,3 +156,46 @@ def test_smoke_run_returns_every_key():
 def test_cli_smoke(tmp_path):
     from cvtutor.cli import main
     assert main(["run", "mask2cad", "--profile", "smoke", "--out", str(tmp_path)]) in (0, None)
+
+
+def test_pix3d_reader_on_a_fixture(tmp_path):
+    import json
+
+    import trimesh
+    from PIL import Image
+
+    from cvtutor.data.shapes3d.pix3d import read_pix3d, read_pix3d_model
+    (tmp_path / "mask").mkdir()
+    (tmp_path / "model").mkdir()
+    m = np.zeros((8, 10), np.uint8)
+    m[2:5, 3:7] = 255
+    Image.fromarray(m).save(tmp_path / "mask" / "0001.png")
+    trimesh.creation.box().export(tmp_path / "model" / "chair.obj")
+    rec = {"img": "img/0001.jpg", "mask": "mask/0001.png", "model": "model/chair.obj",
+           "category": "chair", "img_size": [10, 8], "bbox": [3, 2, 7, 5],
+           "rot_mat": np.eye(3).tolist(), "trans_mat": [0, 0, 2.0], "focal_length": 35.0}
+    (tmp_path / "pix3d.json").write_text(json.dumps([rec]))
+    (r,) = read_pix3d(tmp_path)
+    assert r["mask_array"].sum() == 12 and r["category"] == "chair"
+    assert torch.equal(r["R"], torch.eye(3))
+    v, f = read_pix3d_model(tmp_path, r)
+    assert v.shape == (8, 3) and f.shape == (12, 3)
+    (tmp_path / "pix3d.json").write_text(json.dumps([{"img": "x"}]))
+    with pytest.raises(ValueError, match="lacks"):
+        read_pix3d(tmp_path)
+    with pytest.raises(FileNotFoundError, match="pix3d.json"):
+        read_pix3d(tmp_path / "nowhere")
+
+
+def test_mesh_rcnn_split_reads_with_load_coco_json(tmp_path):
+    import json
+
+    from cvtutor.data.coco import load_coco_json
+    gt = {"images": [{"id": 1, "width": 10, "height": 8, "file_name": "img/0001.jpg"}],
+          "categories": [{"id": 1, "name": "chair"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [3, 2, 4, 3],
+                           "area": 12, "iscrowd": 0}]}
+    p = tmp_path / "pix3d_s1_test.json"
+    p.write_text(json.dumps(gt))
+    out = load_coco_json(str(p), [])
+    assert out is not None

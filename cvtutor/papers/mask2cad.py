@@ -265,9 +265,9 @@ class Config(ProfileConfig):
 
     @classmethod
     def fast(cls) -> "Config":
-        """Sized for about 20 s of CPU: 1,200 training images, 2 + 1 views per image."""
-        return cls(n_train=1200, n_test=200, images_per_model=2, views_per_image=2, voxel_res=12,
-                   voxel_steps=100)
+        """Sized for the CPU budget: 1,000 training images, 2 + 1 views per image, 200 steps."""
+        return cls(n_train=1000, n_test=150, images_per_model=2, views_per_image=2, steps=200,
+                   voxel_res=12, voxel_steps=80, n_points=500)
 
     @classmethod
     def full(cls) -> "Config":
