@@ -199,3 +199,11 @@ def test_mesh_rcnn_split_reads_with_load_coco_json(tmp_path):
     p.write_text(json.dumps(gt))
     out = load_coco_json(str(p), [])
     assert out is not None
+
+
+def test_batches_skip_models_without_training_images():
+    cfg = M.Config.smoke().replace(n_train=4, n_per_class=4)
+    world = M.make_world(cfg, 0, torch.device("cpu"))
+    b = M.sample_batch(world, cfg, 0, 0)
+    assert set(b["model"].tolist()) <= set(world["train"]["model"].tolist())
+    assert b["pool"].shape[0] == b["pool_model"].shape[0]

@@ -351,18 +351,19 @@ def render_crops(lib: dict, R: torch.Tensor, config: Config, model: torch.Tensor
 # training (Sec. 3.2-3.3): embedding + pose classification + gated refinement + centre offset
 # ---------------------------------------------------------------------------------------------
 def sample_batch(world: dict, config: Config, step: int, seed: int) -> dict[str, torch.Tensor]:
-    """One batch: ``models_per_batch`` seen models (balanced over the classes), ``images_per_model``
+    """One batch: ``models_per_batch`` seen models with training images (balanced over the classes), ``images_per_model``
     training images of each (the anchors), and per image ``views_per_image`` random canonical
     views of its model plus, if enabled, its jittered ground-truth view (the pool)."""
     train, lib, views = world["train"], world["lib"], world["views"]
     dev = views.device
     g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + step)
     seen = world["seen_ids"]
+    seen = seen[torch.bincount(train["model"], minlength=len(lib["label"]))[seen] > 0]  # has images
     n_cls = len(cad.CLASSES)
     per_cls = max(1, config.models_per_batch // n_cls)
     cls_of = lib["label"][seen]
     pick = torch.cat([torch.multinomial((cls_of == c).float(), min(per_cls, int((cls_of == c).sum())),
-                                        generator=g) for c in range(n_cls)])
+                                        generator=g) for c in range(n_cls) if (cls_of == c).any()])
     models = seen[pick]
     own = (train["model"][None] == models[:, None]).float()  # (P, n_train)
     idx = torch.multinomial(own, config.images_per_model, replacement=True, generator=g).reshape(-1)
