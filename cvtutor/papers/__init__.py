@@ -118,7 +118,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
              'done'),
     Tutorial('E15', 'hmor', 'HMOR: Hierarchical Multi-person Ordinal Relations for Monocular Multi-person 3D Pose Estimation (ECCV 2020)', 'eccv2020',
              'done'),
-    Tutorial('E16', 'mask2cad', 'Mask2CAD: 3D Shape Prediction by Learning to Segment and Retrieve (ECCV 2020)', 'eccv2020'),
+             'done'),
     Tutorial('E17', 'surrogate_loss', 'A Unified Framework of Surrogate Loss by Refactoring and Interpolation (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E18', 'deep_reflectance_volumes', 'Deep Reflectance Volumes: Relightable Reconstructions from Multi-view Photometric Images (ECCV 2020)', 'eccv2020'),
