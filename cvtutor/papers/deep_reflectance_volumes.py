@@ -459,7 +459,13 @@ def _mean(df: pd.DataFrame, by: str) -> pd.DataFrame:
 
 def run(config: Config) -> dict:
     """The whole miniature over ``config.seeds``: tables (mean, std over seeds), loss curves and
-    the ``findings``."""
+    the ``findings``, as data (see :func:`run_with_model` for the trained model too)."""
+    return run_with_model(config)[0]
+
+
+def run_with_model(config: Config) -> tuple[dict, dict]:
+    """:func:`run`'s results and ``{"model", "views"}``: the first seed's deep-prior model and its
+    train / held-out views, for the notebook's renders."""
     device = get_device(config.device)
     runs = [experiment(config, s, device) for s in config.seeds]
     cat = {k: pd.concat([r[k] for r in runs], ignore_index=True)
@@ -497,5 +503,5 @@ def run(config: Config) -> dict:
             "relight": _mean(cat["relight"], "opacity"), "edit": _mean(cat["edit"], "render"),
             "ablation": (_mean(cat["ablation"], "loss") if len(cat["ablation"])
                          else cat["ablation"]),
-            "per_seed": cat, "curves": curves, "findings": findings,
-            "model": runs[0]["model"], "views": runs[0]["views"]}
+            "per_seed": cat, "curves": curves, "findings": findings}, \
+        {"model": runs[0]["model"], "views": runs[0]["views"]}
