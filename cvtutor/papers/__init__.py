@@ -122,7 +122,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E17', 'surrogate_loss', 'A Unified Framework of Surrogate Loss by Refactoring and Interpolation (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E18', 'deep_reflectance_volumes', 'Deep Reflectance Volumes: Relightable Reconstructions from Multi-view Photometric Images (ECCV 2020)', 'eccv2020'),
-    Tutorial('E19', 'memdpc', 'Memory-Augmented Dense Predictive Coding for Video Representation Learning (ECCV 2020)', 'eccv2020',
+             'done'),
              'done'),
     Tutorial('E20', 'pointmixup', 'PointMixup: Augmentation for Point Clouds (ECCV 2020)', 'eccv2020',
              'done'),
