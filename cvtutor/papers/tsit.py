@@ -296,8 +296,8 @@ class Config(ProfileConfig):
     d_layers: int = 2
     batch_size: int = 8
     steps: dict | None = None    # per variant; default from steps_tsit / steps_baseline
-    steps_tsit: int = 150
-    steps_baseline: int = 100
+    steps_tsit: int = 110
+    steps_baseline: int = 70
     steps_seg: int = 200         # the layout segmenter (the content judge)
     steps_nets: int = 60         # the domain classifier and the perceptual net
     lambda_p: float = 10.0       # absent from the paper; the official Cityscapes script uses 20
@@ -375,8 +375,8 @@ def _train_classifier(net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: i
 
 def train_judges(config: Config, progress: bool = False) -> dict:
     """The frozen nets that score the translations (trained on real images only):
-    ``segmenter`` (:class:`LayoutSegmenter`, the 6-class layout of any domain; for content mIoU) and ``domain``
-    (a :class:`FeatureNet` classifying summer / winter / night; for style accuracy and
+    ``segmenter`` (:class:`LayoutSegmenter`, the 6-class layout of any domain; for content
+    mIoU) and ``domain`` (a :class:`FeatureNet` classifying summer / winter / night; for style accuracy and
     FID-lite features); and ``percept``, the perceptual-loss net: a FeatureNet trained on
     *another* world (objects: domain x class), as VGG-19 was trained on ImageNet, not on the
     translation data."""
