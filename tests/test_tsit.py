@@ -1,0 +1,150 @@
+import pytest
+import torch
+from torch import nn
+
+from cvtutor.nn.gan import FADE, MultiScaleDiscriminator
+from cvtutor.papers import tsit as T
+
+
+def _z(seed=0, shape=(4, 5, 6, 7)):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+
+
+def test_batch_statistics_are_eqs_2_3():
+    z = _z()
+    mu, sigma = T.batch_statistics(z, eps=0.0)
+    assert torch.allclose(mu.flatten(), z.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(sigma.flatten(), z.var((0, 2, 3), unbiased=False).sqrt(), atol=1e-4)
+
+
+def test_fade_with_unit_gamma_is_batchnorm_in_train_mode():
+    z = _z(1)
+    bn = nn.BatchNorm2d(5, affine=False).train()
+    out = T.fade(z, torch.ones_like(z), torch.zeros_like(z))
+    assert torch.allclose(out, bn(z), atol=1e-5)
+    beta = torch.randn_like(z)
+    assert torch.allclose(T.fade(z, 2 * torch.ones_like(z), beta), 2 * bn(z) + beta, atol=1e-4)
+
+
+def test_fade_module_with_zero_heads_is_batchnorm():
+    z, cond = _z(2), torch.randn(4, 3, 3, 3)
+    m = FADE(5, 3).train()
+    for conv in (m.gamma, m.beta):
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    assert torch.allclose(m(z, cond), nn.BatchNorm2d(5, affine=False)(z), atol=1e-5)
+
+
+def test_fade_rejects_wrong_shapes():
+    z = _z()
+    with pytest.raises(ValueError, match="gamma and beta"):
+        T.fade(z, torch.ones(4, 5, 3, 3), torch.zeros_like(z))
+    with pytest.raises(ValueError, match=r"\(N, L, H, W\)"):
+        T.batch_statistics(torch.ones(3, 4))
+
+
+def test_fadain_matches_style_statistics_and_is_identity_on_itself():
+    z, f = _z(3), _z(4, (4, 5, 3, 9)) * 0.5 - 2
+    out = T.fadain(z, f, eps=0.0)
+    assert torch.allclose(out.mean((2, 3)), f.mean((2, 3)), atol=1e-4)
+    assert torch.allclose(out.std((2, 3), unbiased=False), f.std((2, 3), unbiased=False),
+                          atol=1e-4)
+    assert torch.allclose(T.fadain(z, z, eps=0.0), z, atol=1e-4)
+    assert torch.allclose(T.fadain(2.5 * z + 7, f, eps=0.0), out, atol=1e-4)
+    assert torch.allclose(T.fadain(z, f, alpha=0.0), z)
+    with pytest.raises(ValueError, match="same B, C"):
+        T.fadain(z, torch.ones(4, 6, 3, 3))
+
+
+def test_hinge_losses_on_hand_values():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    # relu(1 - D(x^s)): 0 and 0.5 -> mean 0.25; relu(1 + D(g)): 0 and 1 -> mean 0.5
+    assert T.hinge_d_loss(real, fake).item() == pytest.approx(0.75)
+    assert T.hinge_g_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_spectral_norm_of_discriminator_weights_is_about_one():
+    d = MultiScaleDiscriminator(3, 2, 8, 2)
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(30):                       # power iterations run in train-mode forwards
+        d(x)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    for m in convs:
+        w = m.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(w, 2).item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_discriminator_features_end_with_the_logits():
+    d = MultiScaleDiscriminator(3, 2, 8, 2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = T.discriminator_features(d, x)
+    for f, logits in zip(feats, d(x)):
+        assert torch.allclose(f[-1], logits, atol=1e-6)
+        assert len(f) == 4
+    assert T.feature_matching_loss(feats, feats).item() == 0.0
+
+
+def test_feature_matching_and_perceptual_losses_have_gradients():
+    from cvtutor.metrics.generative import FeatureNet
+    net = FeatureNet(3, 4, width=8)
+    g = torch.rand(2, 3, 16, 16, requires_grad=True)
+    x = torch.rand(2, 3, 16, 16)
+    loss = T.perceptual_loss(net, g, x)
+    loss.backward()
+    assert loss.item() > 0 and g.grad.abs().sum() > 0
+    assert T.perceptual_loss(net, x, x).item() == 0.0
+    with pytest.raises(ValueError, match="weights"):
+        T.perceptual_loss(net, g, x, weights=(1.0,))
+
+
+@pytest.mark.parametrize("variant", T.VARIANTS)
+def test_generator_shapes_and_style_dependence(variant):
+    torch.manual_seed(0)
+    g = T.TSITGenerator(32, (8, 16, 32), variant)
+    feats = g.content(torch.zeros(2, 3, 32, 32))
+    assert [f.shape[-1] for f in feats] == [4, 8, 16]
+    x_c, x_s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    a = T.translate(g.eval(), x_c, x_s)
+    b = T.translate(g, x_c, 1 - x_s)
+    assert a.shape == (2, 3, 32, 32) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, T.translate(g, x_c, x_s))
+    assert torch.equal(a, b) == (variant == "w/o SS")
+
+
+def test_generator_rejects_bad_input():
+    with pytest.raises(ValueError, match="variant"):
+        T.TSITGenerator(variant="SPADE")
+    with pytest.raises(ValueError, match="multiple"):
+        T.TSITGenerator(size=36)
+    g = T.TSITGenerator(32, (8, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        g(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
+
+
+def test_make_data_pairs_styles_with_the_same_scene():
+    data = T.make_data(T.Config.fast(), 6, 0)
+    assert data["styled"].shape == (2, 6, 3, 32, 32)
+    assert torch.equal(data["style"], torch.tensor([0, 1, 0, 1, 0, 1]))
+    idx = torch.arange(6)
+    assert torch.equal(data["x_s"], data["styled"][data["style"], idx])
+    again = T.make_data(T.Config.fast(), 6, 0)
+    assert torch.equal(again["x_c"], data["x_c"])
+
+
+def test_smoke_returns_every_key_and_seed():
+    cfg = T.Config.smoke()
+    out = T.run(cfg, samples=True)
+    assert {"table1", "per_seed", "history", "judge_history", "samples", "findings"} <= set(out)
+    assert out["samples"]["TSIT"].shape == (2, 6, 3, 64, 64)
+    assert set(out["per_seed"].seed) == set(cfg.seeds) and len(cfg.seeds) >= 2
+    assert list(out["table1"].method) == list(T.VARIANTS)
+    assert out["table1"].set_index("method").loc["w/o SS", "style accuracy"] == 0.5
+    assert len(out["findings"]) == 5
+
+
+def test_cli_runs_smoke(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "cvtutor", "run", "tsit", "--profile", "smoke",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
