@@ -4,12 +4,12 @@ against FlopCounterMode on physically pruned nets, grouping, the z-step, bad inp
 fixtures and the smoke profile."""
 
 import itertools
-import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from fixture_files import write_cifar10
 
 from cvtutor.data.imageclass.readers import DataLayoutError
 from cvtutor.nn.flops import flop_count
@@ -235,18 +235,8 @@ def test_bad_input_raises():
         D.split_validation(D.make_data(D.Config(), device="cpu")["test"], 1.5, 0)
 
 
-def _cifar_fixture(root):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8),
-                         "labels": [0, 1, 2, 3]}, f)
-
-
 def test_make_data_reads_cifar_pickles_and_image_folders(tmp_path):
-    _cifar_fixture(tmp_path)
+    write_cifar10(tmp_path)
     d = D.make_data(D.Config(data="cifar10", root=str(tmp_path)), device="cpu")
     assert d["train"].x.shape == (20, 3, 32, 32) and d["test"].x.shape == (4, 3, 32, 32)
     from PIL import Image

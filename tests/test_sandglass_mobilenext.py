@@ -2,13 +2,13 @@
 MobileNetV2 count, Eq. (4)'s identity, the linear residual, a wiring identity, INT8 agreement,
 gradient confusion against a loop, bad input, the readers on fixtures, the smoke profile."""
 
-import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from fixture_files import write_cifar10
 from torch import nn
 
 from cvtutor.data.imageclass.readers import DataLayoutError
@@ -179,18 +179,8 @@ def test_per_sample_gradients_match_a_loop_and_confusion_cosines():
     assert c["min cosine"] == pytest.approx(-1) and c["mean cosine"] == pytest.approx(-1 / 3)
 
 
-def _cifar_fixture(root):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 255, (4, 3072), dtype=np.uint8),
-                         "labels": [0, 1, 2, 3]}, f)
-
-
 def test_make_data_reads_cifar_pickles_and_image_folders(tmp_path):
-    _cifar_fixture(tmp_path)
+    write_cifar10(tmp_path)
     d = S.make_data(S.Config(data="cifar10", root=str(tmp_path)), device="cpu")
     assert d["train"].x.shape == (20, 3, 32, 32) and d["test"].x.shape == (4, 3, 32, 32)
     from PIL import Image
