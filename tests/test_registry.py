@@ -120,4 +120,6 @@ def test_every_eccv_entry_has_a_theme_and_the_toc_groups_by_it():
         worlds = [f for f in files if not by_notebook[f].paper]
         if worlds:
             assert files[0] == worlds[0], f"the world chapter {worlds[0]} opens its section {theme!r}"
+        ids = [by_notebook[f].id for f in files if by_notebook[f].paper]
+        assert ids == sorted(ids), f"the chapters of {theme!r} follow the paper order (E01, E02, ...): {ids}"
     assert seen == [t for t in papers.THEMES if t in seen], "_toc.yml's ECCV sections follow papers.THEMES' order"
