@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from fixture_files import write_cifar10
 
 from cvtutor.data import safe_pickle
 from cvtutor.data.imageclass import readers as R
@@ -221,3 +222,27 @@ def test_osr_split_lists_python_and_json(tmp_path):
         R.read_osr_splits(bad)
     with pytest.raises(R.DataLayoutError, match="not found"):
         R.read_osr_splits(tmp_path / "none.py")
+
+
+def test_read_train_test_cifar_pickles_and_image_folders(tmp_path):
+    write_cifar10(tmp_path)
+    d = R.read_train_test("cifar10", tmp_path, device="cpu")
+    assert d["train"].x.shape == (20, 3, 32, 32) and d["test"].x.shape == (4, 3, 32, 32)
+    assert d["test"].y.tolist() == [0, 1, 2, 3]
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "inet" / split / c).mkdir(parents=True)
+            for i in range(2 if split == "train" else 1):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(
+                    tmp_path / "inet" / split / c / f"{i}.JPEG")
+    d = R.read_train_test("imagefolder", tmp_path / "inet")
+    assert d["test"].classes == ("n01", "n02") and d["train"].x.shape == (4, 3, 8, 8)
+    assert d["test"].x.shape == (2, 3, 8, 8)  # root/val is the test split
+    with pytest.raises(ValueError, match="needs root"):
+        R.read_train_test("cifar10", None)
+    with pytest.raises(R.DataLayoutError):
+        R.read_train_test("cifar10", tmp_path / "none")
+    with pytest.raises(ValueError, match="data must be"):
+        R.read_train_test("svhn", tmp_path)

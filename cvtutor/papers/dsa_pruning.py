@@ -613,12 +613,7 @@ def make_data(config: Config, seed: int = 0, device=None) -> dict[str, sets.Imag
                                              device=device)}
     if config.data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}, got {config.data!r}")
-    if config.root is None:
-        raise ValueError(f"data={config.data!r} needs root, the folder of the real data")
-    if config.data == "cifar10":
-        return {s: readers.read_cifar(config.root, s, 10).to(device) for s in ("train", "test")}
-    return {s: readers.read_image_folder(f"{config.root}/{d}").to(device)
-            for s, d in (("train", "train"), ("test", "val"))}
+    return readers.read_train_test(config.data, config.root, device)
 
 
 def split_validation(train: sets.ImageSet, fraction: float, seed: int):

@@ -186,6 +186,25 @@ def read_image_folder(root: str | Path) -> ImageSet:
     return ImageSet(x, torch.tensor(ds.targets, dtype=torch.long), tuple(ds.classes))
 
 
+REAL_SETS = ("cifar10", "imagefolder")
+
+
+def read_train_test(data: str, root: str | Path | None, device=None) -> dict[str, ImageSet]:
+    """``{"train", "test"}`` of a real classification set a chapter may train on instead of its
+    synthetic one: ``"cifar10"`` (the Python pickles under ``root``, :func:`read_cifar`) or
+    ``"imagefolder"`` (``root/train`` and ``root/val``, ImageNet style, :func:`read_image_folder`).
+    Used by the efficiency chapters (E35 DSA, E40 MobileNeXt)."""
+    if data not in REAL_SETS:
+        raise ValueError(f"data must be one of {REAL_SETS}, got {data!r}")
+    if root is None:
+        raise ValueError(f"data={data!r} needs root, the folder of the real data")
+    if data == "cifar10":
+        out = {s: read_cifar(root, s, 10) for s in ("train", "test")}
+    else:
+        out = {s: read_image_folder(Path(root) / d) for s, d in (("train", "train"), ("test", "val"))}
+    return {k: v.to(device) if device is not None else v for k, v in out.items()}
+
+
 def read_list_file(list_file: str | Path, image_root: str | Path | None = None) -> ImageSet:
     """A ``<relative path> <integer label>`` line per image (TinyImageNet / ImageNet-style
     ``val.txt``, the open-set benchmarks' split files), paths relative to ``image_root`` (default:
