@@ -2,7 +2,6 @@
 space (Sec. 4.1), the CIFAR and AutoAugment paths and the smoke run."""
 import itertools
 import math
-import pickle
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixture_files import write_cifar10
 
 from cvtutor import report
 from cvtutor.data.imageclass import augment as A
@@ -241,18 +241,8 @@ def test_tau_and_augment_reject_bad_shapes():
 # ---------------------------------------------------------------------------------------------
 # real data (CIFAR pickles), the full AutoAugment space, the smoke run
 # ---------------------------------------------------------------------------------------------
-def _write_cifar(root, n=8):
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                 "labels": rng.integers(0, 10, n).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-
-
 def test_cifar_pickles_and_the_autoaugment_space(tmp_path):
-    _write_cifar(tmp_path)
+    write_cifar10(tmp_path, n=8)
     cfg = K.Config(data="cifar10", cifar_root=str(tmp_path), space="autoaugment", epochs=1,
                    batch_size=8, device="cpu")
     data = K.make_data(cfg)

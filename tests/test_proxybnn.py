@@ -2,11 +2,11 @@
 bad input; the CIFAR reader on a fixture; the smoke profile."""
 
 import itertools
-import pickle
 
 import numpy as np
 import pytest
 import torch
+from fixture_files import write_cifar10
 from scipy.linalg import orthogonal_procrustes
 
 from cvtutor.data.imageclass.readers import DataLayoutError
@@ -215,17 +215,8 @@ def test_xnor_bad_input():
 # ---------------------------------------------------------------------------------------------
 # data, models, training
 # ---------------------------------------------------------------------------------------------
-def _write_cifar(root, n=10):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(range(n))}
-        (folder / name).write_bytes(pickle.dumps(batch))
-
-
 def test_cifar_pickles_feed_the_resnet(tmp_path):
-    _write_cifar(tmp_path)
+    write_cifar10(tmp_path, n=10)
     cfg = P.Config.smoke().replace(dataset="cifar10", data_root=str(tmp_path))
     data = P.load_data(cfg)
     assert data["x_train"].shape == (50, 3, 32, 32) and data["x_test"].shape == (10, 3, 32, 32)
