@@ -11,9 +11,9 @@ import argparse
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from _timing import timed
 
 from cvtutor.papers import graph_memory_vos as G
-from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, profile: str, n: int) -> list[dict]:
@@ -28,7 +28,7 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         g = torch.Generator().manual_seed(0)
 
-        def step():
+        def step(net=net, opt=opt, g=g):
             sup, sm, sl, q, t = G.recurrence_clips(
                 {k: v[: cfg.batch] for k, v in d.items()}, cfg.N, g, cfg.n_sprites, True
             )
