@@ -161,7 +161,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E37', 's2dnet', 'S2DNet: Learning Image Features for Accurate Sparse-to-Dense Matching (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E38', 'rtm3d', 'RTM3D: Real-Time Monocular 3D Detection from Object Keypoints for Autonomous Driving (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E39', 'graph_memory_vos', 'Video Object Segmentation with Episodic Graph Memory Networks (ECCV 2020)', 'eccv2020'),
     Tutorial('E40', 'sandglass_mobilenext', 'Rethinking Bottleneck Structure for Efficient Mobile Network Design (ECCV 2020)', 'eccv2020',
              'done'),
