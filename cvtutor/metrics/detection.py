@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
 COCO_IOU_THRESHOLDS = tuple(np.round(np.linspace(0.5, 0.95, 10), 2).tolist())
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 TIDECV_RECALL_POINTS = np.arange(101) / 100
@@ -277,8 +276,9 @@ def precision_at_recalls(precision: np.ndarray, recall: np.ndarray, points: np.n
     return out
 
 
-def average_precision(scores: Any, is_tp: Any, n_gt: int) -> float:
-    """101-point AP in [0, 1]: ``AP = (1/101) sum_{r in {0, .01, .., 1}} P~(r)``.
+def average_precision(scores: Any, is_tp: Any, n_gt: int, points: np.ndarray = RECALL_POINTS) -> float:
+    """101-point AP in [0, 1]: ``AP = (1/101) sum_{r in {0, .01, .., 1}} P~(r)`` (other recall
+    ``points``, e.g. KITTI's R11/R40 in :mod:`cvtutor.metrics.kitti`, average over those).
 
     ``scores`` and ``is_tp`` are the detections of one class (any order; a stable sort by
     descending score is applied). ``n_gt = 0`` gives ``nan`` (AP undefined).
@@ -291,7 +291,7 @@ def average_precision(scores: Any, is_tp: Any, n_gt: int) -> float:
         return float("nan")
     order = np.argsort(-scores, kind="mergesort")
     p, r = precision_recall(is_tp[order], n_gt)
-    return float(precision_at_recalls(p, r).mean())
+    return float(precision_at_recalls(p, r, points).mean())
 
 
 def class_points(data: DetectionSet, iou_threshold: float, max_dets: int = 100) -> dict[int, dict[str, Any]]:

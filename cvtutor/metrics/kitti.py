@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cvtutor.metrics.detection import (
+    average_precision,
     match_greedy,
-    precision_at_recalls,
-    precision_recall,
 )
 
 R11 = np.linspace(0.0, 1.0, 11)
@@ -27,14 +26,7 @@ def kitti_average_precision(scores, is_tp, n_gt: int, points: str = "R40") -> fl
     """AP in [0, 1] of one class's detections (``is_tp`` flags, any order) against ``n_gt`` objects."""
     if points not in POINTS:
         raise ValueError(f"points must be 'R11' or 'R40', got {points!r}")
-    scores, is_tp = np.asarray(scores, float), np.asarray(is_tp, bool)
-    if scores.shape != is_tp.shape:
-        raise ValueError(f"scores {scores.shape} and is_tp {is_tp.shape} must have the same shape")
-    if n_gt == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    p, r = precision_recall(is_tp[order], n_gt)
-    return float(precision_at_recalls(p, r, POINTS[points]).mean())
+    return average_precision(scores, is_tp, n_gt, POINTS[points])
 
 
 def match_images(dets: Sequence[tuple[np.ndarray, np.ndarray]], gts: Sequence[tuple[np.ndarray, np.ndarray]],
