@@ -219,6 +219,11 @@ def test_smoke_returns_every_key_and_seed():
     assert set(out["per_seed_table2"].seed) == set(cfg.seeds)
     assert out["samples_table2"]["TSIT"].shape == (6, 3, 64, 64)
     assert len(out["findings"]) == 8
+    c2 = out["compare_table2_miou"]
+    assert list(c2.index) == ["pix2pixHD", "SPADE", "TSIT"] and c2["paper"].tolist() == [58.3, 62.3, 65.9]
+    assert c2.loc["TSIT", "ours"] == pytest.approx(
+        100 * out["table2"].set_index("method").loc["TSIT", "mIoU"])
+    assert {"compare_table1", "compare_table2_accu", "compare_table2_fid"} <= set(out)
     assert set(out["findings"]["kind"]) == {"paper claim", "construction", "sanity check"}
 
 
