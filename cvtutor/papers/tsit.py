@@ -334,13 +334,13 @@ class Config(ProfileConfig):
     steps: dict | None = None    # per variant; default from steps_tsit / steps_baseline
     steps_tsit: int = 110
     steps_baseline: int = 70
-    steps_seg: int = 200         # the layout segmenter (the content judge)
+    steps_seg: int = 150         # the layout segmenter (the content judge)
     steps_nets: int = 60         # the domain classifier and the perceptual net
     lambda_p: float = 10.0       # absent from the paper; the official Cityscapes script uses 20
     lambda_fm: float = 10.0      # absent from the paper; official scripts use 1 or 10
     variants: tuple[str, ...] = VARIANTS      # Table 1 / Fig. 10 rows
     table2: bool = True          # run the semantic-synthesis comparison (Table 2)
-    steps_semantic: int = 100    # G/D steps of each Table 2 method
+    steps_semantic: int = 80     # G/D steps of each Table 2 method
     lambda_l1: float = 100.0     # pix2pix's L1 weight (Isola et al. 2017)
     seeds: tuple[int, ...] = (0,)
     seed: int = 0
