@@ -185,7 +185,7 @@ def test_make_semantic_data_is_paired_and_seeded():
 
 
 def test_judges_are_deterministic():
-    cfg = T.Config.smoke().replace(steps_seg=3, steps_nets=1)
+    cfg = T.Config.fast().replace(n_judge=8, steps_seg=3, steps_nets=1)
     a, b = T.train_judges(cfg), T.train_judges(cfg)
     for name in ("segmenter", "domain", "percept"):
         for p, q in zip(a[name].parameters(), b[name].parameters()):
