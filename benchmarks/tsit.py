@@ -1,6 +1,7 @@
-"""TSIT (E13) throughput: G/D training steps per second of the three generators (TSIT,
-AdaIN-only, w/o SS) at the ``fast`` and ``full`` sizes, on the CPU and on CUDA when present, and
-the landscapes generator (content + two style renderings per second).
+"""TSIT (E13) throughput: G/D training steps per second of the style-transfer generators (TSIT,
+AdaIN-only, SPADE-style, w/o SS) and of the semantic-synthesis ones (pix2pix, SPADE-style, TSIT;
+Table 2) at the ``fast`` and ``full`` sizes, on the CPU and on CUDA when present, and the
+landscapes generator (content + two style renderings per second).
 
     python benchmarks/tsit.py [--steps 5]
 
@@ -32,12 +33,16 @@ def main() -> None:
             data = T.make_data(cfg, max(4 * cfg.batch_size, 64), 0)
             percept = T.train_judges(cfg.replace(steps_seg=1, steps_nets=1))["percept"]
             with measure_phases(steps=args.steps, warmup=2) as records:
-                for variant in T.VARIANTS:
+                for variant in cfg.variants:
                     T.train_tsit(cfg, data, percept, variant)
+                if cfg.table2:
+                    sem = T.make_semantic_data(cfg, max(4 * cfg.batch_size, 64), 0)
+                    for method in T.SEMANTIC_METHODS:
+                        T.train_semantic(cfg, sem, percept, method)
             total = 0.0
             for r in records:
                 total += r["planned_steps"] * r["s_per_step"]
-                print(f"  {r['desc']:<11} {r['s_per_step'] * 1e3:8.1f} ms/step "
+                print(f"  {r['desc']:<22} {r['s_per_step'] * 1e3:8.1f} ms/step "
                       f"{cfg.batch_size / r['s_per_step']:8.0f} samples/s")
             print(f"  GAN fit time of run(): {total * len(cfg.seeds):.0f} s for "
                   f"{len(cfg.seeds)} seed(s)")

@@ -101,8 +101,11 @@ def test_feature_matching_and_perceptual_losses_have_gradients():
 def test_generator_shapes_and_style_dependence(variant):
     torch.manual_seed(0)
     g = T.TSITGenerator(32, (8, 16, 32), variant)
-    feats = g.content(torch.zeros(2, 3, 32, 32))
-    assert [f.shape[-1] for f in feats] == [4, 8, 16]
+    if variant == "SPADE-style":
+        assert g.content is None
+    else:
+        feats = g.content(torch.zeros(2, 3, 32, 32))
+        assert [f.shape[-1] for f in feats] == [4, 8, 16]
     x_c, x_s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     a = T.translate(g.eval(), x_c, x_s)
     b = T.translate(g, x_c, 1 - x_s)
@@ -119,6 +122,79 @@ def test_generator_rejects_bad_input():
     g = T.TSITGenerator(32, (8, 8, 8))
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
         g(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16))
+    g6 = T.TSITGenerator(32, (8, 8, 8), content_channels=6)
+    with pytest.raises(ValueError, match=r"x_c must be \(B, 6, 32, 32\)"):
+        g6(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+
+
+def test_spade_style_blocks_are_spade_on_the_resized_input():
+    from cvtutor.nn.gan import SPADE
+    torch.manual_seed(0)
+    g = T.TSITGenerator(32, (8, 16, 32), "SPADE-style", content_channels=6).train()
+    norms = [m for m in g.modules() if isinstance(m, SPADE)]
+    assert norms and all(type(m) is SPADE and m.gamma.in_channels == 8 for m in norms)
+    # one block by hand: SPADE conditions on the mask resized (nearest) to the block's scale
+    block, z = g.blocks[0], torch.randn(2, 32, 4, 4)
+    mask = T.one_hot_mask(torch.randint(0, 6, (2, 32, 32)))
+    n1 = block.n1
+    small = torch.nn.functional.interpolate(mask, size=(4, 4), mode="nearest")
+    h = n1.shared(small)
+    ref = nn.BatchNorm2d(32, affine=False)(z) * (1 + n1.gamma(h)) + n1.beta(h)
+    assert torch.allclose(n1(z, mask), ref, atol=1e-5)
+    # the layout reaches the output: changing the mask changes the image
+    x_s = torch.rand(2, 3, 32, 32)
+    a = T.synthesize(g.eval(), mask, x_s)
+    b = T.synthesize(g, T.one_hot_mask(torch.zeros(2, 32, 32, dtype=torch.long)), x_s)
+    assert a.shape == (2, 3, 32, 32) and not torch.allclose(a, b)
+
+
+def test_one_hot_mask():
+    label = torch.tensor([[[0, 5], [2, 2]]])
+    m = T.one_hot_mask(label)
+    assert m.shape == (1, 6, 2, 2) and torch.equal(m.sum(1), torch.ones(1, 2, 2))
+    assert torch.equal(m.argmax(1), label) and m[0, 5, 0, 1] == 1
+    with pytest.raises(ValueError, match="0..5"):
+        T.one_hot_mask(torch.tensor([[[0, 6]]]))
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        T.one_hot_mask(torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_pix2pix_generator_is_a_unet_with_gradients():
+    torch.manual_seed(0)
+    g = T.Pix2PixGenerator(32, (8, 16, 32))
+    mask = T.one_hot_mask(torch.randint(0, 6, (2, 32, 32)))
+    out = g(mask)
+    assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1
+    out.mean().backward()
+    assert g.net.down[0][0].weight.grad.abs().sum() > 0
+    assert torch.equal(T.synthesize(g.eval(), mask, torch.rand(2, 3, 32, 32)),
+                       T.synthesize(g, mask, torch.zeros(2, 3, 32, 32)))   # no style input
+    with pytest.raises(ValueError, match=r"\(B, 6, 32, 32\)"):
+        g(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="method"):
+        T.make_semantic_generator(T.Config.fast(), "CRN")
+
+
+def test_make_semantic_data_is_paired_and_seeded():
+    cfg = T.Config.fast()
+    data = T.make_semantic_data(cfg, 5, 0)
+    assert data["mask"].shape == (5, 6, 32, 32) and data["image"].shape == (5, 3, 32, 32)
+    assert torch.equal(data["mask"].argmax(1), data["label"])
+    assert not torch.equal(data["x_s"], data["image"])
+    assert torch.equal(T.make_semantic_data(cfg, 5, 0)["image"], data["image"])
+
+
+def test_judges_are_deterministic():
+    cfg = T.Config.fast().replace(n_judge=8, steps_seg=3, steps_nets=1)
+    a, b = T.train_judges(cfg), T.train_judges(cfg)
+    for name in ("segmenter", "domain", "percept"):
+        for p, q in zip(a[name].parameters(), b[name].parameters()):
+            assert torch.equal(p, q)
+
+
+def test_run_rejects_bad_variants():
+    with pytest.raises(ValueError, match="config.variants"):
+        T.run(T.Config.smoke().replace(variants=("TSIT", "AdaIN-only")))
 
 
 def test_make_data_pairs_styles_with_the_same_scene():
@@ -139,7 +215,16 @@ def test_smoke_returns_every_key_and_seed():
     assert set(out["per_seed"].seed) == set(cfg.seeds) and len(cfg.seeds) >= 2
     assert list(out["table1"].method) == list(T.VARIANTS)
     assert out["table1"].set_index("method").loc["w/o SS", "style accuracy"] == 0.5
-    assert len(out["findings"]) == 5
+    assert list(out["table2"].method) == list(T.SEMANTIC_METHODS)
+    assert set(out["per_seed_table2"].seed) == set(cfg.seeds)
+    assert out["samples_table2"]["TSIT"].shape == (6, 3, 64, 64)
+    assert len(out["findings"]) == 8
+    c2 = out["compare_table2_miou"]
+    assert list(c2.index) == ["pix2pixHD", "SPADE", "TSIT"] and c2["paper"].tolist() == [58.3, 62.3, 65.9]
+    assert c2.loc["TSIT", "ours"] == pytest.approx(
+        100 * out["table2"].set_index("method").loc["TSIT", "mIoU"])
+    assert {"compare_table1", "compare_table2_accu", "compare_table2_fid"} <= set(out)
+    assert set(out["findings"]["kind"]) == {"paper claim", "construction", "sanity check"}
 
 
 def test_cli_runs_smoke(tmp_path):

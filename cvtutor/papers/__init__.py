@@ -114,7 +114,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E12', 'exchnet', 'ExchNet: A Unified Hashing Network for Large-Scale Fine-Grained Image Retrieval (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E13', 'tsit', 'TSIT: A Simple and Versatile Framework for Image-to-Image Translation (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E14', 'proxybnn', 'ProxyBNN: Learning Binarized Neural Networks via Proxy Matrices (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E15', 'hmor', 'HMOR: Hierarchical Multi-person Ordinal Relations for Monocular Multi-person 3D Pose Estimation (ECCV 2020)', 'eccv2020',

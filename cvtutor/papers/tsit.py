@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -37,25 +36,44 @@ from cvtutor import report
 from cvtutor.data import domains as D
 from cvtutor.data.domains.landscapes import CLASSES
 from cvtutor.metrics import generative, segmentation
-from cvtutor.nn.gan import (FADE, MultiScaleDiscriminator, adain, channel_stats,
+from cvtutor.nn.gan import (FADE, SPADE, MultiScaleDiscriminator, adain, channel_stats,
                             discriminator_loss, generator_loss)
+from cvtutor.nn.unet import UNet
 from cvtutor.runtime import ProfileConfig, get_device, seed_everything
 from cvtutor.train import backward_and_step, fit, minibatches
 
 PAPER = {
-    "table1": {  # Table 1: arbitrary style transfer, FID (lower is better) and IS
-        "summer->winter FID": {"MUNIT": 118.225, "DMIT": 87.969, "TSIT": 80.138},
-        "day->night FID": {"MUNIT": 110.011, "DMIT": 83.898, "TSIT": 79.697},
-        "photo->art FID": {"MUNIT": 167.314, "DMIT": 166.933, "TSIT": 165.561},
-    },
-    "table2": {  # Table 2: semantic image synthesis (Cityscapes mIoU / accu / FID)
-        "SPADE": (62.3, 81.9, 71.8), "pix2pixHD": (58.3, 81.4, 95.0), "TSIT": (65.9, 94.4, 59.2),
-    },
-    "perceptual_weights": (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0),  # Sect. 4, VGG-19 relu{1..5}_1
-    "adam_betas": (0.0, 0.9), "lr_g": 1e-4, "lr_d": 4e-4,         # Sect. 4, TTUR
+    "table1_winter": report.PaperTable(
+        "Table 1 (Yosemite summer -> winter)", "FID", {"MUNIT": 118.225, "DMIT": 87.969,
+                                                       "TSIT": 80.138}, better="lower"),
+    "table1_night": report.PaperTable(
+        "Table 1 (BDD100K day -> night)", "FID", {"MUNIT": 110.011, "DMIT": 83.898,
+                                                  "TSIT": 79.697}, better="lower"),
+    "table1_art": report.PaperTable(
+        "Table 1 (photo -> art)", "FID", {"MUNIT": 167.314, "DMIT": 166.933, "TSIT": 165.561},
+        better="lower"),
+    "table2_miou": report.PaperTable(
+        "Table 2 (Cityscapes)", "mIoU (%)", {"pix2pixHD": 58.3, "SPADE": 62.3, "TSIT": 65.9},
+        better="higher", note="DRN-D-105 segmenter; baselines copied from SPADE/CC-FPSE"),
+    "table2_accu": report.PaperTable(
+        "Table 2 (Cityscapes)", "pixel accuracy (%)",
+        {"pix2pixHD": 81.4, "SPADE": 81.9, "TSIT": 94.4}, better="higher",
+        note="TSIT's 94.4 is far above every other method (at most 82.3): anomalous"),
+    "table2_fid": report.PaperTable(
+        "Table 2 (Cityscapes)", "FID", {"pix2pixHD": 95.0, "SPADE": 71.8, "TSIT": 59.2},
+        better="lower"),
+    "table2_ade_miou": report.PaperTable(
+        "Table 2 (ADE20K)", "mIoU (%)", {"pix2pixHD": 20.3, "SPADE": 38.5, "TSIT": 38.6},
+        better="higher"),
+}
+HPARAMS = {  # Sect. 4 (not results): VGG-19 relu{1..5}_1 weights, Adam betas, TTUR rates
+    "perceptual_weights": (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0),
+    "adam_betas": (0.0, 0.9), "lr_g": 1e-4, "lr_d": 4e-4,
 }
 STYLES = ("winter", "night")   # the style domains; a style image is one of them, half each
-VARIANTS = ("TSIT", "AdaIN-only", "w/o SS")
+VARIANTS = ("TSIT", "AdaIN-only", "SPADE-style", "w/o SS")
+SEMANTIC_METHODS = ("pix2pix", "SPADE-style", "TSIT")   # Table 2 in miniature
+PAPER_NAMES = {"pix2pixHD": "pix2pix", "SPADE": "SPADE-style", "TSIT": "TSIT"}  # Table 2 rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,12 +154,18 @@ class FADEResBlock(nn.Module):
     """A FADE residual block (Fig. 3b), the stream block inverted with batch norm replaced by
     FADE: ``FADE-LReLU-conv-FADE-LReLU-conv`` plus a learned skip ``FADE-conv1x1``; every FADE
     is conditioned on the content feature ``f_c`` (B, k, h, w). ``cond=None`` (no content
-    stream) normalises with plain batch norm. (B, c_in, H, W) -> (B, c_out, H, W)."""
+    stream) normalises with plain batch norm; ``spade=True`` uses SPADE (a shared 3x3 conv of
+    ``spade_hidden`` channels on the nearest-resized condition) in place of FADE, the
+    SPADE-style baseline whose condition is the resized input itself.
+    (B, c_in, H, W) -> (B, c_out, H, W)."""
 
-    def __init__(self, c_in: int, c_out: int, cond_channels: int | None) -> None:
+    def __init__(self, c_in: int, c_out: int, cond_channels: int | None, spade: bool = False,
+                 spade_hidden: int = 16) -> None:
         super().__init__()
         if cond_channels is None:
             norm = lambda c: _PlainNorm(c)                            # noqa: E731
+        elif spade:
+            norm = lambda c: SPADE(c, cond_channels, hidden=spade_hidden)  # noqa: E731
         else:
             norm = lambda c: FADE(c, cond_channels)                   # noqa: E731
         self.n1, self.n2, self.ns = norm(c_in), norm(c_out), norm(c_in)
@@ -166,15 +190,18 @@ class _PlainNorm(nn.BatchNorm2d):
 
 
 class TSITGenerator(nn.Module):
-    """G(z_0, x^c, x^s): images in [-1, 1], (B, 3, S, S) each -> (B, 3, S, S).
+    """G(z_0, x^c, x^s): x^c (B, content_channels, S, S) (an image in [-1, 1], or a one-hot
+    label map for semantic synthesis), x^s (B, 3, S, S) -> (B, 3, S, S) in [-1, 1].
 
     ``variant``: "TSIT" (noise map input, FAdaIN then a FADE block at every scale);
     "AdaIN-only" (no FADE: the generator starts from the content stream's deepest feature
     instead of noise and is styled by FAdaIN at every scale, the encoder-AdaIN-decoder
-    baseline); "w/o SS" (Fig. 10's ablation: no style stream, no FAdaIN)."""
+    baseline); "SPADE-style" (no content stream: every normalisation is SPADE conditioned on
+    x^c resized to its scale, Fig. 10's "w/o CS" and the SPADE baseline of Table 2); "w/o SS"
+    (Fig. 10's ablation: no style stream, no FAdaIN)."""
 
     def __init__(self, size: int = 32, channels: tuple[int, ...] = (16, 32, 64),
-                 variant: str = "TSIT") -> None:
+                 variant: str = "TSIT", content_channels: int = 3) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -182,12 +209,15 @@ class TSITGenerator(nn.Module):
         if size % 2 ** k or size // 2 ** k < 2:
             raise ValueError(f"size must be a multiple of 2^{k} with >= 2 px left, got {size}")
         self.variant, self.channels, self.size = variant, tuple(channels), size
-        self.content = Stream(3, channels)
+        self.content_channels = content_channels
+        spade = variant == "SPADE-style"
+        self.content = Stream(content_channels, channels) if not spade else None
         self.style = Stream(3, channels) if variant != "w/o SS" else None
         rev = channels[::-1]                                   # coarse to fine
         outs = (*rev[1:], rev[-1])
-        cond = rev if variant != "AdaIN-only" else [None] * k
-        self.blocks = nn.ModuleList(FADEResBlock(c, o, kc) for c, o, kc in zip(rev, outs, cond))
+        cond = {"AdaIN-only": [None] * k, "SPADE-style": [content_channels] * k}.get(variant, rev)
+        self.blocks = nn.ModuleList(FADEResBlock(c, o, kc, spade, spade_hidden=channels[0])
+                                    for c, o, kc in zip(rev, outs, cond))
         self.head = nn.Conv2d(outs[-1], 3, 3, padding=1)
 
     def noise_map(self, n: int, generator: torch.Generator | None = None,
@@ -198,10 +228,12 @@ class TSITGenerator(nn.Module):
 
     def forward(self, x_c: torch.Tensor, x_s: torch.Tensor,
                 z0: torch.Tensor | None = None) -> torch.Tensor:
-        if x_c.shape != x_s.shape or x_c.shape[1:] != (3, self.size, self.size):
-            raise ValueError(f"x_c and x_s must be (B, 3, {self.size}, {self.size}), got "
+        s, c = self.size, self.content_channels
+        if (x_c.shape[1:] != (c, s, s) or x_s.shape[1:] != (3, s, s)
+                or len(x_c) != len(x_s)):
+            raise ValueError(f"x_c must be (B, {c}, {s}, {s}) and x_s (B, 3, {s}, {s}), got "
                              f"{tuple(x_c.shape)} and {tuple(x_s.shape)}")
-        f_c = self.content(x_c)
+        f_c = self.content(x_c) if self.content is not None else None
         f_s = self.style(x_s) if self.style is not None else None
         if self.variant == "AdaIN-only":
             z = f_c[0]
@@ -210,7 +242,11 @@ class TSITGenerator(nn.Module):
         for i, block in enumerate(self.blocks):
             if f_s is not None:
                 z = fadain(z, f_s[i])
-            z = block(z, f_c[i] if self.variant != "AdaIN-only" else None)
+            if self.variant == "SPADE-style":
+                cond = x_c                      # SPADE resizes it to z's scale
+            else:
+                cond = None if self.variant == "AdaIN-only" else f_c[i]
+            z = block(z, cond)
             z = F.interpolate(z, scale_factor=2, mode="nearest")
         return torch.tanh(self.head(F.leaky_relu(z, 0.2)))
 
@@ -271,7 +307,7 @@ def perceptual_features(net: generative.FeatureNet, x: torch.Tensor) -> list[tor
 
 
 def perceptual_loss(net: generative.FeatureNet, g: torch.Tensor, x_c: torch.Tensor,
-                    weights: tuple[float, ...] = PAPER["perceptual_weights"][1:]) -> torch.Tensor:
+                    weights: tuple[float, ...] = HPARAMS["perceptual_weights"][1:]) -> torch.Tensor:
     """L_P(g, x^c) = sum_j w_j ||phi_j(g) - phi_j(x^c)||_1 (mean over elements); images in
     [0, 1]. The paper's weights [1/32 .. 1] are for five VGG layers; our net has four ReLU
     layers, weighted by the paper's last four [1/16, 1/8, 1/4, 1]."""
@@ -302,6 +338,10 @@ class Config(ProfileConfig):
     steps_nets: int = 60         # the domain classifier and the perceptual net
     lambda_p: float = 10.0       # absent from the paper; the official Cityscapes script uses 20
     lambda_fm: float = 10.0      # absent from the paper; official scripts use 1 or 10
+    variants: tuple[str, ...] = VARIANTS      # Table 1 / Fig. 10 rows
+    table2: bool = True          # run the semantic-synthesis comparison (Table 2)
+    steps_semantic: int = 60     # G/D steps of each Table 2 method
+    lambda_l1: float = 100.0     # pix2pix's L1 weight (Isola et al. 2017)
     seeds: tuple[int, ...] = (0,)
     seed: int = 0
     device: str | None = None
@@ -313,15 +353,16 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> "Config":
         return cls(size=64, n_layouts=6000, n_judge=2000, n_eval=1000, channels=(32, 64, 128, 256),
-                   d_scales=3, d_width=32, batch_size=32, steps_tsit=5000,
-                   steps_baseline=5000, steps_seg=2000, steps_nets=1000, seeds=(0, 1, 2))
+                   d_scales=3, d_width=32, batch_size=32, steps_tsit=3000,
+                   steps_baseline=2000, steps_seg=2000, steps_nets=1000, steps_semantic=2000,
+                   seeds=(0, 1, 2))   # 45k G/D steps: the 10-minute budget, not the issue's 5k
 
     @classmethod
     def smoke(cls) -> "Config":
         """``full``'s code paths and resolution at toy sizes and training lengths."""
         return cls.full().replace(n_layouts=32, n_judge=16, n_eval=16, channels=(8, 8, 8, 8),
                                   d_width=8, batch_size=4, steps_tsit=2, steps_baseline=2,
-                                  steps_seg=2, steps_nets=2, seeds=(0, 1))
+                                  steps_seg=2, steps_nets=2, steps_semantic=2, seeds=(0, 1))
 
 
 def make_data(config: Config, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -388,6 +429,7 @@ def train_judges(config: Config, progress: bool = False) -> dict:
     x = torch.cat([r["image"] for r in rend])
     lab = torch.cat([r["label"] for r in rend])
     dom = torch.arange(3, device=dev).repeat_interleave(n)
+    seed_everything(config.seed)                 # the judges' initial weights
     seg = LayoutSegmenter().to(dev)
     h_seg = _train_classifier(seg, x, lab, config.steps_seg, config.seed, "segmenter", progress)
     cls = generative.FeatureNet(3, 3, width=8, feat_dim=32).to(dev)
@@ -424,8 +466,8 @@ def train_tsit(config: Config, data: dict, percept: nn.Module, variant: str = "T
     seed_everything(seed)
     g = TSITGenerator(config.size, config.channels, variant).to(dev)
     d = MultiScaleDiscriminator(3, config.d_scales, config.d_width, config.d_layers).to(dev)
-    opt_g = torch.optim.Adam(g.parameters(), lr=PAPER["lr_g"], betas=PAPER["adam_betas"])
-    opt_d = torch.optim.Adam(d.parameters(), lr=PAPER["lr_d"], betas=PAPER["adam_betas"])
+    opt_g = torch.optim.Adam(g.parameters(), lr=HPARAMS["lr_g"], betas=HPARAMS["adam_betas"])
+    opt_d = torch.optim.Adam(d.parameters(), lr=HPARAMS["lr_d"], betas=HPARAMS["adam_betas"])
     batches = minibatches(data["x_c"], data["x_s"], batch_size=config.batch_size, seed=seed)
 
     def loss_fn(models, batch, step):
@@ -495,11 +537,180 @@ def judge_real_images(test: dict, judges: dict) -> dict[str, float]:
             "style accuracy": float((logits.argmax(1) == target).float().mean())}
 
 
+# ---------------------------------------------------------------------------------------------
+# semantic image synthesis (Table 2)
+# ---------------------------------------------------------------------------------------------
+def one_hot_mask(label: torch.Tensor, n_classes: int = len(CLASSES)) -> torch.Tensor:
+    """A label map (N, H, W) of class ids -> the one-hot float mask (N, K, H, W) that
+    conditions semantic synthesis."""
+    if label.ndim != 3:
+        raise ValueError(f"label must be (N, H, W) class ids, got {tuple(label.shape)}")
+    if label.numel() and (int(label.min()) < 0 or int(label.max()) >= n_classes):
+        raise ValueError(f"label ids must lie in 0..{n_classes - 1}")
+    return F.one_hot(label.long(), n_classes).permute(0, 3, 1, 2).float()
+
+
+class Pix2PixGenerator(nn.Module):
+    """The pix2pix baseline of Table 2 (Isola et al. 2017): a U-Net
+    (:class:`cvtutor.nn.unet.UNet`, batch norm, tanh) from the one-hot mask to the image,
+    with skip connections at every scale; no noise, no style input. ``forward(x_c, x_s=None,
+    z0=None)`` takes the same arguments as :class:`TSITGenerator` and ignores the last two."""
+
+    def __init__(self, size: int = 32, channels: tuple[int, ...] = (16, 32, 64),
+                 content_channels: int = len(CLASSES)) -> None:
+        super().__init__()
+        self.size, self.channels, self.content_channels = size, tuple(channels), content_channels
+        self.net = UNet(content_channels, 3, width=channels[0], depth=len(channels),
+                        norm="batch", out_activation="tanh")
+
+    def noise_map(self, n: int, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> None:
+        return None
+
+    def forward(self, x_c: torch.Tensor, x_s: torch.Tensor | None = None,
+                z0: torch.Tensor | None = None) -> torch.Tensor:
+        s, c = self.size, self.content_channels
+        if x_c.shape[1:] != (c, s, s):
+            raise ValueError(f"x_c must be (B, {c}, {s}, {s}), got {tuple(x_c.shape)}")
+        return self.net(x_c)
+
+
+def make_semantic_data(config: Config, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """Paired semantic-synthesis data: ``label`` (n, S, S) and its one-hot ``mask``
+    (n, 6, S, S), the summer rendering ``image`` (n, 3, S, S) in [0, 1] (the target), and
+    ``x_s``, summer renderings of *other* scenes (the style images at test time)."""
+    w = D.Landscapes(config.size, get_device(config.device))
+    r = w.render(w.scenes(n, 2 * seed + 7001), "summer")
+    other = w.render(w.scenes(n, 2 * seed + 7002), "summer")["image"]
+    return {"label": r["label"], "mask": one_hot_mask(r["label"]), "image": r["image"],
+            "x_s": other}
+
+
+def make_semantic_generator(config: Config, method: str) -> nn.Module:
+    """One of :data:`SEMANTIC_METHODS`: "pix2pix" (U-Net), "SPADE-style" (SPADE blocks on the
+    resized mask) or "TSIT" (FADE on content-stream features of the mask); the last two with
+    the style stream and FAdaIN."""
+    if method not in SEMANTIC_METHODS:
+        raise ValueError(f"method must be one of {SEMANTIC_METHODS}, got {method!r}")
+    if method == "pix2pix":
+        return Pix2PixGenerator(config.size, config.channels)
+    return TSITGenerator(config.size, config.channels, method, content_channels=len(CLASSES))
+
+
+def train_semantic(config: Config, data: dict, percept: nn.Module, method: str = "TSIT",
+                   seed: int = 0, progress: bool = False) -> tuple[nn.Module, pd.DataFrame]:
+    """Semantic image synthesis: a generator from the mask and a *conditional* multi-scale
+    spectral-norm discriminator on (mask, image), as in SPADE and pix2pix. TSIT and SPADE-style:
+    hinge losses (Eqs. 5-6) with x^s = the real image of the layout (as the official code feeds
+    the style stream in this task), lambda_P L_P and lambda_FM L_FM to it. pix2pix: its own
+    objective, the non-saturating GAN loss plus ``lambda_l1`` L1 to the real image. Adam(0, 0.9),
+    TTUR 1e-4 / 4e-4 for every method (one optimiser setting, so only the model differs)."""
+    dev = data["mask"].device
+    seed_everything(seed)
+    g = make_semantic_generator(config, method).to(dev)
+    d = MultiScaleDiscriminator(3 + len(CLASSES), config.d_scales, config.d_width,
+                                config.d_layers).to(dev)
+    opt_g = torch.optim.Adam(g.parameters(), lr=HPARAMS["lr_g"], betas=HPARAMS["adam_betas"])
+    opt_d = torch.optim.Adam(d.parameters(), lr=HPARAMS["lr_d"], betas=HPARAMS["adam_betas"])
+    batches = minibatches(data["mask"], data["image"], batch_size=config.batch_size, seed=seed)
+    kind = "nsgan" if method == "pix2pix" else "hinge"
+
+    def loss_fn(models, batch, step):
+        gen, disc = models["G"], models["D"]
+        m, y = batch[0], batch[1] * 2 - 1
+        fake = gen(m, y)
+        d_loss = sum(discriminator_loss(kind, r, f) for r, f in
+                     zip(disc(torch.cat([m, y], 1)), disc(torch.cat([m, fake.detach()], 1))))
+        backward_and_step(d_loss, opt_d)
+        ff = discriminator_features(disc, torch.cat([m, fake], 1))
+        adv = sum(generator_loss(kind, f[-1]) for f in ff)
+        if method == "pix2pix":
+            rec = F.l1_loss(fake, y)
+            backward_and_step(adv + config.lambda_l1 * rec, opt_g)
+            return {"D": d_loss.detach(), "G_adv": adv.detach(), "L1": rec.detach()}
+        fr = discriminator_features(disc, torch.cat([m, y], 1))
+        lp = perceptual_loss(percept, (fake + 1) / 2, batch[1])
+        lfm = feature_matching_loss(ff, fr)
+        backward_and_step(adv + config.lambda_p * lp + config.lambda_fm * lfm, opt_g)
+        return {"D": d_loss.detach(), "G_adv": adv.detach(), "L_P": lp.detach(),
+                "L_FM": lfm.detach()}
+
+    hist = fit({"G": g, "D": d}, {"G": opt_g, "D": opt_d}, batches, loss_fn,
+               steps=config.steps_semantic, manual=True, progress=progress,
+               desc=f"{method} (semantic)")
+    return g.eval(), hist
+
+
+@torch.no_grad()
+def synthesize(g: nn.Module, mask: torch.Tensor, x_s: torch.Tensor, seed: int = 1234,
+               batch_size: int = 256) -> torch.Tensor:
+    """G(z_0, mask, x^s) in [0, 1], a seeded noise map, eval mode: (N, 3, S, S)."""
+    gen = torch.Generator(device=mask.device).manual_seed(seed)
+    outs = []
+    for i in range(0, len(mask), batch_size):
+        m, s = mask[i:i + batch_size], x_s[i:i + batch_size]
+        z0 = g.noise_map(len(m), gen, mask.device)
+        outs.append((g(m, s * 2 - 1, z0) + 1) / 2)
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def evaluate_semantic(g: nn.Module, test: dict, judges: dict, real: torch.Tensor
+                      ) -> tuple[dict[str, float], torch.Tensor]:
+    """Table 2's protocol in miniature: the frozen segmenter on the synthesised images against
+    the input layout (mIoU and pixel accuracy, "accu"), and FID-lite between the outputs and
+    real summer images of other scenes (the domain net's features). The style image of each
+    test mask is a real summer image of another scene."""
+    out = synthesize(g, test["mask"], test["x_s"])
+    pred = judges["segmenter"](out * 2 - 1).argmax(1)
+    conf = segmentation.confusion_matrix(pred, test["label"], len(CLASSES))
+    fid = generative.FIDLite(judges["domain"])
+    return {"mIoU": segmentation.mean_iou(conf), "accu": segmentation.pixel_accuracy(conf),
+            "FID-lite": generative.frechet_distance(fid.features(out * 2 - 1),
+                                                    fid.features(real * 2 - 1))}, out
+
+
+def _mean_std(per_seed: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
+    stats = per_seed.drop(columns="seed").groupby("method", sort=False).agg(["mean", "std"])
+    table = pd.DataFrame({"method": list(stats.index)})
+    for col in cols:
+        table[col] = stats[(col, "mean")].to_numpy()
+        table[f"{col} std"] = stats[(col, "std")].fillna(0.0).to_numpy()
+    return table
+
+
+def run_table2(config: Config, judges: dict, progress: bool = False) -> dict:
+    """Table 2 in miniature: pix2pix, SPADE-style and TSIT trained on (mask, summer image)
+    pairs, per seed; returns ``table2`` (mean, std), ``per_seed``, ``history`` and the first
+    seed's ``samples`` (method -> (6, 3, S, S)) with their ``test`` masks and images."""
+    test = make_semantic_data(config, config.n_eval, config.seed + 3000)
+    real = make_semantic_data(config, config.n_eval, config.seed + 4000)["image"]
+    rows, hists, outs = [], [], {}
+    for seed in config.seeds:
+        data = make_semantic_data(config, config.n_layouts, config.seed + seed)
+        for method in SEMANTIC_METHODS:
+            g, hist = train_semantic(config, data, judges["percept"], method, seed, progress)
+            metrics, out = evaluate_semantic(g, test, judges, real)
+            rows.append({"seed": seed, "method": method, **metrics})
+            hists.append(hist.assign(method=method, seed=seed))
+            if seed == config.seeds[0]:
+                outs[method] = out[:6].cpu()
+    per_seed = pd.DataFrame(rows)
+    return {"table2": _mean_std(per_seed, ("mIoU", "accu", "FID-lite")), "per_seed": per_seed,
+            "history": pd.concat(hists, ignore_index=True), "samples": outs,
+            "test": {"label": test["label"][:6].cpu(), "image": test["image"][:6].cpu()}}
+
+
 def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
-    """Table 1 (layout kept: TSIT vs AdaIN-only) and Fig. 10 (w/o SS: style control at chance)
-    in miniature, per seed and as mean +- std; returns DataFrames and ``findings`` (and, with
-    ``samples``, the first seed's translations of six test contents: ``samples`` per variant
-    (2, 6, 3, S, S) for winter and night style, ``test`` the inputs)."""
+    """Table 1 (layout kept: the FADE variants vs AdaIN-only; FID-lite), Fig. 10 (w/o SS:
+    style control at chance) and, with ``config.table2``, Table 2 (semantic synthesis: pix2pix
+    vs SPADE-style vs TSIT) in miniature, per seed and as mean +- std; returns DataFrames and
+    ``findings`` (and, with ``samples``, the first seed's translations of six test contents:
+    ``samples`` per variant (2, 6, 3, S, S) for winter and night style, ``test`` the inputs)."""
+    need = {"TSIT", "AdaIN-only", "w/o SS"}
+    if not need <= set(config.variants) or not set(config.variants) <= set(VARIANTS):
+        raise ValueError(f"config.variants must include {sorted(need)} and lie in {VARIANTS}, "
+                         f"got {config.variants}")
     judges = train_judges(config, progress)
     test = make_data(config, config.n_eval, config.seed + 1000)
     real_style = make_data(config, config.n_eval, config.seed + 2000)["styled"].flatten(0, 1)
@@ -507,7 +718,7 @@ def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
     rows, hists, outs = [], [], {}
     for seed in config.seeds:
         data = make_data(config, config.n_layouts, config.seed + seed)
-        for variant in VARIANTS:
+        for variant in config.variants:
             g, hist = train_tsit(config, data, judges["percept"], variant, seed, progress)
             metrics, out = evaluate(g, test, judges, real_style)
             rows.append({"seed": seed, "method": variant, **metrics})
@@ -515,19 +726,22 @@ def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
             if seed == config.seeds[0]:
                 outs[variant] = out[:, :6].cpu()
     per_seed = pd.DataFrame(rows)
-    stats = per_seed.drop(columns="seed").groupby("method", sort=False).agg(["mean", "std"])
-    table = pd.DataFrame({"method": list(stats.index)})
-    for col in ("content mIoU", "style accuracy", "FID-lite"):
-        table[col] = stats[(col, "mean")].to_numpy()
-        table[f"{col} std"] = stats[(col, "std")].fillna(0.0).to_numpy()
+    table = _mean_std(per_seed, ("content mIoU", "style accuracy", "FID-lite"))
     t = table.set_index("method")
     n_seeds = len(config.seeds)
     wins = per_seed.pivot(index="seed", columns="method", values="content mIoU")
-    findings = report.claims_table({
+    claims = {
         "Table 1: TSIT keeps the content layout better than AdaIN-only (content mIoU)":
             ("paper claim", bool((wins["TSIT"] > wins["AdaIN-only"]).all()),
-             f"{t.loc['TSIT', 'content mIoU']:.3f} vs {t.loc['AdaIN-only', 'content mIoU']:.3f}"
-             f" over {n_seeds} seed(s)"),
+             (f"{t.loc['TSIT', 'content mIoU']:.3f} vs "
+              f"{t.loc['AdaIN-only', 'content mIoU']:.3f} over {n_seeds} seed(s)")),
+    }
+    if "SPADE-style" in config.variants:
+        claims["Table 1: the SPADE-style variant keeps the layout better than AdaIN-only"] = (
+            "paper claim", bool((wins["SPADE-style"] > wins["AdaIN-only"]).all()),
+            (f"{t.loc['SPADE-style', 'content mIoU']:.3f} vs "
+             f"{t.loc['AdaIN-only', 'content mIoU']:.3f} over {n_seeds} seed(s)"))
+    claims.update({
         "Table 1: TSIT's FID-lite is below AdaIN-only's":
             ("paper claim", bool(t.loc["TSIT", "FID-lite"] < t.loc["AdaIN-only", "FID-lite"]),
              f"{t.loc['TSIT', 'FID-lite']:.3g} vs {t.loc['AdaIN-only', 'FID-lite']:.3g}"),
@@ -545,7 +759,40 @@ def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
     })
     result = {"table1": table, "per_seed": per_seed,
               "history": pd.concat(hists, ignore_index=True), "judge_history": judges["history"],
-              "judge_real": judge_real, "findings": findings}
+              "judge_real": judge_real,
+              "compare_table1": report.compare(   # MUNIT's row: our AdaIN-only stand-in
+                  PAPER["table1_winter"], {"MUNIT": t.loc["AdaIN-only", "FID-lite"],
+                                           "TSIT": t.loc["TSIT", "FID-lite"]}, ["TSIT < MUNIT"])}
+    if config.table2:
+        t2 = run_table2(config, judges, progress)
+        s2 = t2["table2"].set_index("method")
+        m2 = t2["per_seed"].pivot(index="seed", columns="method", values="mIoU")
+        gap = abs(s2.loc["TSIT", "mIoU"] - s2.loc["SPADE-style", "mIoU"])
+        rel = gap / max(s2.loc["TSIT", "mIoU"], s2.loc["SPADE-style", "mIoU"], 1e-12)
+        claims.update({
+            "Table 2: SPADE-style and TSIT beat pix2pix in mIoU (every seed)":
+                ("paper claim", bool((m2["TSIT"] > m2["pix2pix"]).all()
+                                     and (m2["SPADE-style"] > m2["pix2pix"]).all()),
+                 (f"{s2.loc['TSIT', 'mIoU']:.3f}, {s2.loc['SPADE-style', 'mIoU']:.3f} vs "
+                  f"{s2.loc['pix2pix', 'mIoU']:.3f}")),
+            "Table 2: TSIT is comparable to SPADE-style (mIoU within 10 %)":
+                ("paper claim", bool(rel <= 0.1), f"gap {gap:.3f} ({100 * rel:.0f} %)"),
+        })
+        ours = {k: s2.loc[m] for k, m in PAPER_NAMES.items()}
+        result.update({"table2": t2["table2"], "per_seed_table2": t2["per_seed"],
+                       "history_table2": t2["history"],
+                       "compare_table2_miou": report.compare(
+                           PAPER["table2_miou"], {k: 100 * v["mIoU"] for k, v in ours.items()},
+                           ["TSIT > pix2pixHD", "SPADE > pix2pixHD", "TSIT ~ SPADE"], tol=0.1),
+                       "compare_table2_accu": report.compare(
+                           PAPER["table2_accu"], {k: 100 * v["accu"] for k, v in ours.items()},
+                           ["TSIT > pix2pixHD", "SPADE > pix2pixHD"]),
+                       "compare_table2_fid": report.compare(
+                           PAPER["table2_fid"], {k: v["FID-lite"] for k, v in ours.items()},
+                           ["TSIT < pix2pixHD", "SPADE < pix2pixHD"])})
+        if samples:
+            result["samples_table2"], result["test_table2"] = t2["samples"], t2["test"]
+    result["findings"] = report.claims_table(claims)
     if samples:
         result["samples"] = outs
         result["test"] = {"x_c": test["x_c"][:6].cpu(), "styled": test["styled"][:, :6].cpu()}
