@@ -324,3 +324,13 @@ def test_bdd100k_json_day_night_and_seg_png(tmp_path):
         R.read_bdd100k_seg(tmp_path / "bad.png")
     with pytest.raises(FileNotFoundError):
         R.read_bdd100k_seg(tmp_path / "none.png")
+
+
+def test_domain_classifier_is_blind_to_channel_offsets_not_channel_scales():
+    torch.manual_seed(0)
+    dd = FG.DomainClassifier(8, 8, 16, 2).eval()
+    z = torch.randn(4, 8, 8, 8)
+    offset, per_channel = torch.randn(1, 8, 1, 1), torch.rand(1, 8, 1, 1) + 0.5
+    with torch.no_grad():
+        assert torch.allclose(dd(z)[1], dd(1.7 * z + offset)[1], atol=1e-4)
+        assert not torch.allclose(dd(z)[1], dd(per_channel * z)[1], atol=1e-2)

@@ -97,6 +97,7 @@ VARIANTS = {
     "shared decoders": (True, True, 2, True, True),
 }
 DOMAINS = ("x", "y")          # x: rainy night (adverse), y: day (normal)
+PROBE_MARGIN = 0.05           # "less domain information": a fresh D_d at least this much less accurate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +275,7 @@ class DomainClassifier(nn.Module):
     real/fake map, real = the code of a real image z, fake = the code of a translation z~) and a
     classification branch (one fully connected layer on the flattened backbone output: the
     logit of "the code came from E_y"). Its instance norms make it blind to a per-sample,
-    per-channel constant offset or scale of the code."""
+    per-channel constant offset of the code (and to one positive scale common to all channels)."""
 
     def __init__(self, channels: int, code_size: int, width: int = 16, n_blocks: int = 2) -> None:
         super().__init__()
@@ -430,7 +431,7 @@ def mean_matches(outputs: torch.Tensor, day_features: list, method: str = "sift"
 class Config(ProfileConfig):
     size: int = 32
     n_train: int = 480           # unpaired scenes per domain
-    n_test: int = 128            # paired night/day test scenes
+    n_test: int = 96             # paired night/day test scenes
     n_match: int = 24            # of which scored by keypoint matches (skimage SIFT is slow)
     upscale: int = 4             # images are upscaled to 128 px for SIFT
     width: int = 8
@@ -439,7 +440,7 @@ class Config(ProfileConfig):
     d_layers: int = 2
     dd_blocks: int = 2
     batch_size: int = 8
-    steps: int = 120             # per GAN
+    steps: int = 100             # per GAN
     lr: float = 1e-3             # the paper's 2e-4 is for 100k+ steps; see notebook
     code_noise: float = 0.1      # sigma of the code noise (absent from the paper)
     tau: float = 1.0
@@ -754,7 +755,7 @@ def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
              f"{t.loc[fork, 'SIFT']:.2f} vs {t.loc['w/o refinement', 'SIFT']:.2f}"),
         "Sect. 3.2: ForkGAN's codes carry less domain information than CycleGAN's "
         "(a fresh D_d's accuracy)":
-            ("paper claim", bool(probe.loc[fork, "mean"] < probe.loc[cyc, "mean"]),
+            ("paper claim", bool(probe.loc[fork, "mean"] < probe.loc[cyc, "mean"] - PROBE_MARGIN),
              f"{probe.loc[fork, 'mean']:.2f} vs {probe.loc[cyc, 'mean']:.2f}"),
         "the day U-Net reads day images and the rainy night lowers it (mIoU)":
             ("construction", bool(base["Day (paired)"]["mIoU"] > 50
