@@ -10,7 +10,9 @@ Nothing is downloaded; each reader checks the expected layout and says what it e
 * ADE20K SceneParsing annotation PNGs: 0 = "other" (ignored), 1..150 the 150 classes
   (:func:`ade20k_labels`);
 * BDD100K label JSON (a list of frames with ``attributes`` weather/scene/timeofday and
-  ``labels`` with ``box2d``): :func:`read_bdd100k`;
+  ``labels`` with ``box2d``): :func:`read_bdd100k`; its day/night split
+  (:func:`bdd100k_day_night`) and train-id segmentation PNGs (:func:`read_bdd100k_seg`);
+* Alderley Day/Night frame pairs (:func:`read_alderley_pairs`, ForkGAN E10);
 * face-age file names: UTKFace ``age_gender_race_date.jpg`` and CACD ``age_name_index.jpg``
   (:func:`parse_utkface`, :func:`parse_cacd`).
 """
@@ -203,3 +205,98 @@ def face_ages(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
     if kind not in parse:
         raise ValueError(f"kind must be one of {tuple(parse)}, got {kind!r}")
     return pd.DataFrame([{"path": p, **parse[kind](p.name)} for p in image_files(folder)])
+
+
+# ---------------------------------------------------------------------------------------------
+# ForkGAN (E10): Alderley day/night frame pairs, BDD100K day/night splits and segmentation PNGs
+# ---------------------------------------------------------------------------------------------
+_FRAME_NUMBER = re.compile(r"(\d+)$")
+
+
+def _numbered_frames(folder: Path) -> dict[int, Path]:
+    out = {}
+    for p in image_files(folder):
+        m = _FRAME_NUMBER.search(p.stem)
+        if m:
+            out[int(m.group(1))] = p
+    if not out:
+        raise FileNotFoundError(f"{folder} holds no numbered frames (e.g. Image00001.jpg)")
+    return out
+
+
+def read_alderley_pairs(root: str | os.PathLike, night: str = "FRAMESA", day: str = "FRAMESB",
+                        matches: str = "framematches.csv") -> pd.DataFrame:
+    """Alderley Day/Night (Milford & Wyeth 2012; ForkGAN's Table 1): two frame folders of one
+    route, the rainy night (``root/FRAMESA``) and the sunny day (``root/FRAMESB``), frames named
+    ``Image00001.jpg`` ..., and the ground-truthed correspondences ``root/framematches.csv``: one
+    row per pair, two integer columns (night frame number, day frame number), an optional header
+    row. (Check these names against your copy; pass ``night``, ``day``, ``matches`` if they
+    differ.) Returns one row per pair: ``night_frame``, ``day_frame``, ``night``, ``day``
+    (paths), ``split`` ("train" for the first four fifths of the route, "test" for the rest, as
+    in ForkGAN Sect. 4.1)."""
+    root = Path(root)
+    folders = {k: root / v for k, v in (("night", night), ("day", day))}
+    for k, f in folders.items():
+        if not f.is_dir():
+            raise FileNotFoundError(f"expected Alderley's {k} frames in {f} (layout: "
+                                    f"{root}/{night}/, {root}/{day}/, {root}/{matches})")
+    csv = root / matches
+    if not csv.is_file():
+        raise FileNotFoundError(f"expected Alderley's frame correspondences at {csv}: two "
+                                f"integer columns (night frame, day frame)")
+    rows = []
+    for i, line in enumerate(csv.read_text().splitlines()):
+        parts = [p for p in re.split(r"[,;\s]+", line.strip()) if p]
+        if not parts:
+            continue
+        try:
+            a, b = (int(float(p)) for p in parts[:2])
+        except ValueError:
+            if i == 0:
+                continue                          # a header row
+            raise ValueError(f"{csv}, line {i + 1}: expected two frame numbers, got "
+                             f"{line!r}") from None
+        if len(parts) < 2:
+            raise ValueError(f"{csv}, line {i + 1}: expected two frame numbers, got {line!r}")
+        rows.append((a, b))
+    if not rows:
+        raise ValueError(f"{csv} lists no frame pairs")
+    frames = {k: _numbered_frames(f) for k, f in folders.items()}
+    missing = [(a, b) for a, b in rows if a not in frames["night"] or b not in frames["day"]]
+    if missing:
+        raise ValueError(f"{csv}: {len(missing)} pairs name frames that are not in the folders, "
+                         f"first {missing[:3]}")
+    df = pd.DataFrame(rows, columns=["night_frame", "day_frame"])
+    df["night"] = [frames["night"][a] for a in df.night_frame]
+    df["day"] = [frames["day"][b] for b in df.day_frame]
+    cut = round(0.8 * len(df))
+    df["split"] = ["train" if i < cut else "test" for i in range(len(df))]
+    return df
+
+
+BDD100K_TIMES = ("daytime", "night", "dawn/dusk")
+
+
+def bdd100k_day_night(frames: pd.DataFrame, weather: str | None = None
+                      ) -> dict[str, pd.DataFrame]:
+    """ForkGAN's BDD100K domains from :func:`read_bdd100k`'s frames: ``{"day": ..., "night":
+    ...}`` by ``timeofday`` ("daytime" / "night"; dawn/dusk and undefined frames dropped),
+    optionally only one ``weather`` (e.g. "rainy")."""
+    need = {"name", "timeofday", "weather"}
+    if not need <= set(frames.columns):
+        raise ValueError(f"frames need the columns {sorted(need)} (read_bdd100k's output), got "
+                         f"{list(frames.columns)}")
+    f = frames if weather is None else frames[frames.weather == weather]
+    return {"day": f[f.timeofday == "daytime"].reset_index(drop=True),
+            "night": f[f.timeofday == "night"].reset_index(drop=True)}
+
+
+def read_bdd100k_seg(path: str | os.PathLike) -> np.ndarray:
+    """A BDD100K semantic segmentation label PNG (``seg/labels/{train,val}/*_train_id.png``):
+    (H, W) uint8, the 19 Cityscapes train ids (:data:`CITYSCAPES_CLASSES`) and 255 = ignored."""
+    arr = _read_png(path)
+    bad = np.setdiff1d(np.unique(arr), np.r_[np.arange(19), IGNORE])
+    if bad.size:
+        raise ValueError(f"{path}: BDD100K train-id masks hold 0..18 and 255, found "
+                         f"{bad[:5].tolist()} (a colour or label-id image?)")
+    return arr.astype(np.uint8)
