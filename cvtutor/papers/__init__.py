@@ -167,7 +167,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E41', 'side_tuning', 'Side-Tuning: A Baseline for Network Adaptation via Additive Side Networks (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E42', 'part_aware_3d_pose_nas', 'Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture Search Approach (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E43', 'revise', 'REVISE: A Tool for Measuring and Mitigating Bias in Visual Datasets (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E44', 'info_ground', 'Contrastive Learning for Weakly Supervised Phrase Grounding (ECCV 2020)', 'eccv2020', 'done'),

@@ -503,11 +503,12 @@ def render_sticks(uv: torch.Tensor, depth: torch.Tensor, size: int, width: float
     if uv.ndim != 3 or uv.shape[1:] != (sk.N_JOINTS, 2) or depth.shape != uv.shape[:2]:
         raise ValueError(f"need uv (n, {sk.N_JOINTS}, 2) and depth (n, {sk.N_JOINTS}); got "
                          f"{tuple(uv.shape)}, {tuple(depth.shape)}")
-    g = torch.arange(size, dtype=uv.dtype) + 0.5
+    dev = uv.device
+    g = torch.arange(size, dtype=uv.dtype, device=dev) + 0.5
     pix = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-    pa = torch.tensor([a for a, _ in sk.BONES])
-    pb = torch.tensor([b for _, b in sk.BONES])
-    side = torch.tensor([SIDE[b] for _, b in sk.BONES])
+    pa = torch.tensor([a for a, _ in sk.BONES], device=dev)
+    pb = torch.tensor([b for _, b in sk.BONES], device=dev)
+    side = torch.tensor([SIDE[b] for _, b in sk.BONES], device=dev)
     out = []
     for u, z in zip(uv.split(chunk), depth.split(chunk)):
         a, b = u[:, pa, None], u[:, pb, None]
@@ -523,7 +524,7 @@ def render_sticks(uv: torch.Tensor, depth: torch.Tensor, size: int, width: float
 
 def stick_figures(n: int, size: int = 32, split: str = "train", seed: int = 0,
                   n_subjects: int = 10, distance=(4.0, 6.0), yaw_deg: float = 90.0,
-                  noise: float = 0.05) -> dict[str, torch.Tensor]:
+                  noise: float = 0.05, device=None) -> dict[str, torch.Tensor]:
     """``n`` monocular crops of single bodies: ``image (n, 3, S, S)``, ``joints (n, 17, 3)``
     root-relative camera-frame joints (m; x right, y down, z away), ``subject (n,)``.
 
@@ -531,7 +532,8 @@ def stick_figures(n: int, size: int = 32, split: str = "train", seed: int = 0,
     narrow for the spine), so the wrists and ankles, at the ends of long chains, move most: the
     per-part difficulty the paper's premise rests on. Subjects are bone-length sets split 60/20/20
     into train (w) / val (α) / test as Human3.6M's subjects; the crop is centred on the pelvis,
-    2 m wide at its depth, with perspective (camera 4–6 m away)."""
+    2 m wide at its depth, with perspective (camera 4–6 m away). The poses are drawn on the CPU
+    (the same for every device); the rendering runs on ``device``."""
     splits = sk.subject_splits(n_subjects)
     if split not in splits:
         raise ValueError(f"split must be one of {tuple(splits)}, got {split!r}")
@@ -556,9 +558,9 @@ def stick_figures(n: int, size: int = 32, split: str = "train", seed: int = 0,
     d = distance[0] + (distance[1] - distance[0]) * torch.rand(n, 1, generator=gen)
     Z = d + cam[..., 2]
     uv = size / 2 * (1 + cam[..., :2] * (d / Z)[..., None])
-    img = render_sticks(uv, cam[..., 2], size)
-    img = img + noise * torch.randn(img.shape, generator=gen)
-    return {"image": img, "joints": cam[:, :J].contiguous(), "subject": subject}
+    eps = noise * torch.randn(n, 3, size, size, generator=gen)
+    img = render_sticks(uv.to(device), cam[..., 2].to(device), size) + eps.to(device)
+    return {"image": img, "joints": cam[:, :J].contiguous().to(device), "subject": subject}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,7 +623,7 @@ class Config(ProfileConfig):
 
 
 def make_data(config: Config, seed: int) -> dict[str, dict]:
-    kw = {"size": config.image_size, "seed": seed}
+    kw = {"size": config.image_size, "seed": seed, "device": get_device(config.device)}
     return {"train": stick_figures(config.n_train, split="train", **kw),
             "val": stick_figures(config.n_val, split="val", **kw),
             "test": stick_figures(config.n_test, split="test", **kw)}
@@ -727,7 +729,7 @@ def per_part_mpjpe(pred, gt) -> np.ndarray:
 def evaluate(net: nn.Module, test: dict, config: Config, shuffle=None) -> dict:
     """MPJPE (Protocol 2), PA-MPJPE (Protocol 1), 3DPCK@150 mm and per-part MPJPE, in mm."""
     pred = predict(net, test["image"], config.extent, shuffle).numpy()
-    gt = test["joints"].numpy()
+    gt = test["joints"].cpu().numpy()
     return {"MPJPE": pose.mpjpe(pred * 1000, gt * 1000), "PA-MPJPE":
             pose.pa_mpjpe(pred * 1000, gt * 1000), "3DPCK": 100 * pose.pck3d(
                 pred * 1000, gt * 1000, 150.0), "parts": per_part_mpjpe(pred, gt)}
@@ -760,9 +762,12 @@ def run(config: Config, progress: bool = False) -> dict:
     (or first) net with shuffled heat-map orders (Table 2); the backbone search with a deconv head
     and the fixed ResNet-like net (Table 3); per-part MPJPE; the findings."""
     main_ni = 2 if 2 in config.fusion_nodes else config.fusion_nodes[0]
-    rows, part_rows, hists, genos, snaps_main = [], [], [], {}, []
+    rows, part_rows, hists, genos, snaps_main, mean_rows = [], [], [], {}, [], []
     for seed in config.seeds:
         data = make_data(config, seed)
+        mu = torch.cat([data["train"]["joints"], data["val"]["joints"]]).mean(0, keepdim=True)
+        gt = data["test"]["joints"].cpu()
+        mean_rows.append(pose.mpjpe(mu.cpu().expand_as(gt).numpy() * 1000, gt.numpy() * 1000))
         for n_i in config.fusion_nodes:
             snet, h, snaps = search(config, data, n_i, seed, progress=progress)
             g = snet.genotypes()
@@ -778,8 +783,8 @@ def run(config: Config, progress: bool = False) -> dict:
                 if seed == config.seeds[0]:
                     snaps_main = snaps
                     example = {"pred": predict(net, data["test"]["image"][:4], config.extent).numpy(),
-                               "gt": data["test"]["joints"][:4].numpy(),
-                               "image": data["test"]["image"][:4].numpy()}
+                               "gt": data["test"]["joints"][:4].cpu().numpy(),
+                               "image": data["test"]["image"][:4].cpu().numpy()}
                     groups = net.groups
                 rows.append({**rows[-1], "table": "2", "model": "original"})
                 part_rows.append(pd.DataFrame({"part": PART_NAMES, "mpjpe": ev["parts"],
@@ -851,13 +856,6 @@ def run(config: Config, progress: bool = False) -> dict:
         "the trained net beats predicting the mean pose": (
             "sanity check", None, ""),
     }
-    # the mean-pose baseline
-    mean_rows = []
-    for seed in config.seeds:
-        data = make_data(config, seed)
-        mu = torch.cat([data["train"]["joints"], data["val"]["joints"]]).mean(0, keepdim=True)
-        mean_rows.append(pose.mpjpe(mu.expand_as(data["test"]["joints"]).numpy() * 1000,
-                                    data["test"]["joints"].numpy() * 1000))
     claims["the trained net beats predicting the mean pose"] = (
         "sanity check", bool(mean("1", f"N_i={main_ni}") < np.mean(mean_rows)),
         f"{_ms(vals('1', f'N_i={main_ni}'))} vs {np.mean(mean_rows):.1f} mm")
