@@ -315,3 +315,15 @@ def test_cli_smoke(tmp_path):
          "--out", str(tmp_path)],
         check=False, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_architecture_weights_do_not_depend_on_the_hash_seed():
+    """α is initialised in the order the cell kinds first appear; drawn in a set's order it would
+    change with PYTHONHASHSEED, and with it every number between processes."""
+    import os
+    code = ("import torch; from cvtutor.papers import part_aware_3d_pose_nas as P; "
+            "torch.manual_seed(0); n = P.PartAwareNet(8, 6, 2, 1, 2, 2, depth=8, image_size=32); "
+            "print([round(float(a[0, 0]) * 1e6, 3) for a in n.alphas.values()])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2", "3")}
+    assert len(outs) == 1, outs

@@ -346,7 +346,7 @@ class PartAwareNet(nn.Module):
         if genotypes is None:
             self.alphas = nn.ParameterDict({
                 k: nn.Parameter(1e-3 * torch.randn(n_edges(self.n_nodes[k]), len(primitives)))
-                for k in set(self.types)})
+                for k in dict.fromkeys(self.types)})  # a fixed order (a set's varies by process)
 
     def weights(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("alphas.")]
