@@ -1,6 +1,6 @@
 """Part-aware monocular 3-D human pose estimation by architecture search (DARTS + fusion cells).
 
-Chen, Wang, Wang, Zhu. *Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture
+Z. Chen, Y. Huang, H. Yu, B. Xue, K. Han, Y. Guo, L. Wang. *Towards Part-Aware Monocular 3D Human Pose Estimation: An Architecture
 Search Approach*. ECCV 2020, LNCS 12348, pp. 715–732.
 
 The whole network of an integral-regression 3-D pose estimator (soft-argmax over volumetric heat
