@@ -135,7 +135,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
              'done'),
     Tutorial('E23', 'coco_funit', 'COCO-FUNIT: Few-Shot Unsupervised Image Translation with a Content Conditioned Style Encoder (ECCV 2020)', 'eccv2020'),
     Tutorial('E24', 'cpnet', 'Corner Proposal Network for Anchor-Free, Two-Stage Object Detection (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E25', 'phraseclick', 'PhraseClick: Toward Achieving Flexible Interactive Segmentation by Phrase and Click (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E26', 'av_video_parsing', 'Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video Parsing (ECCV 2020)', 'eccv2020',

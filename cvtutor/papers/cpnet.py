@@ -94,17 +94,19 @@ PAPER = {
 # the data: overlapping shapes of aspect ratio 1:1 to 8:1
 # ---------------------------------------------------------------------------------------------
 def cpn_scenes(n_images: int, size: int = 48, n_classes: int = 4, min_objects: int = 1,
-               max_objects: int = 6, max_aspect: float = 8.0, min_short: float = 4.0,
+               max_objects: int = 6, max_aspect: float = 8.0, min_short: float | None = None,
                max_overlap: float = 0.3, seed: int = 0, device: torch.device | str = "cpu") -> ShapeScenes:
     """``n_images`` scenes of ``min_objects..max_objects`` shapes whose long/short side ratio is
     log-uniform in [1, ``max_aspect``] (either orientation), long side log-uniform in
-    [max(``size``/5, ``min_short``·ratio), ``size`` - 4]; a candidate is accepted when its IoU with
+    [max(``size``/5, ``min_short``·ratio), ``size`` - 4] (``min_short`` default: 4 px, less if a
+    ``max_aspect`` box would not fit); a candidate is accepted when its IoU with
     every accepted box is <= ``max_overlap`` (later objects are painted over earlier ones)."""
     if n_images < 1 or not 1 <= n_classes <= len(CLASS_NAMES):
         raise ValueError(f"need n_images >= 1 and 1 <= n_classes <= {len(CLASS_NAMES)}, got {n_images}, {n_classes}")
     if not 1 <= min_objects <= max_objects or max_aspect < 1 or size < 16:
         raise ValueError(f"need 1 <= min_objects <= max_objects, max_aspect >= 1, size >= 16; got "
                          f"{min_objects}, {max_objects}, {max_aspect}, {size}")
+    min_short = min(4.0, (size - 4) / max_aspect) if min_short is None else min_short
     if min_short * max_aspect > size - 4:
         raise ValueError(f"a {max_aspect}:1 box with short side {min_short} does not fit in {size} px")
     device = torch.device(device)
@@ -829,7 +831,7 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> Config:
         return cls(size=128, n_train=6000, n_test=300, width=64, depth=3, box_channels=32, class_channels=64,
-                   k=40, k_train=40, max_train_proposals=2048, anchor_scales=(16.0, 40.0, 100.0), steps=3000,
+                   k=40, k_train=40, max_train_proposals=2048, anchor_scales=(16.0, 40.0, 100.0), steps=1500,
                    batch=32, lr=1e-3, seeds=(0, 1, 2))
 
     @classmethod
