@@ -115,12 +115,12 @@ def shape_scenes(n_images: int, size: int = 64, n_classes: int = 5, min_objects:
         boxes[r, slot], labels[r, slot], valid[r, slot] = c[ok], cand_labels[ok, j], True
         count += ok.long()
     background = uniform(n, lo=0.6, hi=0.95)
-    colors = _random_colors(uniform(n, m), uniform(n, m, lo=0.25, hi=0.55))
-    return ShapeScenes(boxes, labels, valid, colors, background, _gt_frame(boxes, labels, valid), size, n_classes,
+    colors = random_colors(uniform(n, m), uniform(n, m, lo=0.25, hi=0.55))
+    return ShapeScenes(boxes, labels, valid, colors, background, gt_frame(boxes, labels, valid), size, n_classes,
                        noise, seed)
 
 
-def _gt_frame(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> pd.DataFrame:
+def gt_frame(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> pd.DataFrame:
     """The padded ground truth as a frame of :data:`~cvtutor.metrics.detection.GT_COLUMNS`
     (image ids 1..n, category ids 1..C, GT ids 1..N in image order)."""
     img, slot = np.nonzero(valid.cpu().numpy())
@@ -130,7 +130,7 @@ def _gt_frame(boxes: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) ->
                          "x": b[:, 0], "y": b[:, 1], "w": b[:, 2], "h": b[:, 3], "iscrowd": 0})
 
 
-def _random_colors(hue: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def random_colors(hue: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """Saturated colours (HSV with S = 1) of the given hue and brightness, shape (..., 3). With
     brightness <= 0.55 every channel is below the lightest background's 0.6: objects stand out."""
     k = (hue[..., None] * 6 + torch.tensor([5.0, 3.0, 1.0], device=hue.device)) % 6

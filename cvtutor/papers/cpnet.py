@@ -40,7 +40,7 @@ from torchvision.ops import box_iou, roi_align
 
 from cvtutor import report
 from cvtutor.data.coco import read_coco, to_coco_json
-from cvtutor.data.shape_scenes import ShapeScenes, _gt_frame, _random_colors
+from cvtutor.data.shape_scenes import ShapeScenes, gt_frame, random_colors
 from cvtutor.metrics.detection import make_detection_set
 from cvtutor.nn.centernet import focal_loss
 from cvtutor.nn.corner_pool import CornerPooling
@@ -138,8 +138,8 @@ def cpn_scenes(n_images: int, size: int = 48, n_classes: int = 4, min_objects: i
         boxes[r, slot], labels[r, slot], valid[r, slot] = c[ok], cand_labels[ok, j], True
         count += ok.long()
     background = 0.6 + 0.35 * uniform(n)
-    colors = _random_colors(uniform(n, m), 0.25 + 0.3 * uniform(n, m))
-    return ShapeScenes(boxes, labels, valid, colors, background, _gt_frame(boxes, labels, valid), size,
+    colors = random_colors(uniform(n, m), 0.25 + 0.3 * uniform(n, m))
+    return ShapeScenes(boxes, labels, valid, colors, background, gt_frame(boxes, labels, valid), size,
                        n_classes, 0.04, seed)
 
 
