@@ -246,11 +246,17 @@ def test_detect_output_and_bad_input():
         A.detect(net, torch.randn(16, 6))
 
 
-def test_snippet_baseline_finds_clean_instances():
-    cfg = A.Config.smoke().replace(noise=0.05, walk=0.0)  # moments and videos share statistics
-    d = A.make_data(cfg, 0)
-    det = A.snippet_baseline(d["B_moments"], d["B_test"]["features"])
-    assert A.evaluate(det, d["B_test"])["mAP@0.5"] > 30.0
+def test_snippet_baseline_groups_a_clean_instance():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.tensor([[3.0, 0, 0, 0], [0, 3.0, 0, 0]])
+    lab = torch.tensor([0, 1] * 10)
+    moments = {"features": mu[lab][..., None] + 0.1 * torch.randn(20, 4, 8, generator=g), "label": lab}
+    x = 0.02 * torch.randn(1, 20, 4, generator=g)  # well inside the χ² acceptance region
+    x[0, 5:12] += mu[1]
+    det = A.snippet_baseline(moments, x)
+    top = det.sort_values("score", ascending=False).iloc[0]
+    assert (top.t_start, top.t_end, top.label) == (5.0, 12.0, 1) and top.score > 0.9
+    assert len(det) == 1  # the five thresholds give the same run; NMS keeps one
 
 
 # --- real data ---------------------------------------------------------------------------------
@@ -296,5 +302,5 @@ def test_smoke_profile_runs_every_full_path():
 
 def test_cli_smoke(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cvtutor", "run", "ahernet", "--profile", "smoke",
-                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                          "--out", str(tmp_path)], check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -107,7 +107,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
              'done'),
     Tutorial('E08', 'topogan', 'TopoGAN: A Topology-Aware Generative Adversarial Network (ECCV 2020)', 'eccv2020',
              'done'),
-    Tutorial('E09', 'ahernet', 'Learning to Localize Actions from Moments (ECCV 2020)', 'eccv2020'),
+    Tutorial('E09', 'ahernet', 'Learning to Localize Actions from Moments (ECCV 2020)', 'eccv2020', 'done'),
     Tutorial('E10', 'forkgan', 'ForkGAN: Seeing into the Rainy Night (ECCV 2020)', 'eccv2020'),
     Tutorial('E11', 'tcgm', 'TCGM: An Information-Theoretic Framework for Semi-supervised Multi-modality Learning (ECCV 2020)',
              'eccv2020', 'done'),
