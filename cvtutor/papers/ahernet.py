@@ -448,9 +448,11 @@ class Config(ProfileConfig):
 
     @classmethod
     def full(cls) -> Config:
+        # host-bound on a GPU (~60 ms an iteration by benchmarks/_gpu_model.py at these sizes):
+        # 3 seeds x 12 trainings x 240 iterations fit the 10-min budget; batch 64 costs no more
         return cls(dim=128, length=128, videos_a=2000, moments_b=4000, videos_b_train=2000,
-                   videos_test=400, max_duration=56, n_maps=6, width=256, batch=32, steps=600,
-                   pretrain_steps=100, models=MODELS, transfers=TRANSFERS,
+                   videos_test=400, max_duration=56, n_maps=6, width=256, batch=64, steps=200,
+                   pretrain_steps=40, models=MODELS, transfers=TRANSFERS,
                    ratios_annotated=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2))
 
     @classmethod
@@ -563,10 +565,10 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
         n_keep = len(vids["label"])
     mom = data["B_moments"] if oracle else data["A_moments"]
     mom_set = "B" if oracle else "A"
-    opt_conv = torch.optim.Adam(net.convnet_parameters(), config.lr)
-    opt_reg = torch.optim.Adam([*net.M.parameters(), *net.w_regv.parameters(), *net.b_regv.parameters()], config.lr)
-    opt_g = torch.optim.Adam([*net.G1.parameters(), *net.G2.parameters()], config.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(net.D.parameters(), config.lr, betas=(0.5, 0.999))
+    opt_conv = torch.optim.Adam(net.convnet_parameters(), config.lr, foreach=True)
+    opt_reg = torch.optim.Adam([*net.M.parameters(), *net.w_regv.parameters(), *net.b_regv.parameters()], config.lr, foreach=True)
+    opt_g = torch.optim.Adam([*net.G1.parameters(), *net.G2.parameters()], config.lr, betas=(0.5, 0.999), foreach=True)
+    opt_d = torch.optim.Adam(net.D.parameters(), config.lr, betas=(0.5, 0.999), foreach=True)
     bs = config.batch
     rows = []
 
@@ -666,7 +668,7 @@ def pretrain_generators_l2(config: Config, net: AherNet, vids: dict, g: torch.Ge
     """AherNet_A's generators: G1 / G2 regress (L2) the real features before / after a foreground
     segment of an A video, from the segment (one instance per video: its first)."""
     T, dev = config.length, next(net.parameters()).device
-    opt = torch.optim.Adam([*net.G1.parameters(), *net.G2.parameters()], config.lr)
+    opt = torch.optim.Adam([*net.G1.parameters(), *net.G2.parameters()], config.lr, foreach=True)
     losses = []
     for _ in range(config.steps):
         idx = _batch_idx(len(vids["label"]), config.batch, g, dev)
