@@ -37,7 +37,12 @@ from torch import nn
 from cvtutor import report
 from cvtutor.data.shapes3d import make_rooms
 from cvtutor.data.shapes3d import transforms as T
-from cvtutor.data.shapes3d.shapes import MAX_SLOTS, ROOM_SEMANTICS, ShapeBatch, axis_rotation
+from cvtutor.data.shapes3d.shapes import (
+    MAX_SLOTS,
+    ROOM_SEMANTICS,
+    ShapeBatch,
+    axis_rotation,
+)
 from cvtutor.metrics.segmentation import confusion_matrix, iou_per_class
 from cvtutor.nn.contrastive import info_nce
 from cvtutor.nn.pointnets import sample_grid_features, scatter_mean
@@ -92,7 +97,7 @@ PAPER = {
 def _instances(rooms: ShapeBatch, first: int, count: int, width: int) -> tuple[ShapeBatch, torch.Tensor]:
     """The slots of instances ``first .. first + count - 1`` of every room as separate shapes of
     ``width`` slots, ``(B·count,)`` of them, and which of them have a valid slot."""
-    B, P = rooms.types.shape
+    B = len(rooms)
     inst = first + torch.arange(count)
     member = (rooms.instance[:, None, :] == inst[None, :, None]) & rooms.valid[:, None]  # B, K, P
     order = torch.argsort((~member).to(torch.int8), dim=2, stable=True)[..., :width]
@@ -182,7 +187,7 @@ def partial_views(scenes: dict, generator: torch.Generator, min_overlap: float =
     B, N, _ = P.shape
     eye, eye2, tgt, tgt2 = _cameras(P, generator, candidates, spread)
     v1 = T.scan(P, Nrm, eye, tgt, size=size, fov=fov)["visible"]
-    rep = lambda x: x.repeat_interleave(candidates, 0)  # noqa: E731
+    rep = lambda x: x.repeat_interleave(candidates, 0)
     v2 = T.scan(rep(P), rep(Nrm), eye2.reshape(-1, 3), tgt2.reshape(-1, 3), size=size,
                 fov=fov)["visible"].reshape(B, candidates, N)
     ov = T.overlap(v1[:, None].expand_as(v2).reshape(-1, N), v2.reshape(-1, N))
@@ -268,7 +273,7 @@ def centre_views(x: torch.Tensor, R: torch.Tensor, s: torch.Tensor) -> dict[str,
     return {"points": y + t[:, None], "t": t}
 
 
-def make_pairs(scenes: dict, idx: torch.Tensor, config: "Config", generator: torch.Generator,
+def make_pairs(scenes: dict, idx: torch.Tensor, config: Config, generator: torch.Generator,
                holistic: bool = False) -> dict:
     """One batch of Algorithm 1's inputs for the scenes ``idx``: two views (partial scans, or
     two copies of the whole scene when ``holistic``, Sect. 4.6's ablation), each with
@@ -287,7 +292,7 @@ def make_pairs(scenes: dict, idx: torch.Tensor, config: "Config", generator: tor
                           config.min_overlap)
         i1, i2 = subsample(v["visible1"], n, generator), subsample(v["visible2"], n, generator)
         overlap = v["overlap"]
-    take = lambda i: P.gather(1, i[..., None].expand(B, n, 3))  # noqa: E731
+    take = lambda i: P.gather(1, i[..., None].expand(B, n, 3))
     w1 = take(i1) + config.view_noise * torch.randn(B, n, 3, generator=generator)
     w2 = take(i2) + config.view_noise * torch.randn(B, n, 3, generator=generator)
     r = config.match_radius * config.voxel
@@ -360,7 +365,7 @@ class SegmentationNet(nn.Module):
         return self.classifier(torch.relu(self.backbone(points)))
 
 
-def build_backbone(config: "Config") -> VoxelUNet:
+def build_backbone(config: Config) -> VoxelUNet:
     return VoxelUNet(config.grid, config.voxel, config.dim, config.width, config.depth)
 
 
@@ -430,7 +435,7 @@ def _batched_pairs(matches: list[torch.Tensor], n: int, k: int, generator: torch
     return allp
 
 
-def pretext_loss(model: VoxelUNet, batch: dict, config: "Config", generator: torch.Generator
+def pretext_loss(model: VoxelUNet, batch: dict, config: Config, generator: torch.Generator
                  ) -> dict[str, torch.Tensor]:
     """Algorithm 1's step: features of both transformed views, L2-normalised, and the chosen
     contrastive loss on ``config.n_pos`` sampled matched pairs."""
@@ -519,11 +524,11 @@ class Config(ProfileConfig):
     device: str | None = None
 
     @classmethod
-    def fast(cls) -> "Config":
+    def fast(cls) -> Config:
         return cls()
 
     @classmethod
-    def full(cls) -> "Config":
+    def full(cls) -> Config:
         """Finer grid and wider U-Net, 1/10/100 % labels, HC against NCE, the holistic ablation,
         three seeds."""
         return cls(n_pretrain=1000, n_labelled=200, n_test=100, n_eval_pairs=100,
@@ -534,7 +539,7 @@ class Config(ProfileConfig):
                    seeds=(0, 1, 2))
 
     @classmethod
-    def smoke(cls) -> "Config":
+    def smoke(cls) -> Config:
         return cls.full().replace(n_pretrain=4, n_labelled=8, n_test=2, n_eval_pairs=2,
                                   scene_points=1500, view_points=128, seg_points=256, voxel=0.44,
                                   grid=(16, 16, 8), width=8, depth=2, n_pos=64, n_neg=32,
@@ -756,14 +761,14 @@ def findings(out: dict, config: Config) -> pd.DataFrame:
         "sanity check",
         ck["max match distance"] < ck["radius"] and ck["inverse error"] < 1e-4
         and ck["orthonormality error"] < 1e-5 and abs(ck["min det"] - 1) < 1e-5,
-        f"max match {ck['max match distance']:.3f} m < {ck['radius']:.3f} m, "
-        f"inverse error {ck['inverse error']:.1e}")
+        (f"max match {ck['max match distance']:.3f} m < {ck['radius']:.3f} m, "
+         f"inverse error {ck['inverse error']:.1e}"))
     ir_rand, ir_pre = fmr.loc["random", "inlier_ratio"], fmr.loc[first, "inlier_ratio"]
     claims[f"{first} pre-training raises feature-match inlier ratio and FMR"] = (
         "sanity check",
         bool(ir_pre > ir_rand and fmr.loc[first, "fmr"] >= fmr.loc["random", "fmr"]),
-        f"inlier ratio {ir_rand:.3f} → {ir_pre:.3f}, FMR {fmr.loc['random', 'fmr']:.2f} → "
-        f"{fmr.loc[first, 'fmr']:.2f}")
+        (f"inlier ratio {ir_rand:.3f} → {ir_pre:.3f}, FMR {fmr.loc['random', 'fmr']:.2f} → "
+         f"{fmr.loc[first, 'fmr']:.2f}"))
     low = tab.index[0]
     g, s = tab.loc[low, f"gain {first}"], tab.loc[low, f"gain {first} std"]
     holds, det = _judge(g, s, n)
