@@ -398,8 +398,8 @@ def hardest_contrastive(f1: torch.Tensor, f2: torch.Tensor, pairs: torch.Tensor,
     as means over the anchors, as FCGF's code does (``neg_loss.mean()``)."""
     _check_pairs(f1, f2, pairs)
     i, j = pairs[:, 0], pairs[:, 1]
-    n1 = torch.arange(len(f1)) if negatives is None else negatives[0]
-    n2 = torch.arange(len(f2)) if negatives is None else negatives[1]
+    n1 = torch.arange(len(f1), device=f1.device) if negatives is None else negatives[0]
+    n2 = torch.arange(len(f2), device=f2.device) if negatives is None else negatives[1]
     fi, fj = f1[i], f2[j]
     pos = (fi - fj).norm(dim=1)
     d_i = torch.cdist(fi, f2[n2]).masked_fill(n2[None] == j[:, None], math.inf)
@@ -440,14 +440,15 @@ def pretext_loss(model: VoxelUNet, batch: dict, config: Config, generator: torch
     """Algorithm 1's step: features of both transformed views, L2-normalised, and the chosen
     contrastive loss on ``config.n_pos`` sampled matched pairs."""
     B, n, _ = batch["x1"].shape
-    f = F.normalize(model(torch.cat([batch["x1"], batch["x2"]])), dim=-1)
+    dev = next(model.parameters()).device
+    f = F.normalize(model(torch.cat([batch["x1"], batch["x2"]]).to(dev)), dim=-1)
     f1, f2 = f[:B].reshape(B * n, -1), f[B:].reshape(B * n, -1)
-    pairs = _batched_pairs(batch["matches"], n, config.n_pos, generator)
+    pairs = _batched_pairs(batch["matches"], n, config.n_pos, generator).to(dev)
     if config.loss == "nce":
         loss = point_info_nce(f1, f2, pairs, config.temperature)
     else:
-        neg = (torch.randperm(B * n, generator=generator)[:config.n_neg],
-               torch.randperm(B * n, generator=generator)[:config.n_neg])
+        neg = (torch.randperm(B * n, generator=generator)[:config.n_neg].to(dev),
+               torch.randperm(B * n, generator=generator)[:config.n_neg].to(dev))
         loss = hardest_contrastive(f1, f2, pairs, config.pos_margin, config.neg_margin, neg)
     with torch.no_grad():
         spread = f1.std(0).sum()  # 0 when the features collapse to one vector
@@ -558,7 +559,8 @@ def pretrain(config: Config, scenes: dict, loss: str, seed: int, holistic: bool 
         raise ValueError(f"loss must be 'nce' or 'hc', got {loss!r}")
     cfg = config.replace(loss=loss)
     seed_everything(seed)
-    model = build_backbone(cfg)
+    dev = get_device(cfg.device)
+    model = build_backbone(cfg).to(dev)
     g = torch.Generator().manual_seed(seed + 1000)
     n = len(scenes["points"])
 
@@ -568,7 +570,7 @@ def pretrain(config: Config, scenes: dict, loss: str, seed: int, holistic: bool 
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
     hist = fit(model, opt, batch, lambda m, b, s: pretext_loss(m["model"], b, cfg, g),
-               steps=cfg.pretrain_steps, device="cpu", progress=progress,
+               steps=cfg.pretrain_steps, device=dev, progress=progress,
                desc=f"pre-train {loss}{' holistic' if holistic else ''}")
     return model, hist
 
@@ -577,8 +579,9 @@ def pretrain(config: Config, scenes: dict, loss: str, seed: int, holistic: bool 
 def evaluate_fmr(model: VoxelUNet, pairs: dict, config: Config) -> dict[str, float]:
     """FMR and inlier ratio of ``model``'s features on held-out view pairs."""
     model.eval()
-    f1 = F.normalize(model(pairs["x1"]), dim=-1)
-    f2 = F.normalize(model(pairs["x2"]), dim=-1)
+    dev = next(model.parameters()).device
+    f1 = F.normalize(model(pairs["x1"].to(dev)), dim=-1).cpu()
+    f2 = F.normalize(model(pairs["x2"].to(dev)), dim=-1).cpu()
     out = feature_match_recall(list(f1), list(f2), pairs["w1"], pairs["w2"], pairs["matches"],
                                config.fmr_tau)
     out["spread"] = float(f1.reshape(-1, f1.shape[-1]).std(0).sum())
@@ -602,7 +605,8 @@ def finetune(config: Config, init: VoxelUNet | None, data: dict, seed: int,
     backbone = build_backbone(config)
     if init is not None:
         backbone.load_state_dict(init.state_dict())
-    model = SegmentationNet(backbone)
+    dev = get_device(config.device)
+    model = SegmentationNet(backbone).to(dev)
     g = torch.Generator().manual_seed(seed + 2000)
     n = len(data["points"])
 
@@ -612,14 +616,14 @@ def finetune(config: Config, init: VoxelUNet | None, data: dict, seed: int,
         flip = torch.where(torch.rand(len(idx), 1, 3, generator=g) < 0.5, -1.0, 1.0)
         flip[..., 2] = 1.0
         s = 0.9 + 0.2 * torch.rand(len(idx), 1, 1, generator=g)
-        return x * flip * s, data["label"][idx]
+        return (x * flip * s).to(dev), data["label"][idx].to(dev)
 
     def loss_fn(models, b, step):
         x, y = b
         return {"loss": F.cross_entropy(models["model"](x).reshape(-1, N_CLASSES), y.reshape(-1))}
 
     opt = torch.optim.Adam(model.parameters(), lr=config.finetune_lr)
-    hist = fit(model, opt, batch, loss_fn, steps=config.finetune_steps, device="cpu",
+    hist = fit(model, opt, batch, loss_fn, steps=config.finetune_steps, device=dev,
                progress=progress, desc=desc)
     return model, hist
 
@@ -628,8 +632,9 @@ def finetune(config: Config, init: VoxelUNet | None, data: dict, seed: int,
 def segment_miou(model: SegmentationNet, data: dict, chunk: int = 8) -> float:
     model.eval()
     conf = 0
+    dev = next(model.parameters()).device
     for k in range(0, len(data["points"]), chunk):
-        pred = model(data["points"][k:k + chunk]).argmax(-1)
+        pred = model(data["points"][k:k + chunk].to(dev)).argmax(-1).cpu()
         conf = conf + confusion_matrix(pred, data["label"][k:k + chunk], N_CLASSES, None)
     model.train()
     return scene_miou(conf)
@@ -660,7 +665,7 @@ def run(config: Config, progress: bool = False) -> dict:
     ablation when asked), FMR before and after, fine-tuning scratch vs pre-trained at each label
     fraction, for each seed. Returns DataFrames and ``findings``."""
     t0 = time.perf_counter()
-    get_device(config.device)  # the loops run on the CPU: the data and kd-trees live there
+    # the scenes, scans and kd-trees live on the CPU; the networks on get_device(config.device)
     g = torch.Generator().manual_seed(12345)
     pre_scenes = make_scenes(config.n_pretrain, config.scene_points, g)
     lab_scenes = make_scenes(config.n_labelled, config.scene_points, g)
@@ -675,16 +680,16 @@ def run(config: Config, progress: bool = False) -> dict:
     if config.holistic:
         variants.append((config.losses[0], True))
     names = {(loss, h): (f"holistic {loss.upper()}" if h else loss.upper()) for loss, h in variants}
-    fmr_rows, seg_rows, histories, ft_hist = [], [], {}, {}
+    fmr_rows, seg_rows, histories, ft_hist = [], [], [], []
     for seed in config.seeds:
         seed_everything(seed)
-        fmr_rows.append({"seed": seed, "init": "random", **evaluate_fmr(build_backbone(config),
-                                                                        eval_pairs, config)})
+        rand = build_backbone(config).to(get_device(config.device))
+        fmr_rows.append({"seed": seed, "init": "random", **evaluate_fmr(rand, eval_pairs, config)})
         models = {}
         for loss, hol in variants:
             m, h = pretrain(config, pre_scenes, loss, seed, hol, progress)
             models[names[loss, hol]] = m
-            histories[(seed, names[loss, hol])] = h
+            histories.append(h.assign(seed=seed, init=names[loss, hol]))
             fmr_rows.append({"seed": seed, "init": names[loss, hol],
                              **evaluate_fmr(m, eval_pairs, config)})
         for frac in config.fractions:
@@ -693,14 +698,15 @@ def run(config: Config, progress: bool = False) -> dict:
             for init_name, init in [("scratch", None), *models.items()]:
                 net, h = finetune(config, init, sub, seed, progress,
                                   desc=f"{init_name} {100 * frac:g}%")
-                ft_hist[(seed, f"{100 * frac:g}%", init_name)] = h
+                ft_hist.append(h.assign(seed=seed, labels=f"{100 * frac:g}%", init=init_name))
                 seg_rows.append({"seed": seed, "labels": f"{100 * frac:g}%", "scenes": k,
                                  "init": init_name, "mIoU": segment_miou(net, test_seg)})
     fmr = pd.DataFrame(fmr_rows)
     seg = pd.DataFrame(seg_rows)
-    out = {"config": config, "fmr": fmr, "segmentation": seg, "checks": checks,
-           "pretrain_history": histories, "finetune_history": ft_hist,
-           "eval_pairs": eval_pairs, "inits": list(names.values())}
+    out = {"fmr": fmr, "segmentation": seg, "checks": checks,
+           "pretrain_history": pd.concat(histories, ignore_index=True),
+           "finetune_history": pd.concat(ft_hist, ignore_index=True),
+           "inits": list(names.values())}
     out["fmr_table"] = fmr_table(fmr)
     out["seg_table"] = seg_table(seg, config)
     out["findings"] = findings(out, config)
