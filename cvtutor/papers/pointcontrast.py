@@ -273,14 +273,13 @@ def centre_views(x: torch.Tensor, R: torch.Tensor, s: torch.Tensor) -> dict[str,
     return {"points": y + t[:, None], "t": t}
 
 
-def make_pairs(scenes: dict, idx: torch.Tensor, config: Config, generator: torch.Generator,
+def make_views(scenes: dict, idx: torch.Tensor, config: Config, generator: torch.Generator,
                holistic: bool = False) -> dict:
-    """One batch of Algorithm 1's inputs for the scenes ``idx``: two views (partial scans, or
-    two copies of the whole scene when ``holistic``, Sect. 4.6's ablation), each with
-    ``config.view_points`` points, per-view jitter (``config.view_noise`` m), the world-frame
-    correspondences (radius ``config.match_radius × config.voxel``) and the transformed inputs.
-    Returns ``x1, x2`` (transformed, ``(B, n, 3)``), ``w1, w2`` (world frame), the per-pair
-    ``matches`` list and ``overlap``."""
+    """Algorithm 1's first two lines for the scenes ``idx``: two views (partial scans, or two
+    copies of the whole scene when ``holistic``, Sect. 4.6's ablation), each of
+    ``config.view_points`` points with its own jitter (``config.view_noise`` m), and their
+    correspondences in the world frame (radius ``config.match_radius × config.voxel``). Returns
+    ``w1, w2 (B, n, 3)``, the per-pair ``matches`` list of ``(K, 2)`` and ``overlap (B,)``."""
     P = scenes["points"][idx]
     B, n = len(idx), config.view_points
     if holistic:
@@ -297,11 +296,38 @@ def make_pairs(scenes: dict, idx: torch.Tensor, config: Config, generator: torch
     w2 = take(i2) + config.view_noise * torch.randn(B, n, 3, generator=generator)
     r = config.match_radius * config.voxel
     matches = [correspondences(a, b, r) for a, b in zip(w1, w2)]
+    return {"w1": w1, "w2": w2, "matches": matches, "overlap": overlap}
+
+
+def transform_views(views: dict, config: Config, generator: torch.Generator) -> dict:
+    """Algorithm 1's third line: independent ``T₁, T₂`` (:func:`random_rigid`, then centred):
+    adds the network inputs ``x1, x2`` and the transforms ``T1, T2`` (``R, s, t``)."""
+    B = len(views["w1"])
     t1 = random_rigid(B, generator, config.rotation, config.scale)
     t2 = random_rigid(B, generator, config.rotation, config.scale)
-    x1, x2 = centre_views(w1, t1["R"], t1["s"]), centre_views(w2, t2["R"], t2["s"])
-    return {"x1": x1["points"], "x2": x2["points"], "w1": w1, "w2": w2, "matches": matches,
-            "overlap": overlap, "T1": {**t1, "t": x1["t"]}, "T2": {**t2, "t": x2["t"]}}
+    x1 = centre_views(views["w1"], t1["R"], t1["s"])
+    x2 = centre_views(views["w2"], t2["R"], t2["s"])
+    return {**views, "x1": x1["points"], "x2": x2["points"], "T1": {**t1, "t": x1["t"]},
+            "T2": {**t2, "t": x2["t"]}}
+
+
+def make_pairs(scenes: dict, idx: torch.Tensor, config: Config, generator: torch.Generator,
+               holistic: bool = False) -> dict:
+    """One batch of Algorithm 1's inputs: :func:`make_views` then :func:`transform_views`."""
+    return transform_views(make_views(scenes, idx, config, generator, holistic), config, generator)
+
+
+def pair_pool(scenes: dict, n_pairs: int, config: Config, generator: torch.Generator,
+              holistic: bool = False, chunk: int = 32) -> dict:
+    """``n_pairs`` view pairs (:func:`make_views`) of random scenes, made once and drawn from
+    during pre-training (the full profile's stand-in for the 870K stored ScanNet pairs); the
+    transforms are still drawn per step."""
+    parts = [make_views(scenes, torch.randint(0, len(scenes["points"]), (min(chunk, n_pairs - k),),
+                                              generator=generator), config, generator, holistic)
+             for k in range(0, n_pairs, chunk)]
+    return {"w1": torch.cat([p["w1"] for p in parts]), "w2": torch.cat([p["w2"] for p in parts]),
+            "matches": [m for p in parts for m in p["matches"]],
+            "overlap": torch.cat([p["overlap"] for p in parts])}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -513,6 +539,7 @@ class Config(ProfileConfig):
     pos_margin: float = 0.1
     neg_margin: float = 1.4
     pretrain_steps: int = 150
+    pool_pairs: int = 0  # 0: pairs made on the fly; else a pool of this many, made once
     pairs_per_step: int = 2
     pretrain_lr: float = 1e-3
     holistic: bool = False  # run the holistic single-view ablation
@@ -532,11 +559,11 @@ class Config(ProfileConfig):
     def full(cls) -> Config:
         """Finer grid and wider U-Net, 1/10/100 % labels, HC against NCE, the holistic ablation,
         three seeds."""
-        return cls(n_pretrain=1000, n_labelled=200, n_test=100, n_eval_pairs=100,
-                   scene_points=20000, view_points=4096, seg_points=8192, voxel=0.11,
+        return cls(n_pretrain=400, n_labelled=200, n_test=60, n_eval_pairs=60,
+                   scene_points=12000, view_points=2048, seg_points=8192, voxel=0.11,
                    grid=(64, 64, 16), width=16, depth=3, losses=("nce", "hc"), n_pos=4096,
-                   pretrain_steps=1500, pairs_per_step=8, holistic=True,
-                   fractions=(0.01, 0.1, 1.0), finetune_steps=600, finetune_batch=8,
+                   pretrain_steps=600, pool_pairs=2400, pairs_per_step=8, holistic=True,
+                   fractions=(0.01, 0.1, 1.0), finetune_steps=400, finetune_batch=8,
                    seeds=(0, 1, 2))
 
     @classmethod
@@ -544,7 +571,8 @@ class Config(ProfileConfig):
         return cls.full().replace(n_pretrain=4, n_labelled=8, n_test=2, n_eval_pairs=2,
                                   scene_points=1500, view_points=128, seg_points=256, voxel=0.44,
                                   grid=(16, 16, 8), width=8, depth=2, n_pos=64, n_neg=32,
-                                  pretrain_steps=2, pairs_per_step=2, fractions=(0.25, 1.0),
+                                  pretrain_steps=2, pool_pairs=6, pairs_per_step=2,
+                                  fractions=(0.25, 1.0),
                                   finetune_steps=2, finetune_batch=2, seeds=(0, 1))
 
 
@@ -552,9 +580,10 @@ class Config(ProfileConfig):
 # Experiments
 # ------------------------------------------------------------------------------------------------
 def pretrain(config: Config, scenes: dict, loss: str, seed: int, holistic: bool = False,
-             progress: bool = False) -> tuple[VoxelUNet, pd.DataFrame]:
+             progress: bool = False, pool: dict | None = None) -> tuple[VoxelUNet, pd.DataFrame]:
     """Pre-train a backbone with ``loss`` (``"nce"`` or ``"hc"``) on pairs drawn on the fly from
-    ``scenes``; returns the model and the loss history."""
+    ``scenes`` (or from a :func:`pair_pool`, with fresh transforms each step); returns the model
+    and the loss history."""
     if loss not in ("nce", "hc"):
         raise ValueError(f"loss must be 'nce' or 'hc', got {loss!r}")
     cfg = config.replace(loss=loss)
@@ -562,11 +591,15 @@ def pretrain(config: Config, scenes: dict, loss: str, seed: int, holistic: bool 
     dev = get_device(cfg.device)
     model = build_backbone(cfg).to(dev)
     g = torch.Generator().manual_seed(seed + 1000)
-    n = len(scenes["points"])
 
     def batch(step: int):
-        idx = torch.randint(0, n, (cfg.pairs_per_step,), generator=g)
-        return make_pairs(scenes, idx, cfg, g, holistic=holistic)
+        if pool is None:
+            idx = torch.randint(0, len(scenes["points"]), (cfg.pairs_per_step,), generator=g)
+            return make_pairs(scenes, idx, cfg, g, holistic=holistic)
+        idx = torch.randint(0, len(pool["w1"]), (cfg.pairs_per_step,), generator=g)
+        views = {"w1": pool["w1"][idx], "w2": pool["w2"][idx],
+                 "matches": [pool["matches"][i] for i in idx.tolist()]}
+        return transform_views(views, cfg, g)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
     hist = fit(model, opt, batch, lambda m, b, s: pretext_loss(m["model"], b, cfg, g),
@@ -680,6 +713,8 @@ def run(config: Config, progress: bool = False) -> dict:
     if config.holistic:
         variants.append((config.losses[0], True))
     names = {(loss, h): (f"holistic {loss.upper()}" if h else loss.upper()) for loss, h in variants}
+    pools = {h: pair_pool(pre_scenes, config.pool_pairs, config, g, h) if config.pool_pairs else None
+             for h in {h for _, h in variants}}
     fmr_rows, seg_rows, histories, ft_hist = [], [], [], []
     for seed in config.seeds:
         seed_everything(seed)
@@ -687,7 +722,7 @@ def run(config: Config, progress: bool = False) -> dict:
         fmr_rows.append({"seed": seed, "init": "random", **evaluate_fmr(rand, eval_pairs, config)})
         models = {}
         for loss, hol in variants:
-            m, h = pretrain(config, pre_scenes, loss, seed, hol, progress)
+            m, h = pretrain(config, pre_scenes, loss, seed, hol, progress, pools[hol])
             models[names[loss, hol]] = m
             histories.append(h.assign(seed=seed, init=names[loss, hol]))
             fmr_rows.append({"seed": seed, "init": names[loss, hol],
