@@ -3,8 +3,8 @@
 Used by the PointContrast chapter (``notebooks/eccv2020/pointcontrast.ipynb``), whose pre-training
 and fine-tuning data these are:
 
-``read_ply``            a PLY file (ascii, binary little/big endian): each element as a dict of
-                        numpy columns (list properties, e.g. faces, as lists of arrays)
+``read_ply``            a PLY file (ascii or binary, parsed by trimesh): each element as a dict
+                        of numpy columns (list properties, e.g. faces, as 2-D arrays)
 ``read_scannet_scene``  ScanNet v2 ``<scene>/<scene>_vh_clean_2.ply`` (vertices, RGB) with, where
                         present, ``_vh_clean_2.labels.ply`` (NYU40 ``label`` per vertex),
                         ``_vh_clean_2.0.010000.segs.json`` (``segIndices``) and
@@ -29,12 +29,6 @@ import torch
 S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair",
                  "sofa", "bookcase", "board", "clutter")
 
-_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2",
-              "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
-              "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
-              "float64": "f8"}
-
-
 def _existing(path, what: str) -> Path:
     p = Path(path)
     if not p.exists():
@@ -42,91 +36,29 @@ def _existing(path, what: str) -> Path:
     return p
 
 
-def _parse_header(f, path) -> tuple[str, list]:
-    if f.readline().strip() != b"ply":
-        raise ValueError(f"{path} is not a PLY file (no 'ply' magic line)")
-    fmt, elements = None, []
-    while True:
-        line = f.readline()
-        if not line:
-            raise ValueError(f"{path}: PLY header has no end_header")
-        tok = line.decode("ascii", "replace").split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        if tok[0] == "format":
-            fmt = tok[1]
-        elif tok[0] == "element":
-            elements.append((tok[1], int(tok[2]), []))
-        elif tok[0] == "property":
-            if not elements:
-                raise ValueError(f"{path}: PLY property before any element")
-            if tok[1] == "list":
-                elements[-1][2].append((tok[4], "list", tok[2], tok[3]))
-            else:
-                elements[-1][2].append((tok[2], tok[1]))
-        elif tok[0] == "end_header":
-            break
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise ValueError(f"{path}: unknown PLY format {fmt!r}")
-    for _, _, props in elements:
-        for p in props:
-            if any(t not in _PLY_TYPES for t in (p[2:] if p[1] == "list" else p[1:])):
-                raise ValueError(f"{path}: unknown PLY property type in {p}")
-    return fmt, elements
-
-
 def read_ply(path) -> dict[str, dict]:
-    """A PLY file as ``{element: {property: column}}``: scalar properties as numpy arrays, list
-    properties (faces) as lists of arrays."""
+    """A PLY file (ascii or binary) as ``{element: {property: column}}``, parsed by trimesh (its
+    raw element data keeps every vertex property, e.g. ScanNet's ``label``): scalar properties
+    as 1-D numpy arrays, list properties (faces) as 2-D arrays, a row per element."""
+    import trimesh
+
     p = _existing(path, "a .ply file")
     with open(p, "rb") as f:
-        fmt, elements = _parse_header(f, p)
-        body = f.read()
-    out: dict[str, dict] = {}
-    if fmt == "ascii":
-        tokens = body.split()
-        pos = 0
-        for name, count, props in elements:
-            cols: dict = {q[0]: [] for q in props}
-            for _ in range(count):
-                for q in props:
-                    if q[1] == "list":
-                        n = int(tokens[pos])
-                        cols[q[0]].append(np.array(tokens[pos + 1:pos + 1 + n], dtype=_PLY_TYPES[q[3]]))
-                        pos += 1 + n
-                    else:
-                        cols[q[0]].append(tokens[pos])
-                        pos += 1
-            out[name] = {q[0]: (cols[q[0]] if q[1] == "list"
-                                else np.array(cols[q[0]], dtype=_PLY_TYPES[q[1]])) for q in props}
-        return out
-    end = "<" if fmt == "binary_little_endian" else ">"
-    pos = 0
-    for name, count, props in elements:
-        if all(q[1] != "list" for q in props):
-            dt = np.dtype([(q[0], end + _PLY_TYPES[q[1]]) for q in props])
-            need = dt.itemsize * count
-            if pos + need > len(body):
-                raise ValueError(f"{p}: PLY body too short for {count} '{name}' elements")
-            arr = np.frombuffer(body, dt, count, pos)
-            pos += need
-            out[name] = {q[0]: arr[q[0]].astype(arr[q[0]].dtype.newbyteorder("=")) for q in props}
-            continue
-        cols = {q[0]: [] for q in props}
-        for _ in range(count):
-            for q in props:
-                if q[1] == "list":
-                    ct, it = np.dtype(end + _PLY_TYPES[q[2]]), np.dtype(end + _PLY_TYPES[q[3]])
-                    n = int(np.frombuffer(body, ct, 1, pos)[0])
-                    pos += ct.itemsize
-                    cols[q[0]].append(np.frombuffer(body, it, n, pos).astype(it.newbyteorder("=")))
-                    pos += it.itemsize * n
-                else:
-                    t = np.dtype(end + _PLY_TYPES[q[1]])
-                    cols[q[0]].append(np.frombuffer(body, t, 1, pos)[0])
-                    pos += t.itemsize
-        out[name] = {q[0]: (cols[q[0]] if q[1] == "list" else np.array(cols[q[0]]))
-                     for q in props}
+        if f.readline().strip() != b"ply":
+            raise ValueError(f"{p} is not a PLY file (no 'ply' magic line)")
+    try:
+        raw = trimesh.load(p, file_type="ply", process=False).metadata["_ply_raw"]
+    except Exception as err:  # trimesh raises IndexError/ValueError/KeyError on a broken file
+        raise ValueError(f"{p}: malformed PLY (header or body too short or inconsistent): {err}") from err
+    out = {}
+    for name, e in raw.items():  # ascii: a dict of columns; binary: one structured array
+        d = e["data"]
+        cols = d if isinstance(d, dict) else {k: d[k] for k in d.dtype.names}
+        # a binary list property of fixed length is a (count, items) record: keep the items
+        cols = {k: v["f1"] if getattr(v, "dtype", None) is not None and v.dtype.names else v
+                for k, v in cols.items()}
+        out[name] = {k: np.asarray(v)[:, 0] if np.ndim(v) == 2 and np.shape(v)[1] == 1 else np.asarray(v)
+                     for k, v in cols.items()}
     return out
 
 
