@@ -418,9 +418,9 @@ class Config(ProfileConfig):
     bidirectional: bool = False
     flow: bool = False
     batch: int = 16
-    ssl_steps: int = 100
+    ssl_steps: int = 150
     ft_batch: int = 16
-    ft_steps: int = 30
+    ft_steps: int = 120  # measured: 30 steps leave random init at chance (18 %), 120 reach ~41 %
     lr: float = 3e-3  # SSL (the paper: Adam 1e-3 for ~100x more steps)
     ft_lr: float = 3e-3  # fine-tuning (a short schedule, so larger than the paper's 1e-3)
     dropout: float = 0.5
