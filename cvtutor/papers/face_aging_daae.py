@@ -273,7 +273,8 @@ class Config(ProfileConfig):
     width: int = 16
     batch_size: int = 32
     steps: int = 250             # DAAE G/E steps per variant
-    steps_nets: int = 150        # teacher and each oracle
+    steps_nets: int = 150        # teacher and identity embedder
+    steps_oracle: int = 500      # the age oracle (150 steps left it at the mean predictor)
     age_scale: float = 10.0      # y = age / age_scale (years would dwarf the prior's unit variance)
     margin: float = 40.0         # m, re-tuned: the paper's 200 is tied to its C_E
     far: float = 0.01            # our FAR (the paper's 1e-5 needs ~1e6 impostor pairs)
@@ -290,14 +291,14 @@ class Config(ProfileConfig):
     @classmethod
     def full(cls) -> Config:
         return cls(size=64, n_identities=200, ages_per_identity=10, c_a=16, c_i=32, c_e=32,
-                   width=32, steps=2000, steps_nets=1000, variants=VARIANTS,
+                   width=32, steps=2000, steps_nets=1000, steps_oracle=1000, variants=VARIANTS,
                    heldout=(55.0, 70.0), seeds=(0, 1, 2))
 
     @classmethod
     def smoke(cls) -> Config:
         """``full``'s code paths and resolution at toy sizes and training lengths."""
         return cls.full().replace(n_identities=6, ages_per_identity=4, width=8, batch_size=8,
-                                  steps=2, steps_nets=2, seeds=(0, 1))
+                                  steps=2, steps_nets=2, steps_oracle=2, seeds=(0, 1))
 
 
 def make_faces(config: Config, seed: int, factors: torch.Tensor | None = None,
@@ -366,7 +367,7 @@ def train_judges(config: Config, factors: torch.Tensor, progress: bool = False) 
     h2 = _train_net(embed, other["image"], other["identity"], config.steps_nets, config.seed + 1,
                     "class", "identity embedder", progress)
     oracle = AgeOracle().to(dev)
-    h3 = _train_net(oracle, other["image"], other["age"] / config.age_scale, config.steps_nets,
+    h3 = _train_net(oracle, other["image"], other["age"] / config.age_scale, config.steps_oracle,
                     config.seed + 2, "regress", "age oracle", progress)
     return {"teacher": teacher, "embedder": embed, "oracle": oracle,
             "history": pd.concat([h1, h2, h3], ignore_index=True)}
