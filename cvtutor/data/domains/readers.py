@@ -198,13 +198,30 @@ def parse_cacd(name: str) -> dict:
     return {"age": int(m[1]), "name": m[2], "index": int(m[3])}
 
 
+_FGNET = re.compile(r"^(\d{3})A(\d{2})([a-z]?)\.jpg$", re.IGNORECASE)
+
+
+def parse_fgnet(name: str) -> dict:
+    """FG-NET ``[subject 3 digits]A[age 2 digits][optional letter].JPG`` (``001A02.JPG``,
+    ``010A07a.JPG``) -> ``{"subject", "age", "variant"}`` (E06's test set)."""
+    m = _FGNET.match(Path(name).name)
+    if not m:
+        raise ValueError(f"not an FG-NET file name [subject]A[age][letter].JPG, e.g. "
+                         f"001A02.JPG: {name!r}")
+    return {"subject": int(m[1]), "age": int(m[2]), "variant": m[3]}
+
+
 def face_ages(folder: str | os.PathLike, kind: str) -> pd.DataFrame:
-    """The parsed file names of a UTKFace (``kind="utkface"``) or CACD (``"cacd"``) folder,
-    one row per image with its ``path``."""
-    parse = {"utkface": parse_utkface, "cacd": parse_cacd}
+    """The parsed file names of a UTKFace (``kind="utkface"``), CACD (``"cacd"``) or FG-NET
+    (``"fgnet"``) folder, one row per image with its ``path``; an empty folder raises
+    ``ValueError`` naming the layout."""
+    parse = {"utkface": parse_utkface, "cacd": parse_cacd, "fgnet": parse_fgnet}
     if kind not in parse:
         raise ValueError(f"kind must be one of {tuple(parse)}, got {kind!r}")
-    return pd.DataFrame([{"path": p, **parse[kind](p.name)} for p in image_files(folder)])
+    files = image_files(folder)
+    if not files:
+        raise ValueError(f"no images in {folder!s}: expected a flat folder of {kind} JPGs")
+    return pd.DataFrame([{"path": p, **parse[kind](p.name)} for p in files])
 
 
 # ---------------------------------------------------------------------------------------------
