@@ -134,7 +134,7 @@ TUTORIALS: tuple[Tutorial, ...] = (
     Tutorial('E22', 'shapegf', 'Learning Gradient Fields for Shape Generation (ECCV 2020)', 'eccv2020',
              'done'),
     Tutorial('E23', 'coco_funit', 'COCO-FUNIT: Few-Shot Unsupervised Image Translation with a Content Conditioned Style Encoder (ECCV 2020)', 'eccv2020',
-             'in progress'),
+             'done'),
     Tutorial('E24', 'cpnet', 'Corner Proposal Network for Anchor-Free, Two-Stage Object Detection (ECCV 2020)', 'eccv2020'),
     Tutorial('E25', 'phraseclick', 'PhraseClick: Toward Achieving Flexible Interactive Segmentation by Phrase and Click (ECCV 2020)', 'eccv2020',
              'done'),
