@@ -67,7 +67,10 @@ run_notebooks() {
     local status=0
     python -m pytest --nbmake --nbmake-timeout="$timeout" --overwrite -n "$jobs" -p no:cacheprovider \
         --rootdir="$stage" -o addopts="" -q --junitxml="$stage/notebooks.junit.xml" "$stage"/notebooks || status=$?
-    [[ -f "$stage/notebooks.junit.xml" ]] && times_table "$stage/notebooks.junit.xml" "$stage/notebook_times.tsv"
+    # the fast table is the one tests/test_notebooks.py judges against the 60 s budget; a smoke run keeps its own
+    local table="$stage/notebook_times.tsv"
+    [[ "$profile" == smoke ]] && table="$stage/notebook_times-smoke.tsv"
+    [[ -f "$stage/notebooks.junit.xml" ]] && times_table "$stage/notebooks.junit.xml" "$table"
     return $status
 }
 
