@@ -3,7 +3,8 @@
 On CUDA the clock is wall time between two synchronisations and the peak is the device's allocated
 memory; on the CPU the clock is wall time, or this process's CPU time with ``cpu_time=True`` (other
 jobs on a shared machine inflate it less), and the peak is the process's maximum resident set.
-Scripts in this folder import it as ``from _timing import timed`` (their folder is on ``sys.path``).
+Scripts in this folder import it as ``from _timing import timed`` (their folder is on ``sys.path``);
+:func:`with_rates` and :func:`rate_table_main` give the scripts that print a rate table their rows and command line.
 """
 from __future__ import annotations
 
@@ -30,3 +31,30 @@ def timed(fn: Callable[[], object], device: str, cpu_time: bool = False) -> tupl
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return seconds, peak
+
+
+def with_rates(rows: list[dict], device: str, profile: str, digits: int = 1) -> list[dict]:
+    """Each row ``{"what", "items", "seconds"}`` gets its ``device``, ``profile`` and
+    ``items_per_s``; seconds rounded to 0.1 ms. Returns the rows."""
+    for r in rows:
+        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], digits))
+        r["seconds"] = round(r["seconds"], 4)
+    return rows
+
+
+def rate_table_main(bench: Callable[[str, str, int], list[dict]], description: str | None,
+                    option: str = "--n", default: int = 32) -> None:
+    """The command line of a script whose ``bench(device, profile, size)`` returns
+    :func:`with_rates` rows: one integer option, every device (CPU, CUDA when present) and both
+    profiles (``fast``, ``full``), one printed table."""
+    import argparse
+
+    import pandas as pd
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument(option, type=int, default=default)
+    size = getattr(ap.parse_args(), option.lstrip("-").replace("-", "_"))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, size)]
+    cols = ["device", "profile", "what", "items", "seconds", "items_per_s"]
+    print(pd.DataFrame(rows)[cols].to_string(index=False))

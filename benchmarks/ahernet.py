@@ -5,11 +5,7 @@ when present). Run: ``python benchmarks/ahernet.py [--steps 20]``."""
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
-import torch
-from _timing import timed
+from _timing import rate_table_main, timed, with_rates
 
 from cvtutor.papers import ahernet as A
 
@@ -26,20 +22,8 @@ def bench(device: str, profile: str, steps: int) -> list[dict]:
     x = data["B_test"]["features"]
     dt, _ = timed(lambda: A.detect(net, x, nms=cfg.nms), device)
     rows.append({"what": "videos detected (s_f, Eq. 5, NMS)", "items": len(x), "seconds": dt})
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 1))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=20)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.steps)]
-    print(pd.DataFrame(rows)[["device", "profile", "what", "items", "seconds", "items_per_s"]].to_string(index=False))
+    return with_rates(rows, device, profile)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--steps", 20)

@@ -4,11 +4,8 @@ the fast and full layouts, on the CPU (and CUDA when present). Run: ``python ben
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
 import torch
-from _timing import timed
+from _timing import rate_table_main, timed, with_rates
 
 from cvtutor.papers import cpnet as C
 
@@ -37,20 +34,8 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
     rows.append({"what": f"training steps (batch {b}, Eq. 3)", "items": 1, "seconds": dt})
     dt, _ = timed(lambda: C.detect(model, images, cfg), device)
     rows.append({"what": f"images detected (K = {cfg.k}, 5 variants)", "items": b, "seconds": dt})
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 2))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=32)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.n)]
-    print(pd.DataFrame(rows)[["device", "profile", "what", "items", "seconds", "items_per_s"]].to_string(index=False))
+    return with_rates(rows, device, profile, digits=2)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--n", 32)

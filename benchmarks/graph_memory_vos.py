@@ -6,12 +6,9 @@ Run: ``python benchmarks/graph_memory_vos.py [--n 16]``."""
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from _timing import timed
+from _timing import rate_table_main, timed, with_rates
 
 from cvtutor.papers import graph_memory_vos as G
 
@@ -46,24 +43,8 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
     dt, _ = timed(lambda: G.evaluate(net, ev, cfg.N, cfg.K, cfg.n_sprites), device)
     rows.append({"what": "sequential inference (object-frames)",
                  "items": n * (cfg.frames - 1) * cfg.n_sprites, "seconds": dt})
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 1))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=16)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.n)]
-    print(
-        pd.DataFrame(rows)[
-            ["device", "profile", "what", "items", "seconds", "items_per_s"]
-        ].to_string(index=False)
-    )
+    return with_rates(rows, device, profile)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--n", 16)

@@ -6,11 +6,8 @@ Run: ``python benchmarks/pointcontrast.py [--steps 3]``."""
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
 import torch
-from _timing import timed
+from _timing import rate_table_main, timed, with_rates
 
 from cvtutor.papers import pointcontrast as P
 
@@ -36,21 +33,8 @@ def bench(device: str, profile: str, steps: int) -> list[dict]:
     dt, _ = timed(lambda: P.finetune(c, None, data, 0), device)
     rows.append({"what": f"fine-tuning steps (batch {cfg.finetune_batch})", "items": steps,
                  "seconds": dt})
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 2))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=3)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.steps)]
-    print(pd.DataFrame(rows)[["device", "profile", "what", "items", "seconds", "items_per_s"]]
-          .to_string(index=False))
+    return with_rates(rows, device, profile, digits=2)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--steps", 3)

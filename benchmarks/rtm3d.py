@@ -4,11 +4,8 @@ second, on the CPU (and CUDA when present). Run: ``python benchmarks/rtm3d.py [-
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
 import torch
-from _timing import timed
+from _timing import rate_table_main, timed, with_rates
 
 from cvtutor.papers import rtm3d as R
 
@@ -41,20 +38,8 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
     rows.append({"what": f"LM box solves (Eq. 7, {cfg.lm_iters} iterations)", "items": len(obj["T"]), "seconds": dt})
     dt, _ = timed(lambda: R.deep3dbox_translation(c["box2d"], obj["D_hat"], obj["ry_hat"], obj["K"]), "cpu")
     rows.append({"what": "Deep3DBox solves (1024 assignments)", "items": len(obj["T"]), "seconds": dt})
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 1))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=32)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.n)]
-    print(pd.DataFrame(rows)[["device", "profile", "what", "items", "seconds", "items_per_s"]].to_string(index=False))
+    return with_rates(rows, device, profile)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--n", 32)

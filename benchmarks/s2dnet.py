@@ -4,13 +4,10 @@ layouts, on the CPU (and CUDA when present). Run: ``python benchmarks/s2dnet.py 
 
 from __future__ import annotations
 
-import argparse
-
-import pandas as pd
 import torch
+from _timing import rate_table_main, timed, with_rates  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 from cvtutor.papers import s2dnet as S
-from _timing import timed  # noqa: E402  (benchmarks/_timing.py, beside this script)
 
 
 def bench(device: str, profile: str, n: int) -> list[dict]:
@@ -46,24 +43,8 @@ def bench(device: str, profile: str, n: int) -> list[dict]:
             "seconds": dt,
         }
     )
-    for r in rows:
-        r.update(device=device, profile=profile, items_per_s=round(r["items"] / r["seconds"], 1))
-        r["seconds"] = round(r["seconds"], 4)
-    return rows
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=64)
-    args = ap.parse_args()
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, args.n)]
-    print(
-        pd.DataFrame(rows)[
-            ["device", "profile", "what", "items", "seconds", "items_per_s"]
-        ].to_string(index=False)
-    )
+    return with_rates(rows, device, profile)
 
 
 if __name__ == "__main__":
-    main()
+    rate_table_main(bench, __doc__, "--n", 64)
