@@ -48,6 +48,7 @@ from cvtutor import report
 from cvtutor.data.temporal import UntrimmedFeatures
 from cvtutor.metrics import temporal as tm
 from cvtutor.runtime import ProfileConfig, get_device, seed_everything
+from cvtutor.train import fit
 
 # ---------------------------------------------------------------------------------------------
 # the paper's numbers
@@ -536,6 +537,11 @@ def _batch_idx(n: int, k: int, g: torch.Generator, dev) -> torch.Tensor:
     return torch.randint(n, (k,), generator=g).to(dev)
 
 
+def _no_batches(step: int) -> None:
+    """Algorithm 1 draws its own batches (from the generator ``g`` of :func:`train_ahernet`)."""
+    return None
+
+
 def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet",
                   transfer: str | None = None, fraction: float = 1.0) -> tuple[AherNet, pd.DataFrame]:
     """Train one model of Tables 1-2.
@@ -570,7 +576,6 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
     opt_g = torch.optim.Adam([*net.G1.parameters(), *net.G2.parameters()], config.lr, betas=(0.5, 0.999), foreach=True)
     opt_d = torch.optim.Adam(net.D.parameters(), config.lr, betas=(0.5, 0.999), foreach=True)
     bs = config.batch
-    rows = []
 
     def untrimmed_pass(transfer_on=True):
         idx = _batch_idx(n_keep, bs, g, dev)
@@ -590,7 +595,7 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
         opt_reg.zero_grad(set_to_none=True)
         loss.backward()
         opt_reg.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def step_untrimmed(transfer_on=True):
         with frozen([*net.w_regv.parameters(), *net.b_regv.parameters()] if transfer_on else []):
@@ -605,18 +610,27 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
                 opt_reg.step()
         return out
 
+    optimizers = {"convnet": opt_conv, "reg": opt_reg, "G": opt_g, "D": opt_d}
+
     # pre-train M on the untrimmed set (Algorithm 1, line 1)
-    for _ in range(config.pretrain_steps):
-        step_untrimmed(transfer_on=variant != "AherNet⁻")
+    def pretrain_step(models, batch, step):
+        out = step_untrimmed(transfer_on=variant != "AherNet⁻")
+        return {"L_cls": out["cls"].detach(), "L_prop": (out["of"] + out["ov"]).detach()}
+
+    if config.pretrain_steps:
+        fit({"net": net}, optimizers, _no_batches, pretrain_step, steps=config.pretrain_steps, manual=True,
+            device=dev, progress=False, desc=f"{variant}: pre-train")
     if variant == "AherNet_A":
         pretrain_generators_l2(config, net, data["A"], g)
     adversarial = variant == "AherNet"
-    for it in range(config.steps):
-        rec = {"step": it, "L_reg": step_reg()}
+
+    def iteration(models, batch, it):
+        """One iteration of Algorithm 1 (its optimizers stepped here); the terms are logged by fit."""
+        rec = {"L_reg": step_reg()}
         out = step_untrimmed(transfer_on=variant != "AherNet⁻")
         if oracle:  # as many ConvNet updates per iteration as AherNet's (2a and 4b)
             out = step_untrimmed()
-        rec.update(L_cls=float(out["cls"].detach()), L_prop=float((out["of"] + out["ov"]).detach()))
+        rec.update(L_cls=out["cls"].detach(), L_prop=(out["of"] + out["ov"]).detach())
         if variant in ("AherNet", "AherNet_A", "AherNet_M"):
             ib = _batch_idx(len(data["B_moments"]["label"]), bs, g, dev)
             f_m, lab_b = data["B_moments"]["features"][ib], data["B_moments"]["label"][ib]
@@ -632,7 +646,7 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
                     opt_g.zero_grad(set_to_none=True)
                     loss_g.backward()
                     opt_g.step()
-                rec["L_ad_G"] = float(l_g.detach())
+                rec["L_ad_G"] = l_g.detach()
             # (4b) generators fixed: D by L_ad_D, the ConvNet by L_cls + L_prop on synthetic moments
             with frozen(net.G1, net.G2, [*net.w_regv.parameters(), *net.b_regv.parameters()]):
                 with torch.no_grad():
@@ -644,7 +658,7 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
                 opt_conv.zero_grad(set_to_none=True)
                 loss_c.backward()
                 opt_conv.step()
-                rec["L_cls_B"] = float(o["cls"].detach())
+                rec["L_cls_B"] = o["cls"].detach()
                 if adversarial:
                     real_masks = background_cells_of(net, out)
                     real = discriminator_logits(net, [h.detach() for h in out["maps"]], real_masks)
@@ -654,9 +668,12 @@ def train_ahernet(config: Config, data: dict, seed: int, variant: str = "AherNet
                     opt_d.zero_grad(set_to_none=True)
                     l_d.backward()
                     opt_d.step()
-                    rec["L_ad_D"] = float(l_d.detach())
-        rows.append(rec)
-    return net.eval(), pd.DataFrame(rows)
+                    rec["L_ad_D"] = l_d.detach()
+        return rec
+
+    hist = fit({"net": net}, optimizers, _no_batches, iteration, steps=config.steps, manual=True, device=dev,
+               progress=False, desc=f"{variant}: Algorithm 1")
+    return net.eval(), hist.assign(step=hist["step"] - 1)  # iterations numbered from 0
 
 
 def background_cells_of(net: AherNet, out: dict) -> list[torch.Tensor]:
