@@ -138,3 +138,19 @@ def test_crops_by_box_map_keypoints():
             patch = crops[b, 0, int(v) - 1 : int(v) + 2, int(u) - 1 : int(u) + 2]
             assert patch.max() > 0.2  # the bright pixel lands where to_crop says
     assert crops.shape == (2, 1, 64, 64)
+
+
+def test_bone_segments_hand_case():
+    from cvtutor.data.bodies.skeleton import BONES
+    from cvtutor.data.bodies.sticks import bone_segments
+
+    uv = torch.zeros(1, 23, 2)
+    a, b = BONES[0]
+    uv[0, a] = torch.tensor([0.0, 0.5])
+    uv[0, b] = torch.tensor([10.0, 0.5])  # bone 0 runs along the centre line of pixel row 0
+    d2, t = bone_segments(uv, 12)
+    assert d2.shape == t.shape == (1, len(BONES), 144)
+    px = 0 * 12 + 4  # row 0, column 4: centre (4.5, 0.5), on the bone, 45 % along it
+    assert float(d2[0, 0, px]) == pytest.approx(0.0, abs=1e-9) and float(t[0, 0, px]) == pytest.approx(0.45)
+    px = 2 * 12 + 11  # row 2, column 11: centre (11.5, 2.5), beyond the end (10, 0.5)
+    assert float(t[0, 0, px]) == 1.0 and float(d2[0, 0, px]) == pytest.approx(1.5 ** 2 + 2.0 ** 2)

@@ -42,6 +42,7 @@ from torch import nn
 
 from cvtutor import report
 from cvtutor.data.bodies import skeleton as sk
+from cvtutor.data.bodies.sticks import bone_segments
 from cvtutor.metrics import pose
 from cvtutor.nn.flops import count_parameters, flop_count
 from cvtutor.nn.heatmaps import soft_argmax
@@ -504,17 +505,12 @@ def render_sticks(uv: torch.Tensor, depth: torch.Tensor, size: int, width: float
         raise ValueError(f"need uv (n, {sk.N_JOINTS}, 2) and depth (n, {sk.N_JOINTS}); got "
                          f"{tuple(uv.shape)}, {tuple(depth.shape)}")
     dev = uv.device
-    g = torch.arange(size, dtype=uv.dtype, device=dev) + 0.5
-    pix = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
     pa = torch.tensor([a for a, _ in sk.BONES], device=dev)
     pb = torch.tensor([b for _, b in sk.BONES], device=dev)
     side = torch.tensor([SIDE[b] for _, b in sk.BONES], device=dev)
     out = []
     for u, z in zip(uv.split(chunk), depth.split(chunk)):
-        a, b = u[:, pa, None], u[:, pb, None]
-        ab, ap = b - a, pix - a
-        t = ((ap * ab).sum(-1) / ab.square().sum(-1).clamp_min(1e-9)).clamp(0, 1)
-        d2 = (ap - t[..., None] * ab).square().sum(-1)  # (c, bones, S²)
+        d2, t = bone_segments(u, size)  # (c, bones, S²)
         zt = z[:, pa, None] + t * (z[:, pb, None] - z[:, pa, None])
         val = torch.exp(-d2 / (2 * width ** 2)) * (0.65 - 0.35 * zt).clamp(0.15, 1.0)
         img = torch.stack([val[:, side == s].amax(1) for s in range(3)], 1)

@@ -14,6 +14,23 @@ from cvtutor.data.bodies.world import person_boxes, to_crop
 from cvtutor.nn.heatmaps import gaussian_heatmaps
 
 
+def bone_segments(uv: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For skeletons ``uv (..., 23, 2)`` (pixels) and every pixel centre of a ``size``² image: the
+    squared distance ``d²`` to each bone's segment and the position ``t`` in [0, 1] of the nearest
+    point along it, both ``(..., 22, size²)`` (pixels in row-major order). Shared by the stick
+    renderers of E32 (:func:`draw_sticks`) and E42 (``part_aware_3d_pose_nas.render_sticks``)."""
+    g = torch.arange(size, dtype=uv.dtype, device=uv.device) + 0.5
+    pix = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)  # (S², 2) as (u, v)
+    pa = torch.tensor([a for a, _ in BONES], device=uv.device)
+    pb = torch.tensor([b for _, b in BONES], device=uv.device)
+    a, b = uv[..., pa, None, :], uv[..., pb, None, :]  # (..., 22, 1, 2)
+    ab = b - a
+    ap = pix - a
+    t = ((ap * ab).sum(-1) / ab.square().sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    d2 = (ap - t[..., None] * ab).square().sum(-1)  # (..., 22, S²)
+    return d2, t
+
+
 def draw_sticks(uv: torch.Tensor, size: int, width: float = 0.7, chunk: int = 128
                 ) -> torch.Tensor:
     """Images ``(B, size, size)`` in [0, 1] of ``Q`` skeletons per image, ``uv (B, Q, 23, 2)``
@@ -21,17 +38,9 @@ def draw_sticks(uv: torch.Tensor, size: int, width: float = 0.7, chunk: int = 12
     centre, the brightest segment winning; batched over ``chunk`` images at a time."""
     if uv.ndim != 4 or uv.shape[-2:] != (N_JOINTS, 2):
         raise ValueError(f"uv must be (B, Q, {N_JOINTS}, 2), got {tuple(uv.shape)}")
-    g = torch.arange(size, dtype=uv.dtype, device=uv.device) + 0.5
-    pix = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)  # (S², 2) as (u, v)
-    pa = torch.tensor([a for a, _ in BONES], device=uv.device)
-    pb = torch.tensor([b for _, b in BONES], device=uv.device)
     out = []
     for part in uv.split(chunk):
-        a, b = part[:, :, pa, None], part[:, :, pb, None]  # (c, Q, 22, 1, 2)
-        ab = b - a
-        ap = pix - a
-        t = ((ap * ab).sum(-1) / ab.square().sum(-1).clamp_min(1e-9)).clamp(0, 1)
-        d2 = (ap - t[..., None] * ab).square().sum(-1)  # (c, Q, 22, S²)
+        d2, _ = bone_segments(part, size)  # (c, Q, 22, S²)
         out.append(torch.exp(-d2.amin((1, 2)) / (2 * width ** 2)))
     return torch.cat(out).reshape(-1, size, size)
 
