@@ -209,6 +209,17 @@ class Markdown(str):
         return str(self)
 
 
+def mean_std(values: Iterable[float], fmt: str = ".1f", std_fmt: str | None = None) -> str:
+    """``"m ± s"`` of ``values`` (sample std, ddof = 1) for a table cell or a sentence, or just
+    ``"m"`` for a single value (one seed has no spread)."""
+    v = np.asarray(list(values), float)
+    if v.size == 0:
+        raise ValueError("mean_std needs at least one value")
+    if v.size == 1:
+        return f"{v.mean():{fmt}}"
+    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{std_fmt or fmt}}"
+
+
 def say(condition: bool | None, if_true: str, if_false: str, if_unknown: str | None = None,
         **values: Any) -> Markdown:
     """The one way a notebook states this run's outcome: a sentence chosen by a computed condition.

@@ -371,3 +371,11 @@ def test_findings_summary_of_concatenated_tables_shows_no_nan_detail():
     b = report.claims_table({"y": ("paper claim", False, "+1.0")})
     text = report.findings_summary(pd.concat([a, b]))
     assert "nan" not in text and "(+1.0)" in text
+
+
+def test_mean_std_formats_one_or_many_values():
+    assert report.mean_std([1.0, 2.0, 3.0]) == "2.0 ± 1.0"  # sample std (ddof = 1)
+    assert report.mean_std([2.5]) == "2.5"
+    assert report.mean_std([1, 2], ".3g", ".2g") == "1.5 ± 0.71"
+    with pytest.raises(ValueError, match="at least one"):
+        report.mean_std([])

@@ -831,11 +831,6 @@ def run_model(config: Config, data: dict, name: str, seed: int, **kw) -> tuple[d
     return evaluate(det, data["B_test"]), net, hist
 
 
-def _mean_std(v: Sequence[float]) -> str:
-    v = np.asarray(v, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 def run(config: Config) -> dict:
     """Table 2 / 4 in miniature per seed (the models of ``config.models``), Fig. 4's per-layer
     accuracy, Table 1's transfer variants and Fig. 6's annotation fractions (where configured), the
@@ -880,7 +875,7 @@ def run(config: Config) -> dict:
     order = [m for m in ("AherNet⁰", "AherNet⁻", "AherNet", "AherNet*") if m in mean.index]
 
     def ms(name):
-        return _mean_std(per_seed[name])
+        return report.mean_std(per_seed[name])
 
     for lo, hi in itertools.pairwise(order):
         claims[f"{lo} < {hi} in average mAP (Tables 2 and 4)"] = (

@@ -951,11 +951,6 @@ def example_images(model: CornerProposalNet, ev: Mapping[str, Any], config: Conf
             "cpn": first(ev["dets"]["both"])}
 
 
-def _ms(values: Sequence[float]) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 def run(config: Config, progress: bool = True) -> dict:
     """Train CPN per seed, evaluate every variant, build Tables 1, 2, 4, 5, 6 and the findings."""
     device = get_device(config.device)
@@ -1002,22 +997,22 @@ def run(config: Config, progress: bool = True) -> dict:
             "paper claim", bool(corner_hi > anchor_hi), f"AR {corner_hi:.1f} vs {anchor_hi:.1f}"),
         "CPN with both classifiers beats neither (Table 4)": (
             "paper claim", bool(ap["both"].mean() > ap["neither"].mean()),
-            f"AP {_ms(ap['both'])} vs {_ms(ap['neither'])}"),
+            f"AP {report.mean_std(ap['both'])} vs {report.mean_std(ap['neither'])}"),
         "the B-classifier alone beats neither (Table 4)": (
             "paper claim", bool(ap["B only"].mean() > ap["neither"].mean()),
-            f"AP {_ms(ap['B only'])} vs {_ms(ap['neither'])}"),
+            f"AP {report.mean_std(ap['B only'])} vs {report.mean_std(ap['neither'])}"),
         "the M-classifier alone beats neither (Table 4)": (
             "paper claim", bool(ap["M only"].mean() > ap["neither"].mean()),
-            f"AP {_ms(ap['M only'])} vs {_ms(ap['neither'])}"),
+            f"AP {report.mean_std(ap['M only'])} vs {report.mean_std(ap['neither'])}"),
         "both classifiers beat either alone (Table 4, complementary)": (
             "paper claim", bool(ap["both"].mean() > max(ap["B only"].mean(), ap["M only"].mean())),
-            f"AP {_ms(ap['both'])} vs {_ms(ap['B only'])} / {_ms(ap['M only'])}"),
+            f"AP {report.mean_std(ap['both'])} vs {report.mean_std(ap['B only'])} / {report.mean_std(ap['M only'])}"),
         "the B-classifier is a better objectness test than embedding grouping (Table 6)": (
             "paper claim", bool(ap["B only"].mean() > ap["embedding"].mean()),
-            f"AP {_ms(ap['B only'])} vs {_ms(ap['embedding'])}"),
+            f"AP {report.mean_std(ap['B only'])} vs {report.mean_std(ap['embedding'])}"),
         "CPN has a lower AF than CornerNet grouping (Table 5)": (
             "paper claim", bool(af["both"].mean() < af["embedding"].mean()),
-            f"AF {_ms(af['both'])} vs {_ms(af['embedding'])}"),
+            f"AF {report.mean_std(af['both'])} vs {report.mean_std(af['embedding'])}"),
         "removing non-objects, then relabelling, raises CornerNet's AP (Table 2)": (
             "paper claim", bool(table2.loc["correct", "AP"] >= table2.loc["refined", "AP"] > table2.loc["original", "AP"]),
             " → ".join(f"{v:.1f}" for v in table2["AP"])),

@@ -684,10 +684,6 @@ def augmentation_proxy(config: Config, g: ForkGenerators, data: dict, test: dict
 # ---------------------------------------------------------------------------------------------
 # the whole miniature
 # ---------------------------------------------------------------------------------------------
-def _mean_std(s: pd.Series) -> str:
-    return f"{s.mean():.3g} ± {s.std():.2g}" if len(s) > 1 else f"{s.mean():.3g}"
-
-
 def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
     """Tables 1-3 (and, with ``config.augment``, the Table 4 proxy) in miniature, per seed and
     as mean ± std; returns DataFrames and ``findings`` (with ``samples``, the first seed's outputs
@@ -784,7 +780,7 @@ def run(config: Config, progress: bool = False, samples: bool = False) -> dict:
         aug = {"Day(Real)": day_miou, "+ForkGAN": float(aug_df["+ForkGAN"].mean())}
         findings["Table 4 proxy: training on day->night translations beats training on day"] = (
             "paper claim", bool((aug_df["+ForkGAN"] > day_miou).all()),
-            f"{aug['+ForkGAN']:.1f} ({_mean_std(aug_df['+ForkGAN'])}) vs {day_miou:.1f}")
+            f"{aug['+ForkGAN']:.1f} ({report.mean_std(aug_df['+ForkGAN'], '.3g', '.2g')}) vs {day_miou:.1f}")
     result = {"table": table.reset_index(names="method"), "std": std.reset_index(),
               "per_seed": per_seed, "probe": probe.reset_index(),
               "history": pd.concat(hists, ignore_index=True), "seg_history": seg_hist,

@@ -640,11 +640,6 @@ def example(model: GraphMemoryVOS, d: dict[str, torch.Tensor], config: Config, v
 # ---------------------------------------------------------------------------------------------
 # the whole miniature
 # ---------------------------------------------------------------------------------------------
-def _mean_std(values: Sequence[float]) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 def paired_gap(objects: pd.DataFrame, a: str, b: str, score: str) -> tuple[float, float, int]:
     """Model ``a`` minus model ``b`` on the same validation objects (same seed, video, object):
     the mean gap of ``score`` in points and its standard error, and the number of pairs."""
@@ -714,15 +709,15 @@ def run(config: Config) -> dict:
     findings = {
         "the graph memory beats the no-memory ablation in J by > 2 SE (Table 5: +6.5)": (
             "paper claim", bool(gap_J > 2 * se_J),
-            (f"{_mean_std(col('full'))} vs {_mean_std(col('w/o graph memory'))}; paired gap "
+            (f"{report.mean_std(col('full'))} vs {report.mean_std(col('w/o graph memory'))}; paired gap "
              f"{gap_J:+.1f} ± {se_J:.1f} over {n_obj} objects")),
         "the graph memory beats the no-memory ablation in F by > 2 SE (Table 5: +7.5)": (
             "paper claim", bool(gap_F > 2 * se_F),
-            (f"{_mean_std(col('full', 'F mean'))} vs "
-             f"{_mean_std(col('w/o graph memory', 'F mean'))}; paired gap {gap_F:+.1f} ± {se_F:.1f}")),
+            (f"{report.mean_std(col('full', 'F mean'))} vs "
+             f"{report.mean_std(col('w/o graph memory', 'F mean'))}; paired gap {gap_F:+.1f} ± {se_F:.1f}")),
         "the trained model beats copying the first mask (J)": (
             "sanity check", bool(col("full").mean() > col("first-frame copy").mean()),
-            f"{_mean_std(col('full'))} vs {_mean_std(col('first-frame copy'))}"),
+            f"{report.mean_std(col('full'))} vs {report.mean_std(col('first-frame copy'))}"),
         f"more episodes help: K = {ks[0]} < K = {ks[-1]} at inference (Table 5; a proxy, the "
         f"model trained at K = {config.K})": (
             "paper claim", bool(kj[ks[0]] < kj[ks[-1]]),
@@ -740,24 +735,24 @@ def run(config: Config) -> dict:
             if n < config.N:
                 findings[f"N = {n} nodes is worse than N = {config.N} (Table 5)"] = (
                     "paper claim", bool(col(f"N={n}").mean() < col("full").mean()),
-                    f"{_mean_std(col(f'N={n}'))} vs {_mean_std(col('full'))}")
+                    f"{report.mean_std(col(f'N={n}'))} vs {report.mean_std(col('full'))}")
             else:
                 findings[f"N = {n} nodes adds little over N = {config.N} (< 1 J, Table 5)"] = (
                     "paper claim", bool(col(f"N={n}").mean() - col("full").mean() < 1.0),
-                    f"{_mean_std(col(f'N={n}'))} vs {_mean_std(col('full'))}")
+                    f"{report.mean_std(col(f'N={n}'))} vs {report.mean_std(col('full'))}")
     for k in config.ablate_K:
         findings[f"retrained K = {k} is worse than K = {config.K} (Table 5)"] = (
             "paper claim", bool(col(f"K={k} (retrained)").mean() < col("full").mean()),
-            f"{_mean_std(col(f'K={k} (retrained)'))} vs {_mean_std(col('full'))}")
+            f"{report.mean_std(col(f'K={k} (retrained)'))} vs {report.mean_std(col('full'))}")
     if config.ablate_shuffle:
         findings["label shuffling helps (Table 5: 80.0 vs 78.5 J)"] = (
             "paper claim", bool(col("full").mean() > col("w/o label shuffling").mean()),
-            f"{_mean_std(col('full'))} vs {_mean_std(col('w/o label shuffling'))}")
+            f"{report.mean_std(col('full'))} vs {report.mean_std(col('w/o label shuffling'))}")
     if config.stm_baseline:
         findings["the fixed-size graph memory is within 2 J of the growing STM-like read "
                  "(Table 1: 80.2 vs 79.2)"] = (
             "paper claim", bool(col("full").mean() > col("STM-like").mean() - 2.0),
-            f"{_mean_std(col('full'))} vs {_mean_std(col('STM-like'))}")
+            f"{report.mean_std(col('full'))} vs {report.mean_std(col('STM-like'))}")
     mean = table.groupby("model", sort=False)[["J&F", *SCORES]].mean()
     compare_memory = report.compare(
         PAPER["table5_memory"],

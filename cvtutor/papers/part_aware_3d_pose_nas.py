@@ -745,11 +745,6 @@ def genotype_table(genotypes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ms(v: Sequence[float]) -> str:
-    v = np.asarray(v, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 # ---------------------------------------------------------------------------------------------
 # the whole miniature
 # ---------------------------------------------------------------------------------------------
@@ -854,22 +849,22 @@ def run(config: Config, progress: bool = False) -> dict:
     }
     claims["the trained net beats predicting the mean pose"] = (
         "sanity check", bool(mean("1", f"N_i={main_ni}") < np.mean(mean_rows)),
-        f"{_ms(vals('1', f'N_i={main_ni}'))} vs {np.mean(mean_rows):.1f} mm")
+        f"{report.mean_std(vals('1', f'N_i={main_ni}'))} vs {np.mean(mean_rows):.1f} mm")
     if len(ni_means) > 1:
         claims["N_i = 2 gives the lowest MPJPE (Table 1)"] = (
             "paper claim", bool(best_ni == "N_i=2"),
-            ", ".join(f"{m}: {_ms(vals('1', m))}" for m in ni_means))
+            ", ".join(f"{m}: {report.mean_std(vals('1', m))}" for m in ni_means))
     if shuf:
         claims["a shuffled heat-map order costs MPJPE (Table 2)"] = (
             "paper claim", bool(shuf_mean > mean("2", "original")),
-            f"original {_ms(vals('2', 'original'))} vs shuffled {shuf_mean:.1f} mm")
+            f"original {report.mean_std(vals('2', 'original'))} vs shuffled {shuf_mean:.1f} mm")
     if config.baselines:
         claims["the whole search (WS) beats the backbone search with a deconv head (BS) "
                "(Table 3)"] = ("paper claim", bool(mean("3", "WS") < mean("3", "BS")),
-                               f"{_ms(vals('3', 'WS'))} vs {_ms(vals('3', 'BS'))} mm")
+                               f"{report.mean_std(vals('3', 'WS'))} vs {report.mean_std(vals('3', 'BS'))} mm")
         claims["WS beats the fixed ResNet-like net (Table 3)"] = (
             "paper claim", bool(mean("3", "WS") < mean("3", "ResNet")),
-            f"{_ms(vals('3', 'WS'))} vs {_ms(vals('3', 'ResNet'))} mm")
+            f"{report.mean_std(vals('3', 'WS'))} vs {report.mean_std(vals('3', 'ResNet'))} mm")
         claims["WS has fewer parameters than the ResNet-like net (Table 3)"] = (
             "paper claim", bool(mean("3", "WS", "params_k") < mean("3", "ResNet", "params_k")),
             f"{mean('3', 'WS', 'params_k'):.1f}k vs {mean('3', 'ResNet', 'params_k'):.1f}k")

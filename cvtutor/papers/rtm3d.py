@@ -1042,11 +1042,6 @@ def example_panels(model: RTM3DNet, data: dict, ev: dict, n: int = 4) -> dict[st
 # ---------------------------------------------------------------------------------------------
 # run
 # ---------------------------------------------------------------------------------------------
-def _ms(v) -> str:
-    v = np.asarray(v, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 def run(config: Config) -> dict:
     """Part A (noise study, Table 5 analogue), part B (train per seed and KFPN setting, evaluate), findings."""
     device = get_device(config.device)
@@ -1108,10 +1103,10 @@ def run(config: Config) -> dict:
             "sanity check", bool(pck["pck"].mean() > 0.3), (f"PCK {pck['pck'].mean():.3f}, median error "
             f"{pck['kp_median_px'].mean():.1f} px")),
         "the geometric solver beats direct regression in moderate AP_BEV@0.5 (Sect. 3.2)": (
-            "paper claim", bool(lm_bev.mean() > dr_bev.mean()), f"{_ms(lm_bev)} vs {_ms(dr_bev)}"),
+            "paper claim", bool(lm_bev.mean() > dr_bev.mean()), f"{report.mean_std(lm_bev)} vs {report.mean_std(dr_bev)}"),
         "KFPN raises moderate AP_3D@0.5 (Table 6)": (
             "paper claim", bool(kf_on.mean() > kf_off.mean()) if len(kf_off) and len(kf_on) else None,
-            f"{_ms(kf_on)} vs {_ms(kf_off)} over {len(config.seeds)} seeds" if len(kf_off) and len(kf_on)
+            f"{report.mean_std(kf_on)} vs {report.mean_std(kf_off)} over {len(config.seeds)} seeds" if len(kf_off) and len(kf_on)
             else "KFPN on/off runs in the full profile only"),
     })
     compare_t5 = report.compare(PAPER["table5"], {k: float(ab.loc[k, "ap3d_50"]) for k in PAPER["table5"].values},
