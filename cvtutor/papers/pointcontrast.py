@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from cvtutor import report
+from cvtutor.data.geometry.rotations import so3_exp
 from cvtutor.data.shapes3d import make_rooms
 from cvtutor.data.shapes3d import transforms as T
 from cvtutor.data.shapes3d.shapes import (
@@ -244,11 +245,7 @@ def random_rigid(n: int, generator: torch.Generator, rotation: str = "up",
         R = axis_rotation(ang, "z")
     elif rotation == "axis":
         axis = F.normalize(torch.randn(n, 3, generator=generator), dim=1)
-        K = torch.zeros(n, 3, 3)
-        K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-        K = K - K.transpose(1, 2)
-        s_, c_ = ang.sin()[:, None, None], ang.cos()[:, None, None]
-        R = torch.eye(3) + s_ * K + (1 - c_) * K @ K  # Rodrigues
+        R = so3_exp(axis * ang[:, None])  # Rodrigues, angle-axis -> rotation
     else:
         raise ValueError(f"rotation must be 'up' or 'axis', got {rotation!r}")
     s = lo + (hi - lo) * torch.rand(n, generator=generator)
