@@ -58,3 +58,14 @@ def rate_table_main(bench: Callable[[str, str, int], list[dict]], description: s
     rows = [r for d in devices for p in ("fast", "full") for r in bench(d, p, size)]
     cols = ["device", "profile", "what", "items", "seconds", "items_per_s"]
     print(pd.DataFrame(rows)[cols].to_string(index=False))
+
+
+def print_phases(records: list[dict], batch_size: int | None = None, width: int = 24) -> float:
+    """Print each :func:`cvtutor.train.measure_phases` record (ms/step, and samples/s with
+    ``batch_size``) and return the extrapolated fit time ``Σ planned_steps · s_per_step`` (s)."""
+    total = 0.0
+    for r in records:
+        total += r["planned_steps"] * r["s_per_step"]
+        rate = f" {batch_size / r['s_per_step']:8.0f} samples/s" if batch_size else ""
+        print(f"  {r['desc']:<{width}} {r['s_per_step'] * 1e3:8.1f} ms/step{rate}")
+    return total

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import timed
+from _timing import print_phases, timed
 
 from cvtutor.papers import coco_funit as C
 from cvtutor.train import measure_phases
@@ -33,10 +33,7 @@ def main() -> None:
                 C.train_judges(cfg, data)
                 for model in cfg.models:
                     C.train(cfg, data, model)
-            total = 0.0
-            for r in records:
-                total += r["planned_steps"] * r["s_per_step"]
-                print(f"  {r['desc']:<16} {r['s_per_step'] * 1e3:8.1f} ms/step")
+            total = print_phases(records, None, 16)
             print(f"  fit time of run(): {total * len(cfg.seeds):.0f} s for "
                   f"{len(cfg.seeds)} seed(s) (judges counted once per seed: an upper bound)")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import timed
+from _timing import print_phases, timed
 
 from cvtutor.papers import face_aging_daae as M
 from cvtutor.train import measure_phases
@@ -34,11 +34,7 @@ def main() -> None:
             with measure_phases(steps=args.steps, warmup=2) as records:
                 for variant in cfg.variants:
                     M.train_daae(cfg, data, teacher, variant)
-            total = 0.0
-            for r in records:
-                total += r["planned_steps"] * r["s_per_step"]
-                print(f"  {r['desc']:<16} {r['s_per_step'] * 1e3:8.1f} ms/step "
-                      f"{cfg.batch_size / r['s_per_step']:8.0f} samples/s")
+            total = print_phases(records, cfg.batch_size, 16)
             extra = 1 if cfg.heldout else 0
             per_variant = total / max(len(cfg.variants), 1)
             print(f"  DAAE fit time of run(): {total * len(cfg.seeds) + extra * per_variant:.0f} s"

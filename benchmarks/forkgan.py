@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import timed
+from _timing import print_phases, timed
 
 from cvtutor.papers import forkgan as FG
 from cvtutor.train import measure_phases
@@ -37,11 +37,7 @@ def main() -> None:
             with measure_phases(steps=args.steps, warmup=2) as records:
                 for variant in cfg.variants:
                     FG.train_forkgan(cfg, data, variant)
-            total = 0.0
-            for r in records:
-                total += r["planned_steps"] * r["s_per_step"]
-                print(f"  {r['desc']:<24} {r['s_per_step'] * 1e3:8.1f} ms/step "
-                      f"{cfg.batch_size / r['s_per_step']:8.0f} samples/s")
+            total = print_phases(records, cfg.batch_size, 24)
             print(f"  GAN fit time of run(): {total * len(cfg.seeds):.0f} s for "
                   f"{len(cfg.seeds)} seed(s)")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import timed
+from _timing import print_phases, timed
 
 from cvtutor.papers import tsit as T
 from cvtutor.train import measure_phases
@@ -39,11 +39,7 @@ def main() -> None:
                     sem = T.make_semantic_data(cfg, max(4 * cfg.batch_size, 64), 0)
                     for method in T.SEMANTIC_METHODS:
                         T.train_semantic(cfg, sem, percept, method)
-            total = 0.0
-            for r in records:
-                total += r["planned_steps"] * r["s_per_step"]
-                print(f"  {r['desc']:<22} {r['s_per_step'] * 1e3:8.1f} ms/step "
-                      f"{cfg.batch_size / r['s_per_step']:8.0f} samples/s")
+            total = print_phases(records, cfg.batch_size, 22)
             print(f"  GAN fit time of run(): {total * len(cfg.seeds):.0f} s for "
                   f"{len(cfg.seeds)} seed(s)")
 
